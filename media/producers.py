@@ -1,0 +1,234 @@
+"""Producers: the threads that read a source and feed its Stream.
+
+Demuxing, pacing and (rare) transcoding block, so each producer owns one thread;
+packets cross to the event loop with call_soon_threadsafe. A source that fails is
+reopened with exponential backoff and full jitter so that a camera farm coming back
+after a network cut does not reconnect in lockstep.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import itertools
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+import av
+
+from media import clock
+from media.h264 import AnnexB, H264Encoder
+from media.sources import Source, redact
+from media.stream import TIME_BASE, Stream
+
+log = logging.getLogger("gridwatch.media")
+
+Resolver = Callable[[Source], Awaitable[str]]
+
+
+class SourceEnded(Exception):
+    pass
+
+
+class ThreadProducer(abc.ABC):
+    """Runs `session()` in a thread until stopped, reconnecting after each failure."""
+
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        reconnect_min_s: float,
+        reconnect_max_s: float,
+        read_timeout_s: float,
+        resolve: Resolver | None = None,
+    ):
+        self.stream = stream
+        self.source = stream.source
+        self.loop = stream.loop
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.read_timeout_s = read_timeout_s
+        self.resolve = resolve
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"producer-{stream.id}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # thread side ------------------------------------------------------------
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                self.session()
+                error = "source ended"
+            except (av.FFmpegError, SourceEnded, OSError, ValueError, RuntimeError) as e:
+                error = redact(f"{type(e).__name__}: {e}")
+            if self._stop.is_set():
+                break
+            # A session that ran for a while was a success; start the backoff afresh.
+            attempt = 0 if time.monotonic() - started > 10 else attempt + 1
+            self._call(self.stream.source_failed, error, True)
+            cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(attempt, 16))
+            self._stop.wait(random.uniform(self.reconnect_min_s, max(cap, self.reconnect_min_s)))
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            self.loop.call_soon_threadsafe(self._on_loop, fn, args)
+        except RuntimeError:  # the loop is closed: the server is shutting down
+            self._stop.set()
+
+    def _on_loop(self, fn: Callable[..., object], args: tuple[object, ...]) -> None:
+        # A stopped producer's last packets must not reach a stream that moved on.
+        if not self._stop.is_set() and self.stream.producer is self:
+            fn(*args)
+
+    def emit(self, packet: av.Packet) -> None:
+        self._call(self._publish, packet)
+
+    def _publish(self, packet: av.Packet) -> None:
+        pts = self.stream.timeline.map(packet.pts, packet.time_base)
+        packet.pts = packet.dts = pts
+        packet.time_base = TIME_BASE
+        self.stream.publish(packet)
+
+    def online(self, codec: str, width: int | None, height: int | None) -> None:
+        self._call(self.stream.set_online, codec, width, height)
+
+    def pace(self, t0: float, seconds: float) -> None:
+        """Sleep until `seconds` of media time after wall time `t0` (file/synthetic sources)."""
+        delay = t0 + seconds - time.monotonic()
+        if delay > 0:
+            self._stop.wait(delay)
+
+    @abc.abstractmethod
+    def session(self) -> None:
+        """Open the source and emit its packets until it fails or the producer stops."""
+
+
+class DemuxProducer(ThreadProducer):
+    """RTSP, RTMP, ONVIF (resolved to RTSP) and file sources through PyAV's demuxers."""
+
+    def _url(self) -> str:
+        if self.resolve is None:
+            return self.source.url
+        future = asyncio.run_coroutine_threadsafe(self.resolve(self.source), self.loop)
+        return future.result(timeout=self.read_timeout_s * 3)
+
+    def session(self) -> None:
+        src = self.source
+        url = self._url()
+        options: dict[str, str] = {}
+        if url.startswith(("rtsp://", "rtsps://")):
+            options = {"rtsp_transport": src.params.get("transport", "tcp")}
+        with av.open(url, options=options, timeout=(self.read_timeout_s, self.read_timeout_s)) as c:
+            if not c.streams.video:
+                raise SourceEnded("source has no video stream")
+            vstream = c.streams.video[0]
+            codec = vstream.codec_context.name
+            convert: Callable[[av.Packet], list[av.Packet]]
+            if codec == "h264":
+                convert = AnnexB(vstream)
+            else:
+                convert = Transcoder(self.stream, vstream)
+            self.online(codec, vstream.codec_context.width, vstream.codec_context.height)
+            paced = src.kind == "file"
+            while not self._stop.is_set():
+                t0, first = time.monotonic(), None
+                for packet in c.demux(vstream):
+                    if self._stop.is_set():
+                        return
+                    if packet.size == 0:
+                        continue
+                    if paced and packet.pts is not None and packet.time_base is not None:
+                        t = float(packet.pts * packet.time_base)
+                        first = t if first is None else first
+                        self.pace(t0, t - first)
+                    for out in convert(packet):
+                        self.emit(out)
+                if not paced:
+                    return
+                c.seek(0)  # files loop, as demo cameras should
+
+
+class Transcoder:
+    """Decode and re-encode to H.264, once per stream, for codecs browsers cannot take."""
+
+    def __init__(self, stream: Stream, vstream: av.video.stream.VideoStream):
+        self.stream = stream
+        self.decoder = vstream.codec_context
+        rate = vstream.average_rate or vstream.guessed_rate or 25
+        self.fps = max(1, min(60, round(float(rate))))
+        self.encoder: H264Encoder | None = None
+
+    def __call__(self, packet: av.Packet) -> list[av.Packet]:
+        out: list[av.Packet] = []
+        for frame in self.decoder.decode(packet):
+            self.stream.state.decoded_frames += 1
+            if self.encoder is None:
+                w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
+                self.encoder = H264Encoder(w, h, self.fps)
+            out.extend(self.encoder.encode(frame))
+            self.stream.state.encoded_frames += 1
+        return out
+
+
+class SyntheticProducer(ThreadProducer):
+    """`lavfi:` test patterns and `clock:` wall-clock stamps, encoded live to H.264."""
+
+    def frames(self) -> Iterator[av.VideoFrame]:
+        src = self.source
+        if src.kind == "clock":
+            w, h = int(src.params["width"]), int(src.params["height"])
+            base = clock.background(w, h)
+            bar = max(8, w // 40)
+            n = 0
+            while True:
+                img = base.copy()
+                x = (n * 4) % (w - bar)
+                img[h // 2 : h, x : x + bar] = 255  # motion, so frames differ
+                clock.stamp(img[:h], time.time_ns() // 1_000_000)
+                yield av.VideoFrame.from_ndarray(img, format="yuv420p")
+                n += 1
+        else:
+            with av.open(src.url, format="lavfi") as c:
+                yield from c.decode(video=0)
+
+    def _fps(self) -> int:
+        if self.source.kind == "clock":
+            return int(self.source.params["fps"])
+        with av.open(self.source.url, format="lavfi") as c:
+            rate = c.streams.video[0].average_rate or c.streams.video[0].guessed_rate or 25
+            return max(1, min(60, round(float(rate))))
+
+    def session(self) -> None:
+        fps = self._fps()
+        encoder: H264Encoder | None = None
+        frames = self.frames()
+        t0 = time.monotonic()
+        for n in itertools.count():
+            # Pace before the frame is made: a clock: stamp then reads the send time.
+            self.pace(t0, n / fps)
+            if self._stop.is_set():
+                return
+            frame = next(frames, None)
+            if frame is None:
+                raise SourceEnded("lavfi graph ended")
+            if encoder is None:
+                encoder = H264Encoder(
+                    frame.width - frame.width % 2, frame.height - frame.height % 2, fps
+                )
+                self.online("h264", encoder.ctx.width, encoder.ctx.height)
+            for packet in encoder.encode(frame):
+                self.emit(packet)
+            self.stream.state.encoded_frames += 1

@@ -1,0 +1,160 @@
+"""WebRTC viewers: H.264 packets from a Stream forwarded to aiortc without decoding.
+
+aiortc's sender packetises an `av.Packet` it gets from a track instead of encoding a
+frame, so forwarding costs packetisation and SRTP only, never a codec.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+
+import aioice.ice
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.stream import Consumer, Stream, StreamClosed
+
+log = logging.getLogger("gridwatch.webrtc")
+
+
+class OfferError(ValueError):
+    """The SDP offer cannot be answered; the message says why, for the client."""
+
+
+def use_host_addresses(addresses: list[str]) -> None:
+    """Offer only these addresses as ICE host candidates ([] = every interface).
+
+    aioice skips loopback and offers every interface; multi-NIC and Docker hosts (and
+    tests, which must stay on 127.0.0.1) need to choose.
+    """
+    original = getattr(aioice.ice.get_host_addresses, "__wrapped__", aioice.ice.get_host_addresses)
+    if not addresses:
+        aioice.ice.get_host_addresses = original
+        return
+    chosen = list(addresses)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    get_host_addresses.__wrapped__ = original  # type: ignore[attr-defined]
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def rtc_configuration(ice_servers: Iterable[dict[str, object]]) -> RTCConfiguration:
+    # An explicit list, even empty: with None aiortc asks a public STUN server.
+    return RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers])
+
+
+class PacketTrack(MediaStreamTrack):
+    """A video track whose frames are the stream's encoded H.264 packets."""
+
+    kind = "video"
+
+    def __init__(self, consumer: Consumer):
+        super().__init__()
+        self.consumer = consumer
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.consumer.get()
+        except StreamClosed:
+            self.stop()
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        super().stop()
+        self.consumer.close()
+
+
+def _h264_only() -> list:
+    return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+
+
+class ViewerSession:
+    def __init__(self, session_id: str, stream: Stream, pc: RTCPeerConnection, track: PacketTrack):
+        self.id = session_id
+        self.stream = stream
+        self.pc = pc
+        self.track = track
+
+    async def close(self) -> None:
+        self.track.stop()
+        await self.pc.close()
+
+
+class Viewers:
+    """Every WebRTC viewer of this node, by session id (the WHEP resource)."""
+
+    def __init__(self, configuration: RTCConfiguration):
+        self.configuration = configuration
+        self.sessions: dict[str, ViewerSession] = {}
+
+    async def answer(self, stream: Stream, offer_sdp: str, who: str) -> ViewerSession:
+        if "m=video" not in offer_sdp:
+            raise OfferError("the offer has no video media section")
+        pc = RTCPeerConnection(self.configuration)
+        consumer: Consumer | None = None
+        try:
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            except Exception as e:  # aiortc raises assorted types for bad SDP
+                raise OfferError(f"malformed SDP offer: {e}") from None
+            video = [t for t in pc.getTransceivers() if t.kind == "video"]
+            if not video:
+                raise OfferError("the offer has no video media section")
+            consumer = stream.attach(f"whep:{who}")
+            track = PacketTrack(consumer)
+            transceiver = video[0]
+            transceiver.direction = "sendonly"
+            transceiver.sender.replaceTrack(track)
+            try:
+                transceiver.setCodecPreferences(_h264_only())
+            except Exception:
+                raise OfferError("the offer does not accept H.264") from None
+            for extra in video[1:]:
+                extra.direction = "inactive"
+            answer = await pc.createAnswer()
+            if "H264" not in answer.sdp:
+                raise OfferError("the offer does not accept H.264")
+            await pc.setLocalDescription(answer)
+        except BaseException:
+            if consumer is not None:
+                consumer.close()
+            await pc.close()
+            raise
+        session = ViewerSession(uuid.uuid4().hex, stream, pc, track)
+        self.sessions[session.id] = session
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.id)
+
+        log.info("viewer joined", extra={"stream": stream.id, "session": session.id, "user": who})
+        return session
+
+    async def close(self, session_id: str) -> bool:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return False
+        await session.close()
+        log.info("viewer left", extra={"stream": session.stream.id, "session": session_id})
+        return True
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
+
+    def count(self, stream_id: str) -> int:
+        return sum(1 for s in self.sessions.values() if s.stream.id == stream_id)

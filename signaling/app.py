@@ -1,0 +1,92 @@
+"""The application factory: one aiohttp app with media, signaling and the web pages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from media.hub import StreamHub
+from media.onvif import Onvif
+from media.webrtc import Viewers, rtc_configuration, use_host_addresses
+from signaling import api, keys, whep
+from signaling.auth import Tokens, auth_middleware, shared_secret
+from signaling.cameras import CameraStore
+from signaling.config import Config
+from signaling.http_errors import error_middleware
+from signaling.metrics import Metrics
+from signaling.redis_server import EmbeddedRedis
+
+log = logging.getLogger("gridwatch.server")
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[keys.CONFIG]
+    embedded = None
+    url = cfg.redis.url
+    if url is None:
+        embedded = EmbeddedRedis(cfg.server.data_dir)
+        url = await embedded.start()
+    client = aioredis.from_url(url, health_check_interval=10)
+    await client.ping()
+    app[keys.REDIS] = client
+    secret = await shared_secret(client, cfg.server.secret)
+    app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client)
+    yield
+    await client.aclose()
+    if embedded is not None:
+        embedded.stop()
+
+
+async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[keys.CONFIG]
+    use_host_addresses(cfg.webrtc.host_addresses)
+    onvif = Onvif(timeout_s=cfg.media.read_timeout_s)
+    app[keys.ONVIF] = onvif
+    hub = StreamHub(
+        idle_grace_s=cfg.media.idle_grace_s,
+        consumer_queue=cfg.media.viewer_queue,
+        reconnect_min_s=cfg.media.reconnect_min_s,
+        reconnect_max_s=cfg.media.reconnect_max_s,
+        read_timeout_s=cfg.media.read_timeout_s,
+        onvif_resolver=onvif.stream_uri,
+    )
+    app[keys.HUB] = hub
+    viewers = Viewers(
+        rtc_configuration(s.model_dump(exclude_none=True) for s in cfg.webrtc.ice_servers)
+    )
+    app[keys.VIEWERS] = viewers
+    app[keys.METRICS].watch_streams(hub, viewers)
+    store = CameraStore(app[keys.REDIS], hub)
+    app[keys.CAMERAS] = store
+    await store.load(cfg.cameras)
+    yield
+    await viewers.close_all()
+    hub.close()
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "index.html")
+
+
+STATIC = resources.files("web") / "static"
+
+
+def create_app(config: Config) -> web.Application:
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[metrics.middleware(), error_middleware, auth_middleware(keys.TOKENS)],
+    )
+    app[keys.CONFIG] = config
+    app[keys.METRICS] = metrics
+    app.cleanup_ctx.extend([redis_ctx, media_ctx])
+    app.router.add_get("/metrics", metrics.handler)
+    app.router.add_routes(api.routes)
+    app.router.add_routes(whep.routes)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", str(STATIC))
+    return app

@@ -1,0 +1,151 @@
+"""The `gridwatch` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from signaling.auth import hash_password
+from signaling.config import Camera, Config, ConfigError, User, load_config
+from signaling.logs import setup_logging
+
+log = logging.getLogger("gridwatch.server")
+
+DEMO_CAMERAS = [
+    ("crossroads", "lavfi:testsrc2=size=960x540:rate=25"),
+    ("market-street", "lavfi:smptehdbars=size=960x540:rate=25"),
+    ("school-gate", "lavfi:mandelbrot=size=640x360:rate=15"),
+    ("wall-clock", "clock:640x368@25"),
+]
+
+
+async def _serve(config: Config, banner: str | None = None) -> None:
+    from signaling.app import create_app  # imports aiortc/av: keep check-config fast
+
+    config.server.data_dir.mkdir(parents=True, exist_ok=True)
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    await site.start()
+    host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    log.info("listening", extra={"url": f"http://{host}:{config.server.port}/"})
+    if banner:
+        print(banner, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        for line in e.errors:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    if not config.users:
+        log.warning("no users in the config: nobody can log in (see gridwatch hash-password)")
+    asyncio.run(_serve(config))
+    return 0
+
+
+def demo_config(port: int, data_dir: Path, password: str) -> Config:
+    return Config.model_validate(
+        {
+            "server": {"host": "127.0.0.1", "port": port, "data_dir": data_dir},
+            "webrtc": {"ice_servers": [], "host_addresses": ["127.0.0.1"]},
+            "media": {"idle_grace_s": 5},
+            "users": [User(username="admin", password_hash=hash_password(password), role="admin")],
+            "cameras": [
+                Camera(id=cid, name=cid.replace("-", " ").title(), source=src)
+                for cid, src in DEMO_CAMERAS
+            ],
+        }
+    )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    password = secrets.token_urlsafe(9)
+    config = demo_config(args.port, args.data_dir, password)
+    banner = (
+        f"\n  Gridwatch demo: http://127.0.0.1:{args.port}/\n"
+        f"  log in as  admin / {password}\n"
+        f"  ({len(DEMO_CAMERAS)} demo cameras; Ctrl-C stops)\n"
+    )
+    asyncio.run(_serve(config, banner))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.file)
+    except ConfigError as e:
+        for line in e.errors:
+            print(line)
+        print(f"{args.file}: {len(e.errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK ({len(config.cameras)} cameras, {len(config.users)} users)")
+    return 0
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("no password given on standard input", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def cmd_discover(args: argparse.Namespace) -> int:
+    from media.discover import discover
+
+    found = asyncio.run(discover(timeout=args.timeout, interface=args.interface))
+    for device in found:
+        print(f"{device.address}\t{' '.join(device.xaddrs)}\t{' '.join(device.scopes)}")
+    print(f"{len(found)} device(s) found", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gridwatch", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("demo", help="the whole system with demo sources on embedded defaults")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--data-dir", type=Path, default=Path("var/demo"))
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("check-config", help="validate a config file and print its errors")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("hash-password", help="read a password on stdin, print its hash")
+    p.set_defaults(func=cmd_hash_password)
+    p = sub.add_parser("discover", help="find ONVIF devices with WS-Discovery")
+    p.add_argument("--timeout", type=float, default=3.0)
+    p.add_argument("--interface", default=None, help="IPv4 address of the interface to probe from")
+    p.set_defaults(func=cmd_discover)
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

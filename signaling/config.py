@@ -1,0 +1,212 @@
+"""The YAML config, validated with pydantic so that every error names its field."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from media.sources import SourceError, parse_source
+
+Role = Literal["admin", "dispatcher", "officer", "viewer", "device"]
+CAMERA_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Strict(BaseModel):
+    # Unknown keys are errors: a misspelt option must not be silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(Strict):
+    host: str = "0.0.0.0"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    data_dir: Path = Path("./var")
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    token_ttl_s: Annotated[int, Field(ge=60)] = 12 * 3600
+    secret: str | None = None
+
+
+class RedisConfig(Strict):
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^(redis|rediss|unix)://", v):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+
+class IceServer(Strict):
+    urls: list[str] | str
+    username: str | None = None
+    credential: str | None = None
+
+
+class WebRTCConfig(Strict):
+    ice_servers: list[IceServer] = []
+    host_addresses: list[str] = []
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for a in v:
+            ipaddress.ip_address(a)
+        return v
+
+
+class MediaConfig(Strict):
+    idle_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
+
+
+class User(Strict):
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password_hash: Annotated[str, Field(min_length=1)]
+    role: Role
+
+
+class Position(Strict):
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+
+
+class RecordConfig(Strict):
+    mode: Literal["continuous", "events", "off"] = "off"
+    retain_days: Annotated[float, Field(gt=0)] = 7
+
+
+class DetectConfig(Strict):
+    fps: Annotated[float, Field(gt=0, le=30)] = 2
+    enabled: bool = True
+
+
+class Zone(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["no_parking", "no_stall"]
+    polygon: Annotated[list[tuple[float, float]], Field(min_length=3)]
+    dwell_s: Annotated[float, Field(gt=0)] = 120
+    hours: str | None = None
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", v):
+            raise ValueError("must be HH:MM-HH:MM")
+        return v
+
+
+class Camera(Strict):
+    id: Annotated[str, Field(pattern=CAMERA_ID)]
+    name: str | None = None
+    source: str
+    detect_source: str | None = None
+    position: Position | None = None
+    record: RecordConfig = RecordConfig()
+    detect: DetectConfig = DetectConfig()
+    zones: list[Zone] = []
+
+    @field_validator("source", "detect_source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_source(v)
+            except SourceError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+class Officer(Strict):
+    id: Annotated[str, Field(pattern=CAMERA_ID)]
+    name: str | None = None
+    grid: str | None = None
+
+
+class GridWarn(Strict):
+    window_s: Annotated[int, Field(gt=0)] = 3600
+    threshold: Annotated[int, Field(gt=0)] = 10
+
+
+class GridsConfig(Strict):
+    geojson: Path | None = None
+    warn: GridWarn = GridWarn()
+
+
+class DispatchConfig(Strict):
+    accept_s: Annotated[float, Field(gt=0)] = 120
+    arrive_s: Annotated[float, Field(gt=0)] = 300
+    resolve_s: Annotated[float, Field(gt=0)] = 3600
+    arrive_radius_m: Annotated[float, Field(gt=0)] = 50
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    redis: RedisConfig = RedisConfig()
+    webrtc: WebRTCConfig = WebRTCConfig()
+    media: MediaConfig = MediaConfig()
+    users: list[User] = []
+    cameras: list[Camera] = []
+    officers: list[Officer] = []
+    grids: GridsConfig = GridsConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        for what, ids in (
+            ("cameras", [c.id for c in self.cameras]),
+            ("users", [u.username for u in self.users]),
+            ("officers", [o.id for o in self.officers]),
+        ):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"{what}: duplicate ids {dupes}")
+        return self
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `errors` is one line per problem, each naming its field."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+def format_errors(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        out.append(f"{loc}: {e['msg']}")
+    return out
+
+
+def parse_config(data: object) -> Config:
+    if data is None:
+        data = {}
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e)) from None
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    return parse_config(data)

@@ -1,0 +1,23 @@
+"""The application's shared state, one typed key each (aiohttp's AppKey pattern)."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from media.hub import StreamHub
+from media.onvif import Onvif
+from media.webrtc import Viewers
+from signaling.auth import Tokens
+from signaling.cameras import CameraStore
+from signaling.config import Config
+from signaling.metrics import Metrics
+
+CONFIG = web.AppKey("config", Config)
+REDIS = web.AppKey("redis", aioredis.Redis)
+HUB = web.AppKey("hub", StreamHub)
+CAMERAS = web.AppKey("cameras", CameraStore)
+VIEWERS = web.AppKey("viewers", Viewers)
+TOKENS = web.AppKey("tokens", Tokens)
+METRICS = web.AppKey("metrics", Metrics)
+ONVIF = web.AppKey("onvif", Onvif)

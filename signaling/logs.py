@@ -1,0 +1,56 @@
+"""Structured log lines (one JSON object per line) with secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from media.sources import redact
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_secrets: set[str] = set()
+
+
+def add_secret(value: str | None) -> None:
+    """Register a literal secret (a camera password) that must never be logged."""
+    if value and len(value) >= 3:
+        _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    text = redact(text)
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return scrub(json.dumps(line, default=str, ensure_ascii=False))
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Library chatter at INFO (every aiohttp request, every ICE check) drowns the
+    # lines an operator needs; our own access log line is enough.
+    for noisy in ("aiohttp.access", "aioice", "aiortc", "libav"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

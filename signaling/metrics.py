@@ -1,0 +1,108 @@
+"""/metrics: every stream's state and the HTTP traffic, in Prometheus text format."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from media.hub import StreamHub
+from media.webrtc import Viewers
+
+_GAUGES = {
+    "online": "1 when the stream's source is delivering",
+    "fps": "frames per second from the source",
+    "bitrate": "bits per second from the source",
+    "consumers": "consumers attached (viewers, recorder, sampler, snapshot)",
+}
+_COUNTERS = {
+    "reconnects": "times the source was reconnected after a failure",
+    "packets": "packets received from the source",
+    "bytes": "bytes received from the source",
+    "keyframes": "key frames received from the source",
+    "bytes_out": "bytes handed to consumers",
+    "dropped": "packets a lagging consumer did not get",
+    "decoded_frames": "frames this server decoded to transcode",
+    "encoded_frames": "frames this server encoded (transcode or synthetic source)",
+    "snapshot_decodes": "frames decoded to answer snapshot requests",
+}
+
+
+class StreamCollector(Collector):
+    def __init__(self, hub: StreamHub, viewers: Viewers):
+        self.hub = hub
+        self.viewers = viewers
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        streams = list(self.hub.streams.values())
+        for name, doc in _GAUGES.items():
+            g = GaugeMetricFamily(f"gridwatch_stream_{name}", doc, labels=["stream"])
+            for s in streams:
+                value = len(s.consumers) if name == "consumers" else float(getattr(s.state, name))
+                g.add_metric([s.id], value)
+            yield g
+        g = GaugeMetricFamily("gridwatch_stream_viewers", "WebRTC viewers", labels=["stream"])
+        for s in streams:
+            g.add_metric([s.id], self.viewers.count(s.id))
+        yield g
+        for name, doc in _COUNTERS.items():
+            c = CounterMetricFamily(f"gridwatch_stream_{name}", doc, labels=["stream"])
+            for s in streams:
+                c.add_metric([s.id], getattr(s.state, name))
+            yield c
+        yield GaugeMetricFamily("gridwatch_streams", "streams known to this node", len(streams))
+        yield GaugeMetricFamily(
+            "gridwatch_webrtc_sessions", "WebRTC sessions on this node", len(self.viewers.sessions)
+        )
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gridwatch_http_requests",
+            "HTTP requests by route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gridwatch_http_request_seconds",
+            "HTTP request handling time",
+            ["route"],
+            registry=self.registry,
+        )
+
+    def watch_streams(self, hub: StreamHub, viewers: Viewers) -> None:
+        self.registry.register(StreamCollector(hub, viewers))
+
+    def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        @web.middleware
+        async def count(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            info = request.match_info.route.resource
+            route = info.canonical if info is not None else "unmatched"
+            start = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as e:
+                status = e.status
+                raise
+            finally:
+                self.requests.labels(request.method, route, str(status)).inc()
+                self.latency.labels(route).observe(time.perf_counter() - start)
+
+        return count
+
+    async def handler(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+        )

@@ -1,0 +1,1 @@
+"""Gridwatch web."""

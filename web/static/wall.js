@@ -1,0 +1,126 @@
+"use strict";
+// The command wall: sign in, then one WHEP player per camera.
+
+const $ = (sel) => document.querySelector(sel);
+const players = new Map();
+
+async function api(path, options = {}) {
+  const r = await fetch(path, { credentials: "same-origin", ...options });
+  if (r.status === 401) { showLogin(); throw new Error("signed out"); }
+  return r;
+}
+
+function showLogin() {
+  for (const p of players.values()) p.close();
+  players.clear();
+  $("#wall").replaceChildren();
+  $("#wall").hidden = true;
+  $("#logout").hidden = true;
+  $("#login").hidden = false;
+}
+
+function waitGathering(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 2000);  // host candidates come at once; do not hang on a slow one
+  });
+}
+
+// One camera tile: a WHEP session that reconnects when it fails.
+class Player {
+  constructor(camera) {
+    this.id = camera.id;
+    this.tile = document.createElement("div");
+    this.tile.className = "tile";
+    this.tile.dataset.camera = camera.id;
+    this.video = document.createElement("video");
+    Object.assign(this.video, { muted: true, autoplay: true, playsInline: true });
+    const label = document.createElement("div");
+    label.className = "label";
+    label.innerHTML = '<span class="name"></span><span class="state"></span>';
+    label.querySelector(".name").textContent = camera.name || camera.id;
+    this.tile.append(this.video, label);
+    this.video.addEventListener("playing", () => this.setState("playing"));
+    this.closed = false;
+    this.connect();
+  }
+  setState(state) {
+    this.tile.dataset.state = state;
+    this.tile.querySelector(".state").textContent = state;
+  }
+  async connect() {
+    this.setState("connecting");
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.pc = pc;
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.ontrack = (e) => { this.video.srcObject = new MediaStream([e.track]); };
+    pc.onconnectionstatechange = () => {
+      if (["failed", "disconnected"].includes(pc.connectionState)) this.retry();
+    };
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitGathering(pc);
+      const r = await api(`/whep/${encodeURIComponent(this.id)}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/sdp" },
+        body: pc.localDescription.sdp,
+      });
+      if (r.status !== 201) throw new Error((await r.json()).message);
+      this.resource = r.headers.get("Location");
+      await pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+    } catch (err) {
+      this.setState("error");
+      this.retry();
+    }
+  }
+  retry() {
+    if (this.closed || this.retrying) return;
+    this.retrying = true;
+    this.hangup();
+    setTimeout(() => { this.retrying = false; if (!this.closed) this.connect(); }, 2000);
+  }
+  hangup() {
+    if (this.resource) fetch(this.resource, { method: "DELETE", credentials: "same-origin" });
+    this.resource = null;
+    if (this.pc) this.pc.close();
+  }
+  close() { this.closed = true; this.hangup(); }
+}
+
+async function showWall() {
+  const me = await (await api("/api/me")).json();
+  $("#who").textContent = `${me.username} (${me.role})`;
+  $("#login").hidden = true;
+  $("#logout").hidden = false;
+  $("#wall").hidden = false;
+  const { cameras } = await (await api("/api/cameras")).json();
+  for (const camera of cameras) {
+    if (players.has(camera.id)) continue;
+    const player = new Player(camera);
+    players.set(camera.id, player);
+    $("#wall").append(player.tile);
+  }
+}
+
+$("#login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = new FormData(e.target);
+  const r = await fetch("/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
+  });
+  if (!r.ok) { $("#login-error").textContent = (await r.json()).message; return; }
+  $("#login-error").textContent = "";
+  e.target.reset();
+  showWall();
+});
+
+$("#logout").addEventListener("click", async () => {
+  await api("/api/logout", { method: "POST" });
+  showLogin();
+});
+
+showWall().catch(() => showLogin());
