@@ -20,6 +20,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.stream import Consumer, Stream, StreamClosed
@@ -105,33 +106,22 @@ class Viewers:
         if "m=video" not in offer_sdp:
             raise OfferError("the offer has no video media section")
         pc = RTCPeerConnection(self.configuration)
-        consumer: Consumer | None = None
+        consumer = stream.attach(f"whep:{who}")
+        track = PacketTrack(consumer)
         try:
+            # The transceiver and its codec choice must exist before the offer is applied:
+            # aiortc fixes the payload types to send while it applies the remote description.
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(_h264_only())
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-            except Exception as e:  # aiortc raises assorted types for bad SDP
+            except OperationError as e:
+                raise OfferError(f"the offer does not accept H.264 video: {e}") from None
+            except Exception as e:  # aiortc raises assorted types for malformed SDP
                 raise OfferError(f"malformed SDP offer: {e}") from None
-            video = [t for t in pc.getTransceivers() if t.kind == "video"]
-            if not video:
-                raise OfferError("the offer has no video media section")
-            consumer = stream.attach(f"whep:{who}")
-            track = PacketTrack(consumer)
-            transceiver = video[0]
-            transceiver.direction = "sendonly"
-            transceiver.sender.replaceTrack(track)
-            try:
-                transceiver.setCodecPreferences(_h264_only())
-            except Exception:
-                raise OfferError("the offer does not accept H.264") from None
-            for extra in video[1:]:
-                extra.direction = "inactive"
-            answer = await pc.createAnswer()
-            if "H264" not in answer.sdp:
-                raise OfferError("the offer does not accept H.264")
-            await pc.setLocalDescription(answer)
+            await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
-            if consumer is not None:
-                consumer.close()
+            track.stop()
             await pc.close()
             raise
         session = ViewerSession(uuid.uuid4().hex, stream, pc, track)

@@ -454,12 +454,20 @@ def build_server(args, mounts):
     server.get_thread_pool().set_max_threads(args.threads)
     points = server.get_mount_points()
     clock = Gst.SystemClock.obtain()
+    # Without a pool with *unicast* (ttl 0) addresses, the per-client UDP
+    # RTP/RTCP sockets are bound to 0.0.0.0 and [::]; this pins them to
+    # 127.0.0.1 (IPv4 only).
+    pool = GstRtspServer.RTSPAddressPool()
+    lo, hi = args.udp_ports
+    if not pool.add_range(HOST, HOST, lo, hi, 0):
+        raise SpecError("bad --udp-ports range %d-%d" % (lo, hi))
     feeders = []
     for path, kind, payload in mounts:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_shared(True)
         factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
         factory.set_clock(clock)
+        factory.set_address_pool(pool)
         if kind == "file":
             feeder = FileFeeder(payload, path)
             if not feeder.start():
@@ -483,6 +491,13 @@ def build_server(args, mounts):
     return server, feeders
 
 
+def _port_range(text):
+    m = re.match(r"^(\d+)-(\d+)$", text)
+    if not m or not 0 < int(m.group(1)) < int(m.group(2)) < 65536:
+        raise argparse.ArgumentTypeError("want LO-HI, e.g. 20000-29999")
+    return int(m.group(1)), int(m.group(2))
+
+
 def main(argv=None):
     global VERBOSE
     ap = argparse.ArgumentParser(
@@ -496,6 +511,10 @@ def main(argv=None):
                     help="max RTSP client-handling threads (default 4)")
     ap.add_argument("--backlog", type=int, default=128,
                     help="listen() backlog (gst default 5 is too small for load tests)")
+    ap.add_argument("--udp-ports", type=_port_range, default=(20000, 29999),
+                    metavar="LO-HI",
+                    help="port range for server-side UDP RTP/RTCP sockets, bound to "
+                         "127.0.0.1 (default 20000-29999)")
     ap.add_argument("--die-with-parent", action="store_true",
                     help="get SIGTERM when the parent exits (Linux prctl)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log to stderr")

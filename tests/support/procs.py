@@ -1,0 +1,188 @@
+"""Real processes for tests and benchmarks: redis-server, the RTSP server, gridwatch serve.
+
+Every process is started here and stopped by its PID; all of them listen on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+GRIDWATCH = str(Path(sys.executable).parent / "gridwatch")
+RTSP_SCRIPT = str(ROOT / "tests" / "support" / "rtsp_server.py")
+
+# Known test users; the hashes are made once per session (argon2 is slow on purpose).
+PASSWORDS = {"admin": "admin-pw-1", "dispatcher": "disp-pw-2", "viewer": "view-pw-3", "officer": "off-pw-4"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class RedisServer:
+    def __init__(self, workdir: Path, port: int | None = None):
+        self.dir = workdir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+             "--appendonly", "yes", "--save", "", "--logfile", str(self.dir / "redis.log")],
+            stdin=subprocess.DEVNULL,
+        )
+        wait_port(self.port, 10)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class RtspServer:
+    """GStreamer's rtsp-server run by Debian's python3 (the bindings do not load in a venv)."""
+
+    def __init__(self, mounts: dict[str, str], port: int | None = None):
+        self.mounts = mounts
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def url(self, mount: str) -> str:
+        return f"rtsp://127.0.0.1:{self.port}{mount}"
+
+    def start(self, timeout: float = 20.0) -> RtspServer:
+        args = ["/usr/bin/python3", RTSP_SCRIPT, "--port", str(self.port)]
+        for mount, spec in self.mounts.items():
+            args += ["--mount", f"{mount}={spec}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        deadline = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), True)
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("READY"):
+                return self
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError(f"rtsp server exited with {self.proc.returncode}")
+        raise TimeoutError("rtsp server not ready")
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+def hashed_users(roles: dict[str, str] | None = None) -> list[dict]:
+    from signaling.auth import hash_password
+
+    roles = roles or {name: name for name in PASSWORDS}
+    return [
+        {"username": u, "password_hash": hash_password(PASSWORDS[u]), "role": r} for u, r in roles.items()
+    ]
+
+
+@dataclass
+class GridwatchServer:
+    """`gridwatch serve` as a real process with a config written for the test."""
+
+    workdir: Path
+    config: dict = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "gridwatch.log"
+
+    def start(self, timeout: float = 30.0) -> GridwatchServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg = dict(self.config)
+        cfg.setdefault("server", {})
+        cfg["server"] = {"host": "127.0.0.1", "port": self.port, "data_dir": str(self.workdir / "data"),
+                         **cfg["server"]}
+        cfg.setdefault("webrtc", {"ice_servers": [], "host_addresses": ["127.0.0.1"]})
+        path = self.workdir / "config.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [GRIDWATCH, "serve", "--config", str(path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gridwatch exited {self.proc.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError(f"gridwatch not healthy:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        stop(self.proc, timeout=20)
+
+    def logs(self) -> str:
+        return self.log_path.read_text()
+
+    def metrics(self) -> dict[str, float]:
+        with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def token(self, username: str) -> str:
+        body = json.dumps({"username": username, "password": PASSWORDS[username]}).encode()
+        req = urllib.request.Request(self.base + "/api/login", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)["token"]

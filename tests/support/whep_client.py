@@ -1,0 +1,92 @@
+"""A WHEP viewer built on aiortc, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from media.webrtc import rtc_configuration, use_host_addresses
+
+use_host_addresses(["127.0.0.1"])  # the network rule: viewers stay on loopback
+
+
+@dataclass
+class Viewer:
+    pc: RTCPeerConnection
+    location: str
+    posted_at: float
+    frames: list = field(default_factory=list)  # (arrival time, frame) when decoding
+    count: int = 0
+    first_frame_at: float | None = None
+    task: asyncio.Task | None = None
+    error: str | None = None
+
+    async def wait_frames(self, n: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.count < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.count >= n
+
+    async def close(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
+        if self.task:
+            self.task.cancel()
+        await self.pc.close()
+        await http.delete(base + self.location, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _consume(viewer: Viewer, track, keep: int, on_frame) -> None:
+    try:
+        while True:
+            frame = await track.recv()
+            now = time.monotonic()
+            viewer.count += 1
+            if viewer.first_frame_at is None:
+                viewer.first_frame_at = now
+            if on_frame:
+                on_frame(now, frame)
+            if keep:
+                viewer.frames.append((now, frame))
+                del viewer.frames[:-keep]
+    except MediaStreamError:
+        pass
+
+
+async def view(
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    token: str,
+    *,
+    keep: int = 4,
+    on_frame=None,
+) -> Viewer:
+    """POST a WHEP offer and start counting decoded frames; raises on a non-201 answer."""
+    pc = RTCPeerConnection(rtc_configuration([]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    posted = time.monotonic()
+    async with http.post(
+        f"{base}/whep/{stream}",
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    ) as r:
+        body = await r.text()
+        if r.status != 201:
+            await pc.close()
+            raise RuntimeError(f"WHEP {r.status}: {body}")
+        location = r.headers["Location"]
+    viewer = Viewer(pc, location, posted)
+    started = asyncio.Event()
+
+    @pc.on("track")
+    def _track(track) -> None:
+        viewer.task = asyncio.ensure_future(_consume(viewer, track, keep, on_frame))
+        started.set()
+
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return viewer
