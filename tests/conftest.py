@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.procs import GridwatchServer, RedisServer, RtspServer, hashed_users  # noqa: E402
+from support.procs import GridwatchServer, RedisServer, RtspServer, hashed_users
 
 if not shutil.which("redis-server"):
     raise RuntimeError("redis-server is not installed: run ./install.sh --test")

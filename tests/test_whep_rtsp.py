@@ -9,8 +9,10 @@ from support.whep_client import view
 
 
 def stream_metric(metrics: dict[str, float], name: str, stream: str) -> float:
-    return metrics.get(f'gridwatch_stream_{name}_total{{stream="{stream}"}}',
-                       metrics.get(f'gridwatch_stream_{name}{{stream="{stream}"}}', 0.0))
+    return metrics.get(
+        f'gridwatch_stream_{name}_total{{stream="{stream}"}}',
+        metrics.get(f'gridwatch_stream_{name}{{stream="{stream}"}}', 0.0),
+    )
 
 
 async def test_viewer_gets_frames_within_2s_and_server_never_decodes(

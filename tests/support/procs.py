@@ -23,7 +23,12 @@ GRIDWATCH = str(Path(sys.executable).parent / "gridwatch")
 RTSP_SCRIPT = str(ROOT / "tests" / "support" / "rtsp_server.py")
 
 # Known test users; the hashes are made once per session (argon2 is slow on purpose).
-PASSWORDS = {"admin": "admin-pw-1", "dispatcher": "disp-pw-2", "viewer": "view-pw-3", "officer": "off-pw-4"}
+PASSWORDS = {
+    "admin": "admin-pw-1",
+    "dispatcher": "disp-pw-2",
+    "viewer": "view-pw-3",
+    "officer": "off-pw-4",
+}
 
 
 def free_port() -> int:
@@ -66,8 +71,21 @@ class RedisServer:
     def start(self) -> RedisServer:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--save", "", "--logfile", str(self.dir / "redis.log")],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
             stdin=subprocess.DEVNULL,
         )
         wait_port(self.port, 10)
@@ -97,7 +115,9 @@ class RtspServer:
         args = ["/usr/bin/python3", RTSP_SCRIPT, "--port", str(self.port)]
         for mount, spec in self.mounts.items():
             args += ["--mount", f"{mount}={spec}"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+        )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
         os.set_blocking(self.proc.stdout.fileno(), True)
@@ -118,7 +138,8 @@ def hashed_users(roles: dict[str, str] | None = None) -> list[dict]:
 
     roles = roles or {name: name for name in PASSWORDS}
     return [
-        {"username": u, "password_hash": hash_password(PASSWORDS[u]), "role": r} for u, r in roles.items()
+        {"username": u, "password_hash": hash_password(PASSWORDS[u]), "role": r}
+        for u, r in roles.items()
     ]
 
 
@@ -143,20 +164,29 @@ class GridwatchServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         cfg = dict(self.config)
         cfg.setdefault("server", {})
-        cfg["server"] = {"host": "127.0.0.1", "port": self.port, "data_dir": str(self.workdir / "data"),
-                         **cfg["server"]}
+        cfg["server"] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "data_dir": str(self.workdir / "data"),
+            **cfg["server"],
+        }
         cfg.setdefault("webrtc", {"ice_servers": [], "host_addresses": ["127.0.0.1"]})
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump(cfg))
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [GRIDWATCH, "serve", "--config", str(path)], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            [GRIDWATCH, "serve", "--config", str(path)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gridwatch exited {self.proc.returncode}:\n{self.log_path.read_text()}")
+                raise RuntimeError(
+                    f"gridwatch exited {self.proc.returncode}:\n{self.log_path.read_text()}"
+                )
             try:
                 with urllib.request.urlopen(self.base + "/healthz", timeout=1) as r:
                     if r.status == 200:
@@ -183,6 +213,8 @@ class GridwatchServer:
 
     def token(self, username: str) -> str:
         body = json.dumps({"username": username, "password": PASSWORDS[username]}).encode()
-        req = urllib.request.Request(self.base + "/api/login", body, {"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.base + "/api/login", body, {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)["token"]

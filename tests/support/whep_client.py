@@ -26,11 +26,18 @@ class Viewer:
     task: asyncio.Task | None = None
     error: str | None = None
 
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+
     async def wait_frames(self, n: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while self.count < n and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return self.count >= n
+        """True once `n` frames have arrived in all; False if `timeout` passes first."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.count < n:
+                    self.progress.clear()
+                    await self.progress.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def close(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
         if self.task:
@@ -45,6 +52,7 @@ async def _consume(viewer: Viewer, track, keep: int, on_frame) -> None:
             frame = await track.recv()
             now = time.monotonic()
             viewer.count += 1
+            viewer.progress.set()
             if viewer.first_frame_at is None:
                 viewer.first_frame_at = now
             if on_frame:
