@@ -261,6 +261,7 @@ class FileFeeder:
         self.linked = False
         self.error = None
         self._restart_id = 0
+        self.duration = None
         self._build()
 
     # -- pipeline ----------------------------------------------------------
@@ -359,8 +360,16 @@ class FileFeeder:
         return True
 
     def _seek(self, flags):
+        # An explicit stop (= duration) makes each loop last exactly the file
+        # duration in running time; with stop=-1 the next loop's running time
+        # would start at the last frame's PTS, i.e. one frame too early, and
+        # the first frame of the new loop would repeat the last RTP timestamp.
+        if self.duration is None:
+            ok, dur = self.pipeline.query_duration(Gst.Format.TIME)
+            self.duration = dur if ok and dur > 0 else -1
+        stop_type = Gst.SeekType.SET if self.duration > 0 else Gst.SeekType.NONE
         ok = self.pipeline.seek(1.0, Gst.Format.TIME, flags,
-                                Gst.SeekType.SET, 0, Gst.SeekType.NONE, -1)
+                                Gst.SeekType.SET, 0, stop_type, self.duration)
         if not ok:
             log("%s: seek failed" % self.mount)
         return ok
