@@ -277,7 +277,7 @@ class FileFeeder:
         capsf = Gst.ElementFactory.make("capsfilter")
         capsf.set_property(
             "caps", Gst.Caps.from_string("video/x-h264,stream-format=byte-stream,alignment=au"))
-        sink = Gst.ElementFactory.make("appsink")
+        sink = Gst.ElementFactory.make("appsink", "sink")
         sink.set_property("sync", True)  # real-time pacing
         sink.set_property("emit-signals", True)
         sink.set_property("max-buffers", 8)

@@ -1,0 +1,73 @@
+"""The wall page in headless Chromium: sign in, live tiles over WHEP."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from playwright.async_api import async_playwright
+from support.procs import PASSWORDS
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # Chromium hides host candidates behind mDNS names that aiortc cannot resolve.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,  # playwright gives each launch a fresh profile of its own
+            headless=True,
+        )
+        yield b
+        await b.close()
+
+
+@pytest.mark.browser
+async def test_wall_signs_in_and_plays_every_camera(gridwatch_factory, browser, tmp_path):
+    gw = gridwatch_factory(
+        {
+            "cameras": [
+                {"id": "north", "name": "North gate", "source": "lavfi:testsrc2=size=640x360:rate=15"},
+                {"id": "south", "name": "South gate", "source": "clock:640x368@15"},
+            ]
+        }
+    )
+    page = await browser.new_page()
+    await page.goto(gw.base + "/")
+    await page.fill("input[name=username]", "viewer")
+    await page.fill("input[name=password]", "wrong")
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#login-error:has-text('wrong username or password')")
+
+    await page.fill("input[name=username]", "viewer")
+    await page.fill("input[name=password]", PASSWORDS["viewer"])
+    await page.click("button[type=submit]")
+    await page.wait_for_selector(".tile[data-camera=north][data-state=playing]", timeout=15000)
+    await page.wait_for_selector(".tile[data-camera=south][data-state=playing]", timeout=15000)
+    sizes = await page.eval_on_selector_all(
+        ".tile video", "vs => vs.map(v => [v.videoWidth, v.videoHeight, v.currentTime])"
+    )
+    assert [s[:2] for s in sizes] == [[640, 360], [640, 368]]
+    await page.wait_for_timeout(1000)
+    later = await page.eval_on_selector_all(".tile video", "vs => vs.map(v => v.currentTime)")
+    assert all(b > a[2] for a, b in zip(sizes, later, strict=True)), "video is not advancing"
+    assert "North gate" in await page.inner_text("#wall")
+    assert await page.is_hidden("#login")
+    await page.screenshot(path=str(tmp_path / "wall.png"))
+    m = gw.metrics()
+    assert m['gridwatch_stream_viewers{stream="north"}'] == 1.0
