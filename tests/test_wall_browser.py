@@ -42,7 +42,11 @@ async def test_wall_signs_in_and_plays_every_camera(gridwatch_factory, browser, 
     gw = gridwatch_factory(
         {
             "cameras": [
-                {"id": "north", "name": "North gate", "source": "lavfi:testsrc2=size=640x360:rate=15"},
+                {
+                    "id": "north",
+                    "name": "North gate",
+                    "source": "lavfi:testsrc2=size=640x360:rate=15",
+                },
                 {"id": "south", "name": "South gate", "source": "clock:640x368@15"},
             ]
         }

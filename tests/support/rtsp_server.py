@@ -288,12 +288,41 @@ class FileFeeder:
         src.link(demux)
         self.parse.link(capsf)
         capsf.link(sink)
+        # Loop bookkeeping, see _on_event.
+        self._sinkpad = sink.get_static_pad("sink")
+        self._next_base = None
+        capsf.get_static_pad("src").add_probe(
+            Gst.PadProbeType.EVENT_DOWNSTREAM | Gst.PadProbeType.EVENT_FLUSH, self._on_event)
         demux.connect("pad-added", self._on_pad_added)
         demux.connect("no-more-pads", self._on_no_more_pads)
         bus = p.get_bus()
         bus.add_signal_watch()
         bus.connect("message", self._on_message)
         self.pipeline = p
+
+    def _on_event(self, pad, info):
+        """Make each loop start exactly where the previous one ended.
+
+        After a non-flushing segment seek the new segment's base is the
+        running time of the previous segment's *position* (the last frame's
+        PTS), not of its stop, so every loop would start one frame early and
+        repeat the previous RTP timestamp.  Shift the appsink pad's running
+        time so that base(n+1) = base(n) + (stop - start).
+        """
+        ev = info.get_event()
+        if ev.type == Gst.EventType.FLUSH_STOP:
+            self._next_base = None
+            self._sinkpad.set_offset(0)
+        elif ev.type == Gst.EventType.SEGMENT:
+            seg = ev.parse_segment()
+            if self._next_base is not None:
+                self._sinkpad.set_offset(self._next_base - seg.base)
+            base = seg.base + self._sinkpad.get_offset()
+            if seg.stop != NONE and seg.stop > seg.start and seg.rate == 1.0:
+                self._next_base = base + (seg.stop - seg.start)
+            else:
+                self._next_base = None
+        return Gst.PadProbeReturn.OK
 
     def _on_pad_added(self, demux, pad):
         caps = pad.get_current_caps() or pad.query_caps(None)

@@ -1,0 +1,75 @@
+"""Benchmark viewers: N WHEP sessions in one process that count frames without decoding.
+
+A frame is counted at its last RTP packet (the marker bit); nothing is depacketised
+or decoded, so that the viewers cost as little CPU as possible and the measurement is
+the server's. Prints one JSON object on stdout.
+
+    python tests/bench/viewers.py BASE STREAM TOKEN N SECONDS
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from media.webrtc import rtc_configuration, use_host_addresses
+
+use_host_addresses(["127.0.0.1"])
+COUNTS: dict[int, list[float]] = {}  # id(receiver) -> [frames, first frame time]
+
+
+async def _count(self: RTCRtpReceiver, packet, arrival_time_ms: int) -> None:
+    if packet.marker:
+        c = COUNTS.setdefault(id(self), [0, time.monotonic()])
+        c[0] += 1
+
+
+RTCRtpReceiver._handle_rtp_packet = _count  # type: ignore[method-assign]
+
+
+async def one(http: aiohttp.ClientSession, base: str, stream: str, token: str):
+    pc = RTCPeerConnection(rtc_configuration([]))
+    transceiver = pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    posted = time.monotonic()
+    async with http.post(
+        f"{base}/whep/{stream}",
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    ) as r:
+        if r.status != 201:
+            raise RuntimeError(f"WHEP {r.status}: {await r.text()}")
+        answer = await r.text()
+    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    return pc, id(transceiver.receiver), posted
+
+
+async def main(base: str, stream: str, token: str, n: int, seconds: float) -> None:
+    async with aiohttp.ClientSession() as http:
+        sessions = []
+        for _ in range(n):
+            sessions.append(await one(http, base, stream, token))
+        # Everyone connected: report ready, wait for the go, then count for `seconds`.
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start = {rid: COUNTS.get(rid, [0])[0] for _, rid, _ in sessions}
+        await asyncio.sleep(seconds)
+        frames = [COUNTS.get(rid, [0])[0] - start[rid] for _, rid, _ in sessions]
+        ttff = [COUNTS[rid][1] - posted for _, rid, posted in sessions if rid in COUNTS]
+        print(json.dumps({"frames": frames, "ttff": ttff}), flush=True)
+        for pc, _, _ in sessions:
+            await pc.close()
+
+
+if __name__ == "__main__":
+    b, s, t, count, secs = sys.argv[1:6]
+    asyncio.run(main(b, s, t, int(count), float(secs)))
