@@ -368,7 +368,8 @@ class FileFeeder:
             msg = bus.pop_filtered(Gst.MessageType.ERROR)
             if msg is not None:
                 err, dbg = msg.parse_error()
-                self.error = "%s (%s)" % (err.message, dbg)
+                self.error = err.message if not dbg or dbg == err.message else (
+                    "%s (%s)" % (err.message, dbg.replace("\n", " ")))
                 break
             if ret == Gst.StateChangeReturn.FAILURE:
                 self.error = self.error or "preroll failed"
