@@ -8,10 +8,15 @@ from typing import Any
 
 import aiohttp
 from onvif import ONVIFCamera, ONVIFError
+from zeep.exceptions import Error as ZeepError
 
 from media.sources import Source, with_credentials
 
 log = logging.getLogger("gridwatch.onvif")
+
+
+# What a device that is down, slow, or lying about ONVIF makes the client raise.
+DEVICE_ERRORS = (ONVIFError, ZeepError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 
 class OnvifFailure(Exception):
@@ -34,14 +39,19 @@ class Onvif:
         self.timeout_s = timeout_s
 
     async def _session(self, source: Source) -> tuple[ONVIFCamera, Any, str]:
+        # no_cache: zeep would otherwise write a cache database into the home directory.
         cam = ONVIFCamera(
-            source.host, source.port or 80, source.username or "", source.password or ""
+            source.host,
+            source.port or 80,
+            source.username or "",
+            source.password or "",
+            no_cache=True,
         )
         try:
             await cam.update_xaddrs()
             media = await cam.create_media_service()
             profiles = await media.GetProfiles()
-        except (ONVIFError, aiohttp.ClientError, OSError, TimeoutError) as e:
+        except DEVICE_ERRORS as e:
             await cam.close()
             raise OnvifFailure(
                 f"ONVIF device {source.host}:{source.port} did not answer: {e}"
@@ -61,7 +71,7 @@ class Onvif:
                     "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
                 }
             )
-        except (ONVIFError, aiohttp.ClientError, OSError) as e:
+        except DEVICE_ERRORS as e:
             raise OnvifFailure(f"GetStreamUri failed: {e}") from None
         finally:
             await cam.close()
@@ -72,7 +82,7 @@ class Onvif:
         cam, media, token = await self._session(source)
         try:
             uri = (await media.GetSnapshotUri({"ProfileToken": token})).Uri
-        except (ONVIFError, aiohttp.ClientError, OSError):
+        except DEVICE_ERRORS:
             return None
         finally:
             await cam.close()
@@ -113,7 +123,7 @@ class Onvif:
                 await ptz.Stop({"ProfileToken": token, "PanTilt": True, "Zoom": True})
             else:
                 await ptz.GotoPreset({"ProfileToken": token, "PresetToken": cmd.preset})
-        except (ONVIFError, aiohttp.ClientError, OSError) as e:
+        except DEVICE_ERRORS as e:
             raise OnvifFailure(f"PTZ {cmd.action} failed: {e}") from None
         finally:
             await cam.close()

@@ -21,6 +21,7 @@ import av
 
 from media import clock
 from media.h264 import AnnexB, H264Encoder
+from media.onvif import OnvifFailure
 from media.sources import Source, redact
 from media.stream import TIME_BASE, Stream
 
@@ -31,6 +32,10 @@ Resolver = Callable[[Source], Awaitable[str]]
 
 class SourceEnded(Exception):
     pass
+
+
+# Failures a live source is expected to have: no log trace, just the state and a retry.
+EXPECTED = (av.FFmpegError, SourceEnded, OSError, ValueError, OnvifFailure)
 
 
 class ThreadProducer(abc.ABC):
@@ -70,8 +75,10 @@ class ThreadProducer(abc.ABC):
             try:
                 self.session()
                 error = "source ended"
-            except (av.FFmpegError, SourceEnded, OSError, ValueError, RuntimeError) as e:
+            except Exception as e:  # whatever a source does, the producer lives on
                 error = redact(f"{type(e).__name__}: {e}")
+                if not isinstance(e, EXPECTED):
+                    log.exception("producer error", extra={"stream": self.stream.id})
             if self._stop.is_set():
                 break
             # A session that ran for a while was a success; start the backoff afresh.

@@ -26,17 +26,19 @@ multicast is not):
 ``testsrc[:WxH[@FPS]][:KBPS][,key=value...]``
     videotestsrc is-live=true ! x264enc tune=zerolatency
     speed-preset=ultrafast bitrate=KBPS key-int-max=FPS (1 s GOP, no
-    B-frames) ! rtph264pay name=pay0 pt=96 config-interval=1.
+    B-frames) ! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=1.
     Defaults: 640x360@30, 1000 kbit/s.  Options: ``pattern=NAME`` (any
     videotestsrc pattern, default smpte), ``speed=N`` (horizontal scroll in
-    px/frame, default 4 so the encoder sees motion; 0 = static),
-    ``overlay=1`` (burn in the running time with timeoverlay),
-    ``gop=N`` (key-int-max in frames, default = FPS).
+    px/frame, default 4 so frames differ; 0 = static picture),
+    ``gop=N`` (key-int-max in frames, default = FPS).  With the
+    ultrafast preset x264 only ever emits constrained baseline (no CABAC,
+    no B-frames; SDP profile-level-id 42c0xx), which WebRTC peers accept
+    for pass-through; the caps filter just makes that explicit.
     e.g. ``/cam1=testsrc:1280x720@30:4000``
 
 ``mjpeg[:WxH[@FPS]][:QUALITY][,key=value...]``
     videotestsrc is-live=true ! jpegenc quality=QUALITY (default 85) !
-    rtpjpegpay name=pay0 pt=26.  Same pattern/speed/overlay options.
+    rtpjpegpay name=pay0 pt=26.  Same pattern/speed options.
     e.g. ``/mj=mjpeg:640x360@15``
 
 ``file:/path/to/video.mp4``
@@ -149,7 +151,7 @@ def _parse_synth(spec):
             if not eq or not key:
                 raise SpecError("bad option %r in %r (want key=value)" % (item, spec))
             opts[key.strip()] = val.strip()
-    unknown = set(opts) - {"pattern", "speed", "overlay", "gop"}
+    unknown = set(opts) - {"pattern", "speed", "gop"}
     if unknown:
         raise SpecError("unknown option(s) %s in %r" % (", ".join(sorted(unknown)), spec))
     kind = m.group("kind")
@@ -165,8 +167,6 @@ def _parse_synth(spec):
         "! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
     ).format(pattern=opts.get("pattern", "smpte"), speed=int(opts.get("speed", 4)),
              w=w, h=h, fps=fps)
-    if opts.get("overlay", "0") not in ("0", "", "false", "no"):
-        src += ' ! timeoverlay font-desc="Sans 24" ! video/x-raw,format=I420'
     if kind == "testsrc":
         kbps = int(m.group("num") or 1000)
         gop = int(opts.get("gop", fps))
@@ -206,7 +206,12 @@ def parse_mount(arg):
         ).format(host=HOST, port=int(port_s))
         return path, "launch", launch
     if spec.split(":", 1)[0].split(",", 1)[0] in ("testsrc", "mjpeg"):
-        return path, "launch", _parse_synth(spec)
+        try:
+            return path, "launch", _parse_synth(spec)
+        except SpecError:
+            raise
+        except ValueError as exc:
+            raise SpecError("bad value in %r: %s" % (spec, exc))
     raise SpecError("unknown spec %r (testsrc:, mjpeg:, file:, udp:)" % spec)
 
 
@@ -475,7 +480,7 @@ class FileFeeder:
 
 _FILE_LAUNCH = (
     "( appsrc name=src is-live=true format=time do-timestamp=false block=false "
-    "max-bytes=8388608 min-latency=0 "
+    "max-bytes=8388608 leaky-type=downstream min-latency=0 "
     'caps="video/x-h264,stream-format=byte-stream,alignment=au" '
     "! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )"
 )
