@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 
 import aioice.ice
@@ -17,9 +18,13 @@ from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpCodecParameters,
     RTCRtpSender,
     RTCSessionDescription,
+    rtcrtpsender,
 )
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
@@ -49,6 +54,41 @@ def use_host_addresses(addresses: list[str]) -> None:
 
     get_host_addresses.__wrapped__ = original  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+class SharedPacketizer(AiortcH264Encoder):
+    """aiortc's H.264 codec, but each packet is split into RTP payloads once for every viewer.
+
+    All viewers of a stream receive the same av.Packet object, so the payloads are
+    cached by packet identity; frames to encode (not ours to forward) go through
+    aiortc's encoder unchanged.
+    """
+
+    _packed: OrderedDict[int, tuple[av.Packet, tuple[list[bytes], int]]] = OrderedDict()
+    CACHE = 1024
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        hit = self._packed.get(id(packet))
+        if hit is not None and hit[0] is packet:
+            return hit[1]
+        result = super().pack(packet)
+        self._packed[id(packet)] = (packet, result)
+        if len(self._packed) > self.CACHE:
+            self._packed.popitem(last=False)
+        return result
+
+
+def share_h264_packetization() -> None:
+    """Make aiortc's senders use SharedPacketizer for H.264 (idempotent)."""
+    original = getattr(rtcrtpsender.get_encoder, "__wrapped__", rtcrtpsender.get_encoder)
+
+    def get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
+        if codec.mimeType.lower() == "video/h264":
+            return SharedPacketizer()
+        return original(codec)
+
+    get_encoder.__wrapped__ = original  # type: ignore[attr-defined]
+    rtcrtpsender.get_encoder = get_encoder
 
 
 def rtc_configuration(ice_servers: Iterable[dict[str, object]]) -> RTCConfiguration:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from media.hub import StreamHub
 from media.onvif import Onvif
-from media.webrtc import Viewers, rtc_configuration, use_host_addresses
+from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
 from signaling import api, keys, whep
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.cameras import CameraStore
@@ -44,6 +44,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     use_host_addresses(cfg.webrtc.host_addresses)
+    share_h264_packetization()
     onvif = Onvif(timeout_s=cfg.media.read_timeout_s)
     app[keys.ONVIF] = onvif
     hub = StreamHub(

@@ -76,8 +76,13 @@ def measure(label: str, base: str, token: str, pid: int, counts: list[int], args
 
 
 def per_viewer(rows: list[dict]) -> float:
-    """Marginal cores per extra viewer, from the first and last measurement."""
-    a, b = rows[0], rows[-1]
+    """Marginal cores per extra viewer, between the first and the largest count served in full.
+
+    Past saturation the server sheds frames and its CPU stops growing, which would
+    make the marginal cost look smaller than it is.
+    """
+    served = [r for r in rows if r["received"] >= 0.99] or rows[:1]
+    a, b = served[0], served[-1]
     if b["viewers"] == a["viewers"]:
         return a["server_cores"] / a["viewers"]
     return (b["server_cores"] - a["server_cores"]) / (b["viewers"] - a["viewers"])

@@ -133,8 +133,7 @@ def pct(values: list[float], q: float) -> float:
 async def run(args) -> None:
     udp = free_port()
     rtsp = RtspServer({"/clock": f"udp:{udp}"}).start()
-    # Started before anything is measured; nothing else runs on the loop yet.
-    publisher = subprocess.Popen(  # noqa: ASYNC220
+    publisher = subprocess.Popen(
         [sys.executable, str(HERE / "clock_publisher.py"), str(udp), args.size, str(args.fps)]
     )
     url = rtsp.url("/clock")

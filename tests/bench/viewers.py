@@ -58,7 +58,10 @@ async def main(base: str, stream: str, token: str, n: int, seconds: float) -> No
         sessions = []
         for _ in range(n):
             sessions.append(await one(http, base, stream, token))
-        # Everyone connected: report ready, wait for the go, then count for `seconds`.
+        # Everyone receiving (or 20 s gone): report ready, wait for the go, count for `seconds`.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(rid not in COUNTS for _, rid, _ in sessions):
+            await asyncio.sleep(0.1)
         print("READY", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         start = {rid: COUNTS.get(rid, [0])[0] for _, rid, _ in sessions}

@@ -1,0 +1,140 @@
+"""Demo and test sources: file: (MP4, looped), lavfi:, clock:, snapshots, and `gridwatch demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import time
+
+import cv2
+import numpy as np
+import pytest
+from support.procs import GRIDWATCH, free_port, stop
+from support.whep_client import view
+
+from media import clock
+
+
+@pytest.fixture(scope="module")
+def short_mp4(tmp_path_factory):
+    path = tmp_path_factory.mktemp("media") / "two-seconds.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=480x272:rate=20",
+            "-t",
+            "2",
+            "-c:v",
+            "libx264",
+            "-g",
+            "20",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
+    return path
+
+
+async def test_mp4_file_plays_in_real_time_and_loops(short_mp4, gridwatch_factory, http):
+    gw = gridwatch_factory({"cameras": [{"id": "rec", "source": f"file:{short_mp4}"}]})
+    token = gw.token("viewer")
+    viewer = await view(http, gw.base, "rec", token)
+    try:
+        # MP4 carries AVCC: decodable frames prove the Annex-B conversion.
+        assert await viewer.wait_frames(1, timeout=3)
+        t0 = time.monotonic()
+        assert await viewer.wait_frames(70, timeout=8), "the 2 s file did not loop"
+        # Paced like a camera: 70 frames at 20 fps take about 3.5 s, not a burst.
+        assert time.monotonic() - t0 > 2.5
+        _, frame = viewer.frames[-1]
+        assert (frame.width, frame.height) == (480, 272)
+    finally:
+        await viewer.close(http, gw.base, token)
+
+
+async def test_snapshot_from_the_gop_cache(gridwatch_factory, http):
+    gw = gridwatch_factory(
+        {"cameras": [{"id": "pattern", "source": "lavfi:testsrc2=size=320x240:rate=10"}]}
+    )
+    h = {"Authorization": f"Bearer {gw.token('viewer')}"}
+    async with http.get(gw.base + "/api/cameras/pattern/snapshot.jpg", headers=h) as r:
+        assert r.status == 200 and r.content_type == "image/jpeg"
+        img = cv2.imdecode(np.frombuffer(await r.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (240, 320, 3)
+    assert img.std() > 20  # a picture, not a blank frame
+    m = gw.metrics()
+    assert m['gridwatch_stream_snapshot_decodes_total{stream="pattern"}'] >= 1
+
+
+async def test_clock_source_stamps_the_wall_clock(gridwatch_factory, http):
+    gw = gridwatch_factory({"cameras": [{"id": "clock", "source": "clock:640x368@25"}]})
+    token = gw.token("viewer")
+    lags = []
+
+    def on_frame(now: float, frame) -> None:
+        ms = clock.read(frame.to_ndarray(format="yuv420p")[: frame.height])
+        if ms is not None:
+            lags.append(time.time() * 1000 - ms)
+
+    viewer = await view(http, gw.base, "clock", token, on_frame=on_frame)
+    try:
+        assert await viewer.wait_frames(25, timeout=5)
+    finally:
+        await viewer.close(http, gw.base, token)
+    assert len(lags) >= 20, "stamps unreadable after H.264 and WebRTC"
+    assert 0 <= sorted(lags)[len(lags) // 2] < 500
+
+
+def test_clock_stamp_round_trip():
+    img = clock.background(640, 368)
+    for ms in (0, 1, 1_700_000_000_123, 2**47 + 12345):
+        clock.stamp(img[:368], ms)
+        assert clock.read(img[:368]) == ms
+    img[20:60, 40:300] = 128  # smudge the stamp: the checksum must notice
+    assert clock.read(img[:368]) is None
+
+
+async def test_demo_command_serves_cameras_with_the_printed_login(tmp_path, http):
+    port = free_port()
+    proc = subprocess.Popen(
+        [GRIDWATCH, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        password = None
+        async with asyncio.timeout(30):
+            while password is None:
+                line = await asyncio.to_thread(proc.stdout.readline)
+                assert line, "demo exited"
+                if m := re.search(r"log in as\s+admin / (\S+)", line):
+                    password = m[1]
+        base = f"http://127.0.0.1:{port}"
+        async with http.post(
+            base + "/api/login", json={"username": "admin", "password": password}
+        ) as r:
+            assert r.status == 200
+            token = (await r.json())["token"]
+        async with http.get(
+            base + "/api/cameras", headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            cameras = (await r.json())["cameras"]
+        assert len(cameras) >= 4
+        async with http.get(base + "/") as r:
+            assert r.status == 200 and "Gridwatch" in await r.text()
+        viewer = await view(http, base, cameras[0]["id"], token)
+        try:
+            assert await viewer.wait_frames(10, timeout=5)
+        finally:
+            await viewer.close(http, base, token)
+    finally:
+        stop(proc)
