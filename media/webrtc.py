@@ -183,6 +183,12 @@ class Viewers:
         log.info("viewer left", extra={"stream": session.stream.id, "session": session_id})
         return True
 
+    async def close_stream(self, stream_id: str) -> None:
+        """End every session of a stream that is going away."""
+        await asyncio.gather(
+            *(self.close(s.id) for s in list(self.sessions.values()) if s.stream.id == stream_id)
+        )
+
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
 

@@ -19,6 +19,7 @@ log = logging.getLogger("gridwatch.api")
 routes = web.RouteTableDef()
 
 WATCH_ROLES = ("admin", "dispatcher", "viewer")
+LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 5, 300
 CAMERA_ADMIN = ("admin",)
 CAMERA_OPERATE = ("admin", "dispatcher")
 
@@ -38,10 +39,21 @@ async def login(request: web.Request) -> web.Response:
     username, password = data.get("username"), data.get("password")
     if not isinstance(username, str) or not isinstance(password, str):
         raise JsonError(400, "username and password are required strings")
+    redis = request.app[keys.REDIS]
+    # Failures count per user and address, in Redis so that every node sees them.
+    failures_key = f"gw:login-failures:{request.remote}:{username[:64]}"
+    failures = int(await redis.get(failures_key) or 0)
+    if failures >= LOGIN_ATTEMPTS:
+        retry = max(1, await redis.ttl(failures_key))
+        log.warning("login throttled", extra={"user": username[:64], "peer": request.remote})
+        raise JsonError(429, f"too many failed logins; try again in {retry} s", retry_after_s=retry)
     user = find_user(request.app[keys.CONFIG].users, username, password)
     if user is None:
+        async with redis.pipeline(transaction=True) as pipe:
+            await pipe.incr(failures_key).expire(failures_key, LOGIN_WINDOW_S, nx=True).execute()
         log.warning("login failed", extra={"user": username[:64], "peer": request.remote})
         raise JsonError(401, "wrong username or password", "bad_credentials")
+    await redis.delete(failures_key)
     token = request.app[keys.TOKENS].issue(user.username, user.role)
     log.info("login", extra={"user": user.username, "role": user.role, "peer": request.remote})
     response = web.json_response({"token": token, "role": user.role, "username": user.username})
@@ -119,8 +131,10 @@ async def put_camera(request: web.Request) -> web.Response:
 @routes.delete("/api/cameras/{id}")
 async def delete_camera(request: web.Request) -> web.Response:
     require(request, *CAMERA_ADMIN)
-    if not await request.app[keys.CAMERAS].delete(request.match_info["id"]):
-        raise JsonError(404, f"no camera {request.match_info['id']!r}")
+    camera_id = request.match_info["id"]
+    await request.app[keys.VIEWERS].close_stream(camera_id)
+    if not await request.app[keys.CAMERAS].delete(camera_id):
+        raise JsonError(404, f"no camera {camera_id!r}")
     return web.json_response({"deleted": request.match_info["id"]})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
@@ -12,6 +13,9 @@ from prometheus_client.registry import Collector
 
 from media.hub import StreamHub
 from media.webrtc import Viewers
+
+access = logging.getLogger("gridwatch.access")
+QUIET_PATHS = ("/healthz", "/metrics")
 
 _GAUGES = {
     "online": "1 when the stream's source is delivering",
@@ -80,8 +84,10 @@ class Metrics:
         self.registry.register(StreamCollector(hub, viewers))
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
+        """Counts, times and logs every request (scrapes and health checks at debug level)."""
+
         @web.middleware
-        async def count(
+        async def observe(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
             info = request.match_info.route.resource
@@ -96,10 +102,24 @@ class Metrics:
                 status = e.status
                 raise
             finally:
+                elapsed = time.perf_counter() - start
                 self.requests.labels(request.method, route, str(status)).inc()
-                self.latency.labels(route).observe(time.perf_counter() - start)
+                self.latency.labels(route).observe(elapsed)
+                principal = request.get("principal")
+                access.log(
+                    logging.DEBUG if request.path in QUIET_PATHS else logging.INFO,
+                    "request",
+                    extra={
+                        "method": request.method,
+                        "path": request.path,
+                        "status": status,
+                        "ms": round(elapsed * 1000, 1),
+                        "user": principal.username if principal else None,
+                        "peer": request.remote,
+                    },
+                )
 
-        return count
+        return observe
 
     async def handler(self, request: web.Request) -> web.Response:
         return web.Response(

@@ -220,3 +220,19 @@ async def test_camera_password_never_leaks(gw, http):
     assert "rtsp://admin:***@127.0.0.1" in logs
     for text in [*seen, logs]:
         assert SECRET not in text
+
+
+async def test_repeated_failed_logins_are_throttled(gw, http):
+    bad = {"username": "dispatcher", "password": "guess"}
+    for _ in range(5):
+        async with http.post(gw.base + "/api/login", json=bad) as r:
+            await expect_json_error(r, 401)
+    good = {"username": "dispatcher", "password": PASSWORDS["dispatcher"]}
+    async with http.post(gw.base + "/api/login", json=good) as r:
+        body = await expect_json_error(r, 429)
+        assert body["retry_after_s"] > 0
+    # Other users are not locked out by someone guessing at one account.
+    async with http.post(
+        gw.base + "/api/login", json={"username": "admin", "password": PASSWORDS["admin"]}
+    ) as r:
+        assert r.status == 200

@@ -138,3 +138,24 @@ async def test_demo_command_serves_cameras_with_the_printed_login(tmp_path, http
             await viewer.close(http, base, token)
     finally:
         stop(proc)
+
+
+async def test_deleting_a_camera_ends_its_viewers(gridwatch_factory, http):
+    gw = gridwatch_factory(
+        {"cameras": [{"id": "temp", "source": "lavfi:testsrc2=size=320x240:rate=10"}]}
+    )
+    token = gw.token("admin")
+    viewer = await view(http, gw.base, "temp", token)
+    try:
+        assert await viewer.wait_frames(3, timeout=5)
+        assert gw.metrics()["gridwatch_webrtc_sessions"] == 1
+        async with http.delete(
+            gw.base + "/api/cameras/temp", headers={"Authorization": f"Bearer {token}"}
+        ) as r:
+            assert r.status == 200
+        assert gw.metrics()["gridwatch_webrtc_sessions"] == 0
+        assert 'gridwatch_stream_online{stream="temp"}' not in gw.metrics()
+        async with asyncio.timeout(5):
+            await viewer.task  # the track ends: no more frames will come
+    finally:
+        await viewer.pc.close()
