@@ -9,10 +9,11 @@ from importlib import resources
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from signaling import api, keys, whep
+from signaling import api, api_tickets, keys, whep
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.cameras import CameraStore
 from signaling.config import Config
@@ -35,6 +36,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.REDIS] = client
     secret = await shared_secret(client, cfg.server.secret)
     app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client)
+    app[keys.TICKETS] = TicketStore(client)
     yield
     await client.aclose()
     if embedded is not None:
@@ -87,6 +89,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend([redis_ctx, media_ctx])
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_routes(api.routes)
+    app.router.add_routes(api_tickets.routes)
     app.router.add_routes(whep.routes)
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(STATIC))

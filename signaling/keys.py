@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.webrtc import Viewers
@@ -21,3 +22,4 @@ VIEWERS = web.AppKey("viewers", Viewers)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 ONVIF = web.AppKey("onvif", Onvif)
+TICKETS = web.AppKey("tickets", TicketStore)

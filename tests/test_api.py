@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+
 from support.procs import PASSWORDS, GridwatchServer, free_port
 
 SECRET = "Ultra$ecret-Pw9"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import redis
 import yaml
-from support.procs import GRIDWATCH, GridwatchServer
 
 from signaling.auth import verify_password
+from support.procs import GRIDWATCH, GridwatchServer
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

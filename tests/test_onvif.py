@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from support.procs import GRIDWATCH, free_port, stop
 from support.whep_client import view
 

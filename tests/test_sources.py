@@ -10,10 +10,10 @@ import time
 import cv2
 import numpy as np
 import pytest
-from support.procs import GRIDWATCH, free_port, stop
-from support.whep_client import view
 
 from media import clock
+from support.procs import GRIDWATCH, free_port, stop
+from support.whep_client import view
 
 
 @pytest.fixture(scope="module")

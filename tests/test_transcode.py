@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from support.whep_client import view
 from test_whep_rtsp import stream_metric
+
+from support.whep_client import view
 
 
 async def test_mjpeg_camera_is_transcoded_once_for_all_viewers(

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 from playwright.async_api import async_playwright
+
 from support.procs import PASSWORDS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from common import CpuMeter, ratio, start_camera, start_gridwatch
+
 from support.procs import free_port, stop, wait_port
 
 HERE = Path(__file__).resolve().parent

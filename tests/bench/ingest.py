@@ -16,11 +16,11 @@ import subprocess
 import time
 
 from common import CpuMeter, cpu_seconds, ratio, start_camera
-from support.procs import stop
 
 from media.hub import StreamHub
 from media.sources import parse_source
 from media.stream import StreamClosed
+from support.procs import stop
 
 
 async def drain(consumer) -> None:

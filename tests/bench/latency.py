@@ -31,10 +31,10 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from common import start_gridwatch
-from support.procs import RtspServer, free_port, stop
 
 from media import clock
 from media.webrtc import rtc_configuration, use_host_addresses
+from support.procs import RtspServer, free_port, stop
 
 HERE = Path(__file__).resolve().parent
 use_host_addresses(["127.0.0.1"])

@@ -28,6 +28,7 @@ PASSWORDS = {
     "dispatcher": "disp-pw-2",
     "viewer": "view-pw-3",
     "officer": "off-pw-4",
+    "officer2": "off-pw-5",
 }
 
 
@@ -136,7 +137,7 @@ class RtspServer:
 def hashed_users(roles: dict[str, str] | None = None) -> list[dict]:
     from signaling.auth import hash_password
 
-    roles = roles or {name: name for name in PASSWORDS}
+    roles = roles or {name: name.rstrip("0123456789") for name in PASSWORDS}
     return [
         {"username": u, "password_hash": hash_password(PASSWORDS[u]), "role": r}
         for u, r in roles.items()
