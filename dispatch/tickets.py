@@ -86,7 +86,7 @@ class Ticket(NewTicket):
     assignee: str | None = None
     created_at: float
     updated_at: float
-    times: dict[str, float] = {}  # state -> when the ticket first entered it
+    times: dict[str, float] = {}  # state -> when the ticket last entered it (the log has all)
     declined_by: list[str] = []
     overdue: bool = False
     note: str | None = None  # why nobody could be dispatched, and the like
@@ -204,22 +204,19 @@ class TicketStore:
         *,
         why: str = "",
         assignee: str | None = None,
-        retries: int = 8,
-    ) -> Ticket:
-        """Apply `action`; raises TransitionError (403/404/409) when it is not allowed."""
+    ) -> tuple[Ticket, Ticket]:
+        """Apply `action`; returns (before, after). Raises TransitionError (400/403/404/409)."""
         transition = TRANSITIONS.get(action)
         if transition is None:
             raise TransitionError(400, f"unknown action {action!r}", sorted(TRANSITIONS))
-        for _ in range(retries):
-            loaded = await self._load(ticket_id)
-            if loaded is None:
-                raise TransitionError(404, f"no ticket {ticket_id!r}", [])
-            ticket, version = loaded
+
+        def change(ticket: Ticket) -> Ticket:
             allowed = allowed_actions(ticket.state)
             if ticket.state not in transition.sources:
                 raise TransitionError(
                     409,
-                    f"ticket {ticket_id} is {ticket.state}: {action} is not allowed; allowed: {', '.join(allowed) or 'none'}",
+                    f"ticket {ticket_id} is {ticket.state}: {action} is not allowed; "
+                    f"allowed: {', '.join(allowed) or 'none'}",
                     allowed,
                 )
             if role not in transition.roles:
@@ -228,29 +225,48 @@ class TicketStore:
                 raise TransitionError(403, f"ticket {ticket_id} is not assigned to {who}", allowed)
             if action == "dispatch" and not assignee:
                 raise TransitionError(400, "dispatch needs an officer to assign", allowed)
-            updated = self._apply_to(ticket, action, transition.target, who, assignee)
-            now = updated.updated_at
-            entry = {"at": now, "who": who, "role": role, "action": action, "from": ticket.state,
+            return self._apply_to(ticket, action, transition.target, assignee)
+
+        return await self._update(ticket_id, change, action, who, role, why)
+
+    async def annotate(
+        self, ticket_id: str, who: str, label: str, why: str, **fields: object
+    ) -> Ticket:
+        """Change fields other than the state (overdue, note), logged like a transition."""
+
+        def change(ticket: Ticket) -> Ticket:
+            return ticket.model_copy(update={**fields, "updated_at": time.time()})
+
+        return (await self._update(ticket_id, change, label, who, SYSTEM, why))[1]
+
+    async def _update(
+        self, ticket_id, change, action, who, role, why, retries: int = 8
+    ) -> tuple[Ticket, Ticket]:
+        for _ in range(retries):
+            loaded = await self._load(ticket_id)
+            if loaded is None:
+                raise TransitionError(404, f"no ticket {ticket_id!r}", [])
+            ticket, version = loaded
+            updated = change(ticket)
+            entry = {"at": updated.updated_at, "who": who, "role": role, "action": action, "from": ticket.state,
                      "to": updated.state, "why": why, "assignee": updated.assignee}  # fmt: skip
             ok = await self._apply(
                 keys=[f"gw:ticket:{ticket_id}", f"gw:ticket:{ticket_id}:log",
                       f"gw:tickets:{ticket.state}", f"gw:tickets:{updated.state}"],
-                args=[ticket_id, version, updated.model_dump_json(), updated.state, ticket.state, now,
-                      json.dumps(entry), _event(action, updated)],
+                args=[ticket_id, version, updated.model_dump_json(), updated.state, ticket.state,
+                      updated.updated_at, json.dumps(entry), _event(action, updated)],
             )  # fmt: skip
             if ok:
-                return updated
+                return ticket, updated
         raise TransitionError(409, f"ticket {ticket_id} kept changing; try again", [])
 
     @staticmethod
-    def _apply_to(
-        ticket: Ticket, action: str, target: str, who: str, assignee: str | None
-    ) -> Ticket:
+    def _apply_to(ticket: Ticket, action: str, target: str, assignee: str | None) -> Ticket:
         now = time.time()
         t = ticket.model_copy(deep=True)
         t.state = target  # type: ignore[assignment]
         t.updated_at = now
-        t.times.setdefault(target, now)
+        t.times[target] = now
         if action == "dispatch":
             t.assignee = assignee
         elif action in ("decline", "reassign"):

@@ -41,7 +41,7 @@ async def open_ticket(request: web.Request) -> web.Response:
         raise JsonError(400, "; ".join(format_errors(e)), "invalid_ticket") from None
     if principal.role == "officer":
         new.source = "officer"
-    ticket, made = await request.app[keys.TICKETS].create(new, principal.username, principal.role)
+    ticket, made = await request.app[keys.DISPATCH].open(new, principal.username, principal.role)
     if made:
         log.info(
             "ticket opened",
@@ -82,6 +82,13 @@ async def get_ticket(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
+@routes.get("/api/tickets/{id}/track")
+async def ticket_track(request: web.Request) -> web.Response:
+    principal = require(request, *READ_ROLES)
+    ticket = await _ticket(request, principal)
+    return web.json_response(await request.app[keys.DISPATCH].track(ticket))
+
+
 @routes.post("/api/tickets/{id}/actions")
 async def act(request: web.Request) -> web.Response:
     principal = require(request, *ACT_ROLES)
@@ -94,12 +101,11 @@ async def act(request: web.Request) -> web.Response:
     if officer is not None and not isinstance(officer, str):
         raise JsonError(400, "officer: must be an officer id")
     ticket_id = request.match_info["id"]
-    store = request.app[keys.TICKETS]
     if principal.role == "officer":
         await _ticket(request, principal)  # 403 for a ticket that is not his, before any 409
     try:
-        ticket = await store.act(
-            ticket_id, action, principal.username, principal.role, why=why, assignee=officer
+        ticket = await request.app[keys.DISPATCH].act(
+            ticket_id, action, principal.username, principal.role, why=why, officer=officer
         )
     except TransitionError as e:
         raise JsonError(e.status, str(e), allowed=e.allowed) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -9,11 +11,15 @@ from importlib import resources
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.deadlines import Deadlines
+from dispatch.events import Events
+from dispatch.officers import Officers
+from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from signaling import api, api_tickets, keys, whep
+from signaling import api, api_dispatch, api_tickets, keys, whep
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.cameras import CameraStore
 from signaling.config import Config
@@ -36,11 +42,25 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.REDIS] = client
     secret = await shared_secret(client, cfg.server.secret)
     app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client)
-    app[keys.TICKETS] = TicketStore(client)
     yield
     await client.aclose()
     if embedded is not None:
         embedded.stop()
+
+
+async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[keys.CONFIG]
+    redis = app[keys.REDIS]
+    tickets = TicketStore(redis)
+    officers = Officers(redis, cfg.dispatch.track_retain_s)
+    events = Events(redis, {u.username: u.role for u in cfg.users})
+    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, cfg.dispatch)
+    app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
+    timers = asyncio.create_task(dispatch.run_deadlines(), name="deadlines")
+    yield
+    timers.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await timers
 
 
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -86,10 +106,11 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app[keys.METRICS] = metrics
-    app.cleanup_ctx.extend([redis_ctx, media_ctx])
+    app.cleanup_ctx.extend([redis_ctx, dispatch_ctx, media_ctx])
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
+    app.router.add_routes(api_dispatch.routes)
     app.router.add_routes(whep.routes)
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(STATIC))

@@ -140,11 +140,42 @@ class GridsConfig(Strict):
     warn: GridWarn = GridWarn()
 
 
+class CategoryConfig(Strict):
+    mode: Literal["auto", "suggest"] = "auto"  # auto: offer to the nearest at once
+    accept_s: Annotated[float, Field(gt=0)] | None = None
+    arrive_s: Annotated[float, Field(gt=0)] | None = None
+    resolve_s: Annotated[float, Field(gt=0)] | None = None
+
+
 class DispatchConfig(Strict):
     accept_s: Annotated[float, Field(gt=0)] = 120
     arrive_s: Annotated[float, Field(gt=0)] = 300
     resolve_s: Annotated[float, Field(gt=0)] = 3600
     arrive_radius_m: Annotated[float, Field(gt=0)] = 50
+    remind_before_s: Annotated[float, Field(ge=0)] = 60
+    search_radius_m: Annotated[float, Field(gt=0, le=100_000)] = 5000
+    search_count: Annotated[int, Field(ge=1, le=1000)] = 50
+    speed_mps: Annotated[float, Field(gt=0, le=50)] = 5.0  # on foot or by bicycle in traffic
+    road_factor: Annotated[float, Field(ge=1, le=5)] = 1.3  # streets are longer than straight lines
+    stale_s: Annotated[float, Field(gt=0)] = 120
+    track_retain_s: Annotated[float, Field(gt=0)] = 7 * 86400
+    categories: dict[str, CategoryConfig] = {}
+
+    def mode(self, category: str) -> str:
+        cat = self.categories.get(category)
+        return cat.mode if cat else "auto"
+
+    def limits(self, category: str) -> dict[str, float]:
+        cat = self.categories.get(category) or CategoryConfig()
+        return {
+            "accept": cat.accept_s or self.accept_s,
+            "arrive": cat.arrive_s or self.arrive_s,
+            "resolve": cat.resolve_s or self.resolve_s,
+        }
+
+    @staticmethod
+    def steps() -> tuple[str, ...]:
+        return ("accept", "arrive", "arrive:remind", "resolve", "resolve:remind")
 
 
 class Config(Strict):

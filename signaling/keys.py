@@ -5,6 +5,8 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.officers import Officers
+from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
@@ -23,3 +25,5 @@ TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 ONVIF = web.AppKey("onvif", Onvif)
 TICKETS = web.AppKey("tickets", TicketStore)
+OFFICERS = web.AppKey("officers", Officers)
+DISPATCH = web.AppKey("dispatch", Dispatch)

@@ -32,9 +32,13 @@ HERE = {"lat": 31.2601, "lon": 120.9203}
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory, users, redis_url):
-    server = GridwatchServer(
-        tmp_path_factory.mktemp("tickets"), {"users": users, "redis": {"url": redis_url}}
-    ).start()
+    cfg = {
+        "users": users,
+        "redis": {"url": redis_url},
+        # Dispatchers choose the officer here: these tests drive every step by hand.
+        "dispatch": {"categories": {"illegal_parking": {"mode": "suggest"}}},
+    }
+    server = GridwatchServer(tmp_path_factory.mktemp("tickets"), cfg).start()
     yield server
     server.stop()
 

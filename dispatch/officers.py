@@ -1,0 +1,155 @@
+"""Officers' GPS fixes: validation, the latest fix in a GEO set, the track per officer.
+
+`gw:officers:geo` holds each officer's latest position, `gw:officer:{id}` his latest
+fix and duty state, `gw:track:{id}` the history (a stream, trimmed by age).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+GEO = "gw:officers:geo"
+MAX_CLOCK_SKEW_S = 30.0
+MAX_FIX_AGE_S = 24 * 3600.0
+
+
+class Fix(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    officer: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+    accuracy: Annotated[float, Field(ge=0, le=10000, allow_inf_nan=False, strict=True)] | None = (
+        None
+    )
+    speed: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False, strict=True)] | None = None
+    heading: Annotated[float, Field(ge=0, lt=360, allow_inf_nan=False, strict=True)] | None = None
+    time: Annotated[float, Field(gt=0, allow_inf_nan=False, strict=True)]
+
+    @field_validator("time")
+    @classmethod
+    def _recent(cls, v: float) -> float:
+        now = time.time()
+        if v > now + MAX_CLOCK_SKEW_S:
+            raise ValueError("is in the future")
+        if v < now - MAX_FIX_AGE_S:
+            raise ValueError("is more than a day old")
+        return v
+
+
+class FixBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fixes: Annotated[list[Fix], Field(min_length=1, max_length=1000)]
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine), in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+
+
+@dataclass
+class OfficerState:
+    id: str
+    lat: float | None
+    lon: float | None
+    fix_time: float | None
+    on_duty: bool
+    ticket: str | None
+
+    def status(self, stale_s: float, now: float | None = None) -> str:
+        if not self.on_duty:
+            return "off_duty"
+        if self.fix_time is None or (now or time.time()) - self.fix_time > stale_s:
+            return "stale"
+        return "busy" if self.ticket else "available"
+
+
+class Officers:
+    def __init__(self, redis: aioredis.Redis, retain_s: float):
+        self.redis = redis
+        self.retain_s = retain_s
+
+    async def record(self, fixes: list[Fix]) -> dict[str, Fix]:
+        """Store a validated batch; returns each officer's newest fix in it."""
+        latest: dict[str, Fix] = {}
+        pipe = self.redis.pipeline(transaction=False)
+        min_id = int((time.time() - self.retain_s) * 1000)
+        for fix in fixes:
+            assert fix.officer is not None
+            pipe.xadd(f"gw:track:{fix.officer}", {"fix": fix.model_dump_json(exclude={"officer"})},
+                      minid=min_id, approximate=True)  # fmt: skip
+            if fix.officer not in latest or fix.time > latest[fix.officer].time:
+                latest[fix.officer] = fix
+        await pipe.execute()
+        for officer, fix in latest.items():
+            key = f"gw:officer:{officer}"
+            # A batch that arrives late must not move the officer back to an old position.
+            known = await self.redis.hget(key, "fix_time")
+            if known is not None and float(known) >= fix.time:
+                continue
+            async with self.redis.pipeline(transaction=True) as p:
+                await (
+                    p.geoadd(GEO, (fix.lon, fix.lat, officer))
+                    .hset(key, mapping={"fix": fix.model_dump_json(), "fix_time": fix.time})
+                    .hsetnx(key, "on_duty", 1)
+                    .execute()
+                )
+        return latest
+
+    async def state(self, officer: str) -> OfficerState:
+        fix, on_duty, ticket = await self.redis.hmget(
+            f"gw:officer:{officer}", "fix", "on_duty", "ticket"
+        )
+        f = json.loads(fix) if fix else {}
+        return OfficerState(
+            officer,
+            f.get("lat"),
+            f.get("lon"),
+            f.get("time"),
+            on_duty in (None, b"1"),
+            ticket.decode() if ticket else None,
+        )
+
+    async def set_ticket(self, officer: str, ticket_id: str | None) -> None:
+        if ticket_id:
+            await self.redis.hset(f"gw:officer:{officer}", "ticket", ticket_id)
+        else:
+            await self.redis.hdel(f"gw:officer:{officer}", "ticket")
+
+    async def set_duty(self, officer: str, on_duty: bool) -> None:
+        await self.redis.hset(f"gw:officer:{officer}", "on_duty", int(on_duty))
+
+    async def track(self, officer: str, since: float, until: float | None = None) -> list[Fix]:
+        """The officer's fixes with fix time in [since, until], oldest first."""
+        start = max(0, int((since - MAX_CLOCK_SKEW_S - 60) * 1000))  # stream ids are arrival times
+        entries = await self.redis.xrange(f"gw:track:{officer}", min=f"{start}-0")
+        fixes = [Fix.model_validate_json(fields[b"fix"]) for _, fields in entries]
+        return sorted(
+            (f for f in fixes if f.time >= since and (until is None or f.time <= until)),
+            key=lambda f: f.time,
+        )
+
+    async def nearby(
+        self, lat: float, lon: float, radius_m: float, count: int
+    ) -> list[tuple[str, float]]:
+        """Officers whose latest fix is within `radius_m`, nearest first, with distances."""
+        found = await self.redis.geosearch(
+            GEO,
+            longitude=lon,
+            latitude=lat,
+            radius=radius_m,
+            unit="m",
+            sort="ASC",
+            count=count,
+            withdist=True,
+        )
+        return [(name.decode(), float(dist)) for name, dist in found]

@@ -1,0 +1,268 @@
+"""The dispatch loop: offer each ticket to the nearest available officer, follow his
+track to the scene, and remind, escalate or pass the ticket on when a deadline passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+
+from dispatch.deadlines import Deadlines
+from dispatch.events import Events
+from dispatch.officers import Fix, Officers, distance_m
+from dispatch.tickets import SYSTEM, NewTicket, Ticket, TicketStore, TransitionError
+from signaling.config import DispatchConfig
+
+log = logging.getLogger("gridwatch.dispatch")
+
+ACTIVE = {"dispatched", "accepted", "on_scene"}  # the assignee is busy with the ticket
+SUPERVISOR_ROLES = ("admin", "dispatcher")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    officer: str
+    distance_m: float
+    eta_s: float
+
+
+class Dispatch:
+    def __init__(
+        self,
+        tickets: TicketStore,
+        officers: Officers,
+        deadlines: Deadlines,
+        events: Events,
+        cfg: DispatchConfig,
+    ):
+        self.tickets = tickets
+        self.officers = officers
+        self.deadlines = deadlines
+        self.events = events
+        self.cfg = cfg
+
+    # tickets ------------------------------------------------------------------
+
+    async def open(self, new: NewTicket, who: str, role: str) -> tuple[Ticket, bool]:
+        ticket, made = await self.tickets.create(new, who, role)
+        if made and self.cfg.mode(ticket.category) == "auto":
+            ticket = await self.offer_next(ticket)
+        return ticket, made
+
+    async def act(
+        self,
+        ticket_id: str,
+        action: str,
+        who: str,
+        role: str,
+        *,
+        why: str = "",
+        officer: str | None = None,
+    ) -> Ticket:
+        before, after = await self.tickets.act(
+            ticket_id, action, who, role, why=why, assignee=officer
+        )
+        return await self._after(before, after, action)
+
+    async def _after(self, before: Ticket, after: Ticket, action: str) -> Ticket:
+        tid = after.id
+        if before.assignee and (before.assignee != after.assignee or after.state not in ACTIVE):
+            await self.officers.set_ticket(before.assignee, None)
+        if after.state not in ACTIVE:
+            await self.deadlines.clear(tid, *self.cfg.steps())
+        if action == "dispatch" and after.assignee:
+            await self.officers.set_ticket(after.assignee, tid)
+            await self._schedule(after)
+            await self.events.to_users(
+                [after.assignee],
+                {"type": "ticket.dispatched", "ticket": after.model_dump(mode="json")},
+            )
+        elif action == "accept":
+            await self.deadlines.clear(tid, "accept")
+        elif action == "arrive":
+            await self.deadlines.clear(tid, "arrive", "arrive:remind")
+        elif action == "resume" and after.assignee:
+            await self.officers.set_ticket(after.assignee, tid)
+        if action in ("decline", "reassign"):
+            return await self.offer_next(after)
+        return after
+
+    async def _schedule(self, ticket: Ticket) -> None:
+        # The clock starts at dispatch, as the centres measure it.
+        start = ticket.times.get("dispatched", time.time())
+        limits = self.cfg.limits(ticket.category)
+        for step, limit in limits.items():
+            await self.deadlines.set(ticket.id, step, start + limit)
+            if step != "accept" and self.cfg.remind_before_s < limit:
+                await self.deadlines.set(
+                    ticket.id, f"{step}:remind", start + limit - self.cfg.remind_before_s
+                )
+
+    # choosing an officer --------------------------------------------------------
+
+    async def candidates(self, ticket: Ticket) -> tuple[list[Candidate], str | None]:
+        """Available officers in reach, by ETA; or none and the reason why."""
+        loc = ticket.location
+        near = await self.officers.nearby(
+            loc.lat, loc.lon, self.cfg.search_radius_m, self.cfg.search_count
+        )
+        if not near:
+            return [], f"no officer within {self.cfg.search_radius_m:.0f} m"
+        now = time.time()
+        counts = {"busy": 0, "stale": 0, "off_duty": 0, "declined": 0}
+        found = []
+        for officer, dist in near:
+            if officer in ticket.declined_by:
+                counts["declined"] += 1
+                continue
+            state = await self.officers.state(officer)
+            if state.ticket:
+                held = await self.tickets.get(state.ticket)
+                # The hint on the officer may be stale if a node died mid-update: trust the ticket.
+                if held is None or held.state not in ACTIVE or held.assignee != officer:
+                    state.ticket = None
+            status = state.status(self.cfg.stale_s, now)
+            if status != "available":
+                counts[status] += 1
+                continue
+            eta = dist * self.cfg.road_factor / self.cfg.speed_mps
+            found.append(Candidate(officer, dist, eta))
+        if found:
+            return sorted(found, key=lambda c: c.eta_s), None
+        why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        return [], f"no available officer within {self.cfg.search_radius_m:.0f} m ({why})"
+
+    async def offer_next(self, ticket: Ticket) -> Ticket:
+        found, reason = await self.candidates(ticket)
+        for c in found:
+            why = f"nearest available: {c.distance_m:.0f} m, ETA {c.eta_s:.0f} s"
+            try:
+                return await self.act(
+                    ticket.id, "dispatch", SYSTEM, SYSTEM, why=why, officer=c.officer
+                )
+            except TransitionError as e:
+                if e.status != 409:
+                    raise
+                current = await self.tickets.get(ticket.id)
+                if current is None or current.state not in ("new", "reassigned"):
+                    return current or ticket  # someone else moved it on meanwhile
+        assert reason is not None or found
+        ticket = await self.tickets.annotate(
+            ticket.id, SYSTEM, "unassigned", reason or "", note=reason
+        )
+        await self.events.to_users(
+            self.events.users_with(*SUPERVISOR_ROLES),
+            {
+                "type": "ticket.unassigned",
+                "ticket": ticket.model_dump(mode="json"),
+                "reason": reason,
+            },
+        )
+        log.warning("no officer for ticket", extra={"ticket": ticket.id, "reason": reason})
+        return ticket
+
+    # tracks and arrival -----------------------------------------------------------
+
+    async def on_fixes(self, latest: dict[str, Fix]) -> None:
+        """Mark officers on scene when their newest fix is within the arrival radius."""
+        for officer, fix in latest.items():
+            state = await self.officers.state(officer)
+            if not state.ticket:
+                continue
+            ticket = await self.tickets.get(state.ticket)
+            if ticket is None or ticket.state != "accepted" or ticket.assignee != officer:
+                continue
+            d = distance_m(fix.lat, fix.lon, ticket.location.lat, ticket.location.lon)
+            if d <= self.cfg.arrive_radius_m:
+                try:
+                    await self.act(
+                        ticket.id,
+                        "arrive",
+                        officer,
+                        SYSTEM,
+                        why=f"track: {d:.0f} m from the incident",
+                    )
+                except TransitionError:
+                    pass  # arrived by hand at the same moment
+
+    async def track(self, ticket: Ticket) -> dict:
+        """The assignee's fixes from dispatch to resolution as a GeoJSON Feature."""
+        start = ticket.times.get("dispatched")
+        if not ticket.assignee or start is None:
+            return {
+                "type": "Feature",
+                "geometry": None,
+                "properties": {"ticket": ticket.id, "officer": None},
+            }
+        end = ticket.times.get("resolved")
+        fixes = await self.officers.track(ticket.assignee, start, end)
+        travelled = sum(
+            distance_m(a.lat, a.lon, b.lat, b.lon) for a, b in itertools.pairwise(fixes)
+        )
+        arrived = ticket.times.get("on_scene")
+        arrive_limit = self.cfg.limits(ticket.category)["arrive"]
+        return {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [[f.lon, f.lat] for f in fixes]},
+            "properties": {
+                "ticket": ticket.id,
+                "officer": ticket.assignee,
+                "times": [f.time for f in fixes],
+                "distance_m": round(travelled, 1),
+                "dispatched_at": start,
+                "arrived_at": arrived,
+                "time_to_arrive_s": round(arrived - start, 1) if arrived else None,
+                "arrive_deadline_met": (arrived - start <= arrive_limit) if arrived else None,
+                "resolved_at": end,
+            },
+        }
+
+    # deadlines -------------------------------------------------------------------
+
+    async def on_deadline(self, ticket_id: str, step: str) -> None:
+        ticket = await self.tickets.get(ticket_id)
+        if ticket is None or ticket.state not in ACTIVE:
+            return
+        name, _, remind = step.partition(":")
+        reached = {"accept": "accepted", "arrive": "on_scene", "resolve": "resolved"}[name]
+        if reached in ticket.times and ticket.times[reached] >= ticket.times.get("dispatched", 0):
+            return
+        payload = {"ticket": ticket.model_dump(mode="json"), "step": name}
+        if remind:
+            await self.events.to_users(
+                [ticket.assignee] if ticket.assignee else [], {"type": "ticket.reminder", **payload}
+            )
+            return
+        if name == "accept":
+            await self.act(ticket_id, "decline", ticket.assignee or SYSTEM, SYSTEM,
+                           why=f"not accepted within {self.cfg.limits(ticket.category)['accept']:.0f} s")  # fmt: skip
+            return
+        ticket = await self.tickets.annotate(
+            ticket_id, SYSTEM, "overdue", f"{name} deadline passed", overdue=True
+        )
+        payload["ticket"] = ticket.model_dump(mode="json")
+        await self.events.to_users(
+            self.events.users_with(*SUPERVISOR_ROLES), {"type": "ticket.escalation", **payload}
+        )
+        log.warning(
+            "deadline passed", extra={"ticket": ticket_id, "step": name, "officer": ticket.assignee}
+        )
+
+    async def run_deadlines(self, interval_s: float = 0.25) -> None:
+        while True:
+            try:
+                for ticket_id, step, lease in await self.deadlines.claim_due():
+                    try:
+                        await self.on_deadline(ticket_id, step)
+                    except TransitionError as e:
+                        log.info(
+                            "deadline action not applied",
+                            extra={"ticket": ticket_id, "step": step, "why": str(e)},
+                        )
+                    await self.deadlines.done(ticket_id, step, lease)
+            except (ConnectionError, OSError) as e:
+                log.warning("deadline poll failed", extra={"error": str(e)})
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,104 @@
+"""REST for officers and their patrol tracks: batched GPS fixes, status, history."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from dispatch.officers import FixBatch
+from signaling import keys
+from signaling.auth import require
+from signaling.config import format_errors
+from signaling.http_errors import JsonError, read_json
+
+routes = web.RouteTableDef()
+
+WATCH_ROLES = ("admin", "dispatcher", "viewer")
+
+
+def _officer_ids(request: web.Request) -> list[str]:
+    cfg = request.app[keys.CONFIG]
+    return sorted(
+        {o.id for o in cfg.officers} | {u.username for u in cfg.users if u.role == "officer"}
+    )
+
+
+@routes.post("/api/tracks")
+async def post_fixes(request: web.Request) -> web.Response:
+    principal = require(request, "officer", "device", "admin", "dispatcher")
+    try:
+        batch = FixBatch.model_validate(await read_json(request))
+    except ValidationError as e:
+        raise JsonError(400, "; ".join(format_errors(e)), "invalid_fix") from None
+    known = set(_officer_ids(request))
+    for i, fix in enumerate(batch.fixes):
+        if principal.role == "officer":
+            if fix.officer not in (None, principal.username):
+                raise JsonError(403, f"fixes.{i}.officer: an officer sends only his own fixes")
+            fix.officer = principal.username
+        elif fix.officer is None:
+            raise JsonError(400, f"fixes.{i}.officer: required")
+        if fix.officer not in known:
+            raise JsonError(400, f"fixes.{i}.officer: unknown officer {fix.officer!r}")
+    latest = await request.app[keys.OFFICERS].record(batch.fixes)
+    await request.app[keys.DISPATCH].on_fixes(latest)
+    return web.json_response({"stored": len(batch.fixes), "officers": sorted(latest)})
+
+
+@routes.get("/api/officers")
+async def list_officers(request: web.Request) -> web.Response:
+    require(request, *WATCH_ROLES)
+    officers = request.app[keys.OFFICERS]
+    stale_s = request.app[keys.CONFIG].dispatch.stale_s
+    now = time.time()
+    out = []
+    for oid in _officer_ids(request):
+        st = await officers.state(oid)
+        out.append({"id": oid, "status": st.status(stale_s, now), "lat": st.lat, "lon": st.lon,
+                    "fix_time": st.fix_time, "ticket": st.ticket})  # fmt: skip
+    return web.json_response({"officers": out})
+
+
+def _window(request: web.Request) -> tuple[float, float | None]:
+    try:
+        since = float(request.query.get("from", time.time() - 3600))
+        until = float(request.query["to"]) if "to" in request.query else None
+    except ValueError:
+        raise JsonError(400, "from/to: must be epoch seconds") from None
+    return since, until
+
+
+@routes.get("/api/officers/{id}/track")
+async def officer_track(request: web.Request) -> web.Response:
+    principal = require(request, "admin", "dispatcher", "viewer", "officer")
+    oid = request.match_info["id"]
+    if principal.role == "officer" and principal.username != oid:
+        raise JsonError(403, "an officer reads only his own track")
+    if oid not in _officer_ids(request):
+        raise JsonError(404, f"no officer {oid!r}")
+    since, until = _window(request)
+    fixes = await request.app[keys.OFFICERS].track(oid, since, until)
+    return web.json_response(
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [[f.lon, f.lat] for f in fixes]},
+            "properties": {"officer": oid, "times": [f.time for f in fixes]},
+        }
+    )
+
+
+@routes.post("/api/officers/{id}/duty")
+async def set_duty(request: web.Request) -> web.Response:
+    principal = require(request, "admin", "dispatcher", "officer")
+    oid = request.match_info["id"]
+    if principal.role == "officer" and principal.username != oid:
+        raise JsonError(403, "an officer changes only his own duty")
+    if oid not in _officer_ids(request):
+        raise JsonError(404, f"no officer {oid!r}")
+    on_duty = (await read_json(request)).get("on_duty")
+    if not isinstance(on_duty, bool):
+        raise JsonError(400, "on_duty: must be true or false")
+    await request.app[keys.OFFICERS].set_duty(oid, on_duty)
+    return web.json_response({"id": oid, "on_duty": on_duty})
