@@ -29,7 +29,10 @@ PASSWORDS = {
     "viewer": "view-pw-3",
     "officer": "off-pw-4",
     "officer2": "off-pw-5",
+    "officer3": "off-pw-6",
+    "tracker": "device-pw-7",
 }
+ROLES = {u: "device" if u == "tracker" else u.rstrip("0123456789") for u in PASSWORDS}
 
 
 def free_port() -> int:
@@ -137,7 +140,7 @@ class RtspServer:
 def hashed_users(roles: dict[str, str] | None = None) -> list[dict]:
     from signaling.auth import hash_password
 
-    roles = roles or {name: name.rstrip("0123456789") for name in PASSWORDS}
+    roles = roles or ROLES
     return [
         {"username": u, "password_hash": hash_password(PASSWORDS[u]), "role": r}
         for u, r in roles.items()
