@@ -20,6 +20,7 @@ log = logging.getLogger("gridwatch.dispatch")
 
 ACTIVE = {"dispatched", "accepted", "on_scene"}  # the assignee is busy with the ticket
 SUPERVISOR_ROLES = ("admin", "dispatcher")
+ACTION_EVENTS = {"dispatch": "dispatched"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,14 @@ class Dispatch:
 
     async def _after(self, before: Ticket, after: Ticket, action: str) -> Ticket:
         tid = after.id
+        # The officers concerned hear of it even when offline: it waits in their inbox.
+        concerned = {o for o in (before.assignee, after.assignee) if o}
+        if concerned:
+            event = {
+                "type": f"ticket.{ACTION_EVENTS.get(action, action)}",
+                "ticket": after.model_dump(mode="json"),
+            }
+            await self.events.to_users(concerned, event)
         if before.assignee and (before.assignee != after.assignee or after.state not in ACTIVE):
             await self.officers.set_ticket(before.assignee, None)
         if after.state not in ACTIVE:
@@ -76,10 +85,6 @@ class Dispatch:
         if action == "dispatch" and after.assignee:
             await self.officers.set_ticket(after.assignee, tid)
             await self._schedule(after)
-            await self.events.to_users(
-                [after.assignee],
-                {"type": "ticket.dispatched", "ticket": after.model_dump(mode="json")},
-            )
         elif action == "accept":
             await self.deadlines.clear(tid, "accept")
         elif action == "arrive":

@@ -18,7 +18,7 @@ class StreamHub:
         idle_grace_s: float = 10.0,
         consumer_queue: int = 256,
         reconnect_min_s: float = 0.5,
-        reconnect_max_s: float = 4.0,
+        reconnect_max_s: float = 3.0,
         read_timeout_s: float = 5.0,
         onvif_resolver: Resolver | None = None,
     ):

@@ -19,13 +19,14 @@ from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from signaling import api, api_dispatch, api_tickets, keys, whep
+from signaling import api, api_dispatch, api_tickets, keys, whep, ws
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.cameras import CameraStore
 from signaling.config import Config
 from signaling.http_errors import error_middleware
 from signaling.metrics import Metrics
 from signaling.redis_server import EmbeddedRedis
+from signaling.sockets import Sockets
 
 log = logging.getLogger("gridwatch.server")
 
@@ -56,11 +57,18 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     events = Events(redis, {u.username: u.role for u in cfg.users})
     dispatch = Dispatch(tickets, officers, Deadlines(redis), events, cfg.dispatch)
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
-    timers = asyncio.create_task(dispatch.run_deadlines(), name="deadlines")
+    sockets = Sockets(redis)
+    app[keys.SOCKETS] = sockets
+    tasks = [
+        asyncio.create_task(dispatch.run_deadlines(), name="deadlines"),
+        asyncio.create_task(sockets.run(), name="events"),
+    ]
     yield
-    timers.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await timers
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -111,6 +119,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
     app.router.add_routes(api_dispatch.routes)
+    app.router.add_routes(ws.routes)
     app.router.add_routes(whep.routes)
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(STATIC))

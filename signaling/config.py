@@ -62,7 +62,8 @@ class WebRTCConfig(Strict):
 class MediaConfig(Strict):
     idle_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
     reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 0.5
-    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    # A camera back from an outage is online again within this (plus connecting).
+    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 3.0
     read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
 

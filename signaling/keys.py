@@ -15,6 +15,7 @@ from signaling.auth import Tokens
 from signaling.cameras import CameraStore
 from signaling.config import Config
 from signaling.metrics import Metrics
+from signaling.sockets import Sockets
 
 CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", aioredis.Redis)
@@ -27,3 +28,4 @@ ONVIF = web.AppKey("onvif", Onvif)
 TICKETS = web.AppKey("tickets", TicketStore)
 OFFICERS = web.AppKey("officers", Officers)
 DISPATCH = web.AppKey("dispatch", Dispatch)
+SOCKETS = web.AppKey("sockets", Sockets)

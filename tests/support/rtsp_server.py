@@ -92,6 +92,7 @@ import re
 import signal
 import sys
 import threading
+import time
 
 try:
     import gi
@@ -496,6 +497,8 @@ def build_server(args, mounts):
     server.set_service(str(args.port))
     server.set_backlog(args.backlog)
     server.get_thread_pool().set_max_threads(args.threads)
+    server.connect("client-connected",
+                   lambda _srv, client: client.connect("pre-play-request", _on_pre_play))
     points = server.get_mount_points()
     clock = Gst.SystemClock.obtain()
     # Without a pool with *unicast* (ttl 0) addresses, the per-client UDP
@@ -533,6 +536,51 @@ def build_server(args, mounts):
         points.add_factory(path, factory)
         debug("mount %s -> %s" % (path, desc))
     return server, feeders
+
+
+def _wait_for_segments(media, timeout_s=5.0):
+    """True once every stream of @media has pushed a SEGMENT into rtpbin.
+
+    Works around a gst-rtsp-server 1.22 race: a freshly prepared live media
+    can be marked prepared before its first RTP buffer (hence its first
+    SEGMENT event) reached rtpbin; a PLAY handled in that window makes
+    gst_rtsp_media_get_rates() hit g_assert(FALSE) and abort the whole
+    server ("no segment event on send_rtp_sink pad").  Seen with ~30
+    clients connecting at once to a mount whose media was just created.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while True:
+        missing = False
+        for i in range(media.n_streams()):
+            pad = media.get_stream(i).get_srcpad()
+            peer = pad.get_peer() if pad is not None else None
+            if peer is not None and peer.get_sticky_event(Gst.EventType.SEGMENT, 0) is None:
+                missing = True
+                break
+        if not missing:
+            if time.monotonic() - start > 0.001:
+                debug("PLAY held %.0f ms until the media streamed"
+                      % ((time.monotonic() - start) * 1000))
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+
+
+def _on_pre_play(client, ctx):
+    # Every mount is a live stream, but videotestsrc answers the SEEKING
+    # query with "seekable", so a PLAY carrying "Range: npt=0.000-" (ffmpeg,
+    # rtspsrc) would make gst-rtsp-server do a *flushing seek* of the shared
+    # pipeline: every viewer already connected sees a lost packet, an RTP
+    # timestamp jumping backwards and a ~90 ms stall each time someone joins.
+    # Dropping the Range header turns PLAY into "play from now".
+    ctx.request.remove_header(GstRtsp.RTSPHeaderField.RANGE, -1)
+    media = ctx.media
+    if media is not None and not _wait_for_segments(media):
+        log("PLAY refused: media has not started streaming after 5 s")
+        return GstRtsp.RTSPStatusCode.SERVICE_UNAVAILABLE
+    return GstRtsp.RTSPStatusCode.OK
 
 
 def _port_range(text):

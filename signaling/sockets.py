@@ -1,0 +1,107 @@
+"""This node's /ws connections, and the one Redis subscriber that feeds them.
+
+`gw:events` (every ticket change) goes to those who watch the wall, `gw:user:{name}`
+wake-ups to that user's sockets. What is addressed to a user lives in his inbox
+stream until he acknowledges it, so a phone that was offline gets everything when it
+reconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from signaling.auth import Principal
+
+log = logging.getLogger("gridwatch.ws")
+
+WALL_ROLES = ("admin", "dispatcher", "viewer")
+REPLAY_MAX = 500
+
+
+class Client:
+    def __init__(self, ws: web.WebSocketResponse, principal: Principal, redis: aioredis.Redis):
+        self.ws = ws
+        self.user = principal.username
+        self.role = principal.role
+        self.redis = redis
+        self.sent = b"0-0"  # last inbox entry sent on this socket
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Begin after the last entry the user acknowledged (on any device, any node)."""
+        acked = await self.redis.get(f"gw:inbox-ack:{self.user}")
+        self.sent = acked or b"0-0"
+        await self.drain_inbox()
+
+    async def drain_inbox(self) -> None:
+        async with self._lock:  # a wake-up during a replay must not send entries twice
+            entries = await self.redis.xrange(
+                f"gw:inbox:{self.user}", min=b"(" + self.sent, count=REPLAY_MAX
+            )
+            for entry_id, fields in entries:
+                event = json.loads(fields[b"event"])
+                event["id"] = entry_id.decode()
+                await self.send(event)
+                self.sent = entry_id
+
+    async def send(self, event: dict) -> None:
+        if not self.ws.closed:
+            await self.ws.send_json(event)
+
+
+class Sockets:
+    """This node's sockets, and the one Redis subscriber that feeds them."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.by_user: dict[str, set[Client]] = defaultdict(set)
+
+    def add(self, client: Client) -> None:
+        self.by_user[client.user].add(client)
+
+    def remove(self, client: Client) -> None:
+        self.by_user[client.user].discard(client)
+        if not self.by_user[client.user]:
+            del self.by_user[client.user]
+
+    def count(self) -> int:
+        return sum(len(c) for c in self.by_user.values())
+
+    async def run(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe("gw:events")
+                await pubsub.psubscribe("gw:user:*")
+                # Anything sent while we were not subscribed is in the inboxes.
+                await self._wake(list(self.by_user))
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        await self._wall(json.loads(message["data"]))
+                    elif message["type"] == "pmessage":
+                        user = message["channel"].decode().removeprefix("gw:user:")
+                        await self._wake([user])
+            except (ConnectionError, OSError, aioredis.ConnectionError) as e:
+                log.warning("event subscriber lost redis; retrying", extra={"error": str(e)})
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _wall(self, event: dict) -> None:
+        for clients in list(self.by_user.values()):
+            for c in list(clients):
+                if c.role in WALL_ROLES:
+                    await c.send(event)
+
+    async def _wake(self, users: list[str]) -> None:
+        for user in users:
+            for c in list(self.by_user.get(user, ())):
+                await c.drain_inbox()
