@@ -10,6 +10,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from redis.exceptions import RedisError
+
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.officers import Fix, Officers, distance_m
@@ -268,6 +270,7 @@ class Dispatch:
                             extra={"ticket": ticket_id, "step": step, "why": str(e)},
                         )
                     await self.deadlines.done(ticket_id, step, lease)
-            except (ConnectionError, OSError) as e:
+            except (RedisError, OSError) as e:
+                # Redis away: the timers wait in Redis and fire once it is back.
                 log.warning("deadline poll failed", extra={"error": str(e)})
             await asyncio.sleep(interval_s)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from redis import exceptions as redis_errors
 
 log = logging.getLogger("gridwatch.http")
 
@@ -47,6 +48,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except JsonError as exc:
         return web.json_response(exc.body, status=exc.status)
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as e:
+        log.warning("redis unavailable", extra={"path": request.path, "error": str(e)})
+        return web.json_response(
+            {"error": "unavailable", "message": "shared state (Redis) is unavailable; try again"},
+            status=503,
+            headers={"Retry-After": "2"},
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -515,6 +515,14 @@ def build_server(args, mounts):
         factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP | GstRtsp.RTSPLowerTrans.TCP)
         factory.set_clock(clock)
         factory.set_address_pool(pool)
+        # Every mount is live, but videotestsrc answers the SEEKING query with
+        # "seekable", so a PLAY carrying "Range: npt=0.000-" (ffmpeg/PyAV,
+        # rtspsrc) made gst-rtsp-server do a *flushing seek* of the shared
+        # pipeline: each viewer already connected saw a lost packet, the RTP
+        # timestamp jump backwards and a ~90 ms stall whenever someone
+        # joined.  With CLOCK_AND_OFFSET the media counts as not seekable
+        # (the SDP just gains RFC 7273 a=ts-refclk/a=mediaclk lines).
+        factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
         if kind == "file":
             feeder = FileFeeder(payload, path)
             if not feeder.start():
@@ -569,13 +577,6 @@ def _wait_for_segments(media, timeout_s=5.0):
 
 
 def _on_pre_play(client, ctx):
-    # Every mount is a live stream, but videotestsrc answers the SEEKING
-    # query with "seekable", so a PLAY carrying "Range: npt=0.000-" (ffmpeg,
-    # rtspsrc) would make gst-rtsp-server do a *flushing seek* of the shared
-    # pipeline: every viewer already connected sees a lost packet, an RTP
-    # timestamp jumping backwards and a ~90 ms stall each time someone joins.
-    # Dropping the Range header turns PLAY into "play from now".
-    ctx.request.remove_header(GstRtsp.RTSPHeaderField.RANGE, -1)
     media = ctx.media
     if media is not None and not _wait_for_segments(media):
         log("PLAY refused: media has not started streaming after 5 s")
