@@ -2,7 +2,8 @@
 
 `gw:inbox:{user}` (stream) holds what a user must see even if he was offline when it
 happened; `gw:user:{user}` (pub/sub) tells whichever node holds his socket to look.
-Ticket changes for everyone who watches the wall go on `gw:events` (pub/sub).
+Ticket changes for everyone who watches the wall go on `gw:events` (pub/sub), published
+by the ticket store with each transition.
 """
 
 from __future__ import annotations
@@ -30,6 +31,3 @@ class Events:
             pipe.xadd(f"gw:inbox:{user}", {"event": blob}, maxlen=INBOX_MAXLEN, approximate=True)
             pipe.publish(f"gw:user:{user}", blob)
         await pipe.execute()
-
-    async def broadcast(self, event: dict) -> None:
-        await self.redis.publish("gw:events", json.dumps(event))

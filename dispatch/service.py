@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
+from dispatch.grids import Grids
 from dispatch.officers import Fix, Officers, distance_m
 from dispatch.tickets import SYSTEM, NewTicket, Ticket, TicketStore, TransitionError
 from signaling.config import DispatchConfig
@@ -39,19 +40,30 @@ class Dispatch:
         officers: Officers,
         deadlines: Deadlines,
         events: Events,
+        grids: Grids,
         cfg: DispatchConfig,
     ):
         self.tickets = tickets
         self.officers = officers
         self.deadlines = deadlines
         self.events = events
+        self.grids = grids
         self.cfg = cfg
 
     # tickets ------------------------------------------------------------------
 
     async def open(self, new: NewTicket, who: str, role: str) -> tuple[Ticket, bool]:
-        ticket, made = await self.tickets.create(new, who, role)
-        if made and self.cfg.mode(ticket.category) == "auto":
+        grid = self.grids.locate(new.location.lat, new.location.lon)
+        ticket, made = await self.tickets.create(new, who, role, grid)
+        if not made:
+            return ticket, made
+        if grid and (count := await self.grids.count(grid, ticket.id)):
+            warning = {"type": "warning", "grid": grid, "count": count, "window_s": self.grids.window_s,
+                       "threshold": self.grids.threshold, "ticket": ticket.id}  # fmt: skip
+            # Through the inboxes: live on every wall, and kept for whoever is away.
+            await self.events.to_users(self.events.users_with(*SUPERVISOR_ROLES, "viewer"), warning)
+            log.warning("grid surge", extra={"grid": grid, "count": count})
+        if self.cfg.mode(ticket.category) == "auto":
             ticket = await self.offer_next(ticket)
         return ticket, made
 

@@ -139,11 +139,18 @@ class TicketStore:
         self._create = redis.register_script(_CREATE)
         self._apply = redis.register_script(_APPLY)
 
-    async def create(self, new: NewTicket, who: str, role: str) -> tuple[Ticket, bool]:
+    async def create(
+        self, new: NewTicket, who: str, role: str, grid: str | None = None
+    ) -> tuple[Ticket, bool]:
         """The ticket for `new`, and whether it was made now (False: the key was seen)."""
         now = time.time()
         ticket = Ticket(
-            **new.model_dump(), id="__ID__", created_at=now, updated_at=now, times={"new": now}
+            **new.model_dump(),
+            id="__ID__",
+            grid=grid,
+            created_at=now,
+            updated_at=now,
+            times={"new": now},
         )
         entry = {
             "at": now,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
+from dispatch.grids import Grids, load_grids
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
@@ -55,7 +56,9 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     tickets = TicketStore(redis)
     officers = Officers(redis, cfg.dispatch.track_retain_s)
     events = Events(redis, {u.username: u.role for u in cfg.users})
-    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, cfg.dispatch)
+    polygons = load_grids(cfg.grids.geojson) if cfg.grids.geojson else {}
+    grids = Grids(redis, polygons, cfg.grids.warn.window_s, cfg.grids.warn.threshold)
+    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, grids, cfg.dispatch)
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
     sockets = Sockets(redis)
     app[keys.SOCKETS] = sockets

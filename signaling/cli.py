@@ -48,9 +48,22 @@ async def _serve(config: Config, banner: str | None = None) -> None:
     await runner.cleanup()
 
 
+def load_checked(path: Path | None) -> Config:
+    """The config, with the files it names (grids) read and checked too."""
+    config = load_config(path)
+    if config.grids.geojson:
+        from dispatch.grids import GridError, load_grids
+
+        try:
+            load_grids(config.grids.geojson)
+        except GridError as e:
+            raise ConfigError([str(e)]) from None
+    return config
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.config)
+        config = load_checked(args.config)
     except ConfigError as e:
         for line in e.errors:
             print(f"config error: {line}", file=sys.stderr)
@@ -90,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
-        config = load_config(args.file)
+        config = load_checked(args.file)
     except ConfigError as e:
         for line in e.errors:
             print(line)
