@@ -190,17 +190,24 @@ class TicketStore:
         return [json.loads(fields[b"entry"]) for _, fields in entries]
 
     async def list(self, state: str | None = None, limit: int = 100) -> list[Ticket]:
-        states = [state] if state else list(STATES)
+        """The most recently changed tickets, newest first."""
         ids: list[tuple[bytes, float]] = []
-        for s in states:
+        for s in [state] if state else STATES:
             ids += await self.redis.zrevrange(f"gw:tickets:{s}", 0, limit - 1, withscores=True)
         ids.sort(key=lambda x: -x[1])
-        tickets = []
-        for raw, _ in ids[:limit]:
-            t = await self.get(raw.decode())
-            if t is not None:
-                tickets.append(t)
-        return tickets
+        return await self._fetch([raw.decode() for raw, _ in ids[:limit]])
+
+    async def changed_since(self, since: float) -> list[Ticket]:
+        ids: list[bytes] = []
+        for s in STATES:
+            ids += await self.redis.zrangebyscore(f"gw:tickets:{s}", since, "+inf")
+        return await self._fetch([raw.decode() for raw in ids])
+
+    async def _fetch(self, ids: list[str]) -> list[Ticket]:
+        pipe = self.redis.pipeline(transaction=False)
+        for ticket_id in ids:
+            pipe.hget(f"gw:ticket:{ticket_id}", "data")
+        return [Ticket.model_validate_json(blob) for blob in await pipe.execute() if blob]
 
     async def act(
         self,

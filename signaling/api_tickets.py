@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from dispatch.stats import report
 from dispatch.tickets import STATES, NewTicket, Ticket, TransitionError, allowed_actions
 from signaling import keys
 from signaling.auth import Principal, require
@@ -71,6 +73,19 @@ async def _ticket(request: web.Request, principal: Principal) -> Ticket:
     if not _visible(principal, ticket):
         raise JsonError(403, f"ticket {ticket.id} is not assigned to {principal.username}")
     return ticket
+
+
+@routes.get("/api/stats")
+async def stats(request: web.Request) -> web.Response:
+    require(request, "admin", "dispatcher", "viewer")
+    try:
+        window = float(request.query.get("window_s", 86400))
+    except ValueError:
+        raise JsonError(400, "window_s: must be a number of seconds") from None
+    if not 0 < window <= 366 * 86400:
+        raise JsonError(400, "window_s: must be between 0 and a year")
+    tickets = await request.app[keys.TICKETS].changed_since(time.time() - window)
+    return web.json_response({"window_s": window, **report(tickets)})
 
 
 @routes.get("/api/tickets/{id}")

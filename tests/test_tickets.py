@@ -213,3 +213,40 @@ async def test_bad_ticket_input_is_400_naming_the_field(api):
     assert status == 404
     async with api.http.get(api.base + "/api/tickets?state=bogus", headers=api.h("admin")) as r:
         assert r.status == 400
+
+
+async def test_stats_per_grid_and_category(gridwatch_factory, http):
+    gw = gridwatch_factory(
+        {
+            "dispatch": {
+                "categories": {
+                    "illegal_parking": {"mode": "suggest"},
+                    "street_stall": {"mode": "suggest"},
+                }
+            }
+        }
+    )
+    tokens = {u: gw.token(u) for u in ("admin", "dispatcher", "officer", "viewer")}
+    api = Api(http, gw, tokens)
+    closed = await api.in_state("closed")
+    await api.in_state("rejected")
+    await api.in_state("accepted")
+    status, stall = await api.open(category="street_stall")
+    assert status == 201
+    async with http.get(gw.base + "/api/stats", headers=api.h("viewer")) as r:
+        assert r.status == 200
+        stats = await r.json()
+    overall = stats["all"]
+    assert overall["tickets"] == 4 and overall["open"] == 2 and overall["closed"] == 1
+    assert overall["closure_rate"] == round(1 / 3, 4)  # rejected cases do not count
+    assert overall["on_time_rate"] == 1.0 and overall["overdue"] == 0
+    assert overall["median_response_s"] >= 0 and overall["median_arrival_s"] >= 0
+    assert stats["categories"]["street_stall"]["open"] == 1
+    assert stats["categories"]["illegal_parking"]["tickets"] == 3
+    assert stats["grids"]["(none)"]["tickets"] == 4
+    _, t = await api.get(closed)
+    assert t["state"] == "closed" and stall["state"] == "new"
+    async with http.get(gw.base + "/api/stats?window_s=-5", headers=api.h("viewer")) as r:
+        assert r.status == 400
+    async with http.get(gw.base + "/api/stats", headers=api.h("officer")) as r:
+        assert r.status == 403
