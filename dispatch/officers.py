@@ -106,18 +106,23 @@ class Officers:
         return latest
 
     async def state(self, officer: str) -> OfficerState:
-        fix, on_duty, ticket = await self.redis.hmget(
-            f"gw:officer:{officer}", "fix", "on_duty", "ticket"
-        )
-        f = json.loads(fix) if fix else {}
-        return OfficerState(
-            officer,
-            f.get("lat"),
-            f.get("lon"),
-            f.get("time"),
-            on_duty in (None, b"1"),
-            ticket.decode() if ticket else None,
-        )
+        return (await self.states([officer]))[0]
+
+    async def states(self, officers: list[str]) -> list[OfficerState]:
+        """Several officers' states in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for officer in officers:
+            pipe.hmget(f"gw:officer:{officer}", "fix", "on_duty", "ticket")
+        out = []
+        for officer, (fix, on_duty, ticket) in zip(officers, await pipe.execute(), strict=True):
+            f = json.loads(fix) if fix else {}
+            out.append(
+                OfficerState(
+                    officer, f.get("lat"), f.get("lon"), f.get("time"), on_duty in (None, b"1"),
+                    ticket.decode() if ticket else None,
+                )
+            )  # fmt: skip
+        return out
 
     async def set_ticket(self, officer: str, ticket_id: str | None) -> None:
         if ticket_id:

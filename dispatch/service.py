@@ -132,17 +132,16 @@ class Dispatch:
             return [], f"no officer within {self.cfg.search_radius_m:.0f} m"
         now = time.time()
         counts = {"busy": 0, "stale": 0, "off_duty": 0, "declined": 0}
+        counts["declined"] = sum(o in ticket.declined_by for o, _ in near)
+        near = [(o, d) for o, d in near if o not in ticket.declined_by]
+        states = await self.officers.states([o for o, _ in near])
+        # The ticket hint on an officer may be stale if a node died mid-update: trust the ticket.
+        held = {t.id: t for t in await self.tickets.fetch([s.ticket for s in states if s.ticket])}
         found = []
-        for officer, dist in near:
-            if officer in ticket.declined_by:
-                counts["declined"] += 1
-                continue
-            state = await self.officers.state(officer)
-            if state.ticket:
-                held = await self.tickets.get(state.ticket)
-                # The hint on the officer may be stale if a node died mid-update: trust the ticket.
-                if held is None or held.state not in ACTIVE or held.assignee != officer:
-                    state.ticket = None
+        for (officer, dist), state in zip(near, states, strict=True):
+            t = held.get(state.ticket or "")
+            if state.ticket and (t is None or t.state not in ACTIVE or t.assignee != officer):
+                state.ticket = None
             status = state.status(self.cfg.stale_s, now)
             if status != "available":
                 counts[status] += 1

@@ -195,15 +195,16 @@ class TicketStore:
         for s in [state] if state else STATES:
             ids += await self.redis.zrevrange(f"gw:tickets:{s}", 0, limit - 1, withscores=True)
         ids.sort(key=lambda x: -x[1])
-        return await self._fetch([raw.decode() for raw, _ in ids[:limit]])
+        return await self.fetch([raw.decode() for raw, _ in ids[:limit]])
 
     async def changed_since(self, since: float) -> list[Ticket]:
         ids: list[bytes] = []
         for s in STATES:
             ids += await self.redis.zrangebyscore(f"gw:tickets:{s}", since, "+inf")
-        return await self._fetch([raw.decode() for raw in ids])
+        return await self.fetch([raw.decode() for raw in ids])
 
-    async def _fetch(self, ids: list[str]) -> list[Ticket]:
+    async def fetch(self, ids: list[str]) -> list[Ticket]:
+        """Tickets by id in one round trip; unknown ids are left out."""
         pipe = self.redis.pipeline(transaction=False)
         for ticket_id in ids:
             pipe.hget(f"gw:ticket:{ticket_id}", "data")

@@ -163,7 +163,12 @@ async def test_nearest_officer_dispatch_pass_on_arrival_and_track(gw, http):
         assert all(ts >= dispatched_at for ts in props["times"])
         last_lon, last_lat = coords[-1]
         assert distance_m(last_lat, last_lon, *INCIDENT) <= 30 + 35  # within a step of the radius
-        assert 200 <= props["distance_m"] <= 600
+        first_lon, first_lat = coords[0]
+        start = distance_m(first_lat, first_lon, *INCIDENT)
+        assert start > 150, (props, coords)  # the track begins where he was sent from
+        # The path is at least as long as the way from where he started to the scene.
+        end = distance_m(last_lat, last_lon, *INCIDENT)
+        assert start - end - 1 <= props["distance_m"] <= 2 * start, (props, coords)
         assert props["time_to_arrive_s"] > 0 and props["arrive_deadline_met"] is True
     finally:
         stop.set()
