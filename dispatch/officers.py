@@ -6,7 +6,6 @@ fix and duty state, `gw:track:{id}` the history (a stream, trimmed by age).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,6 +17,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 GEO = "gw:officers:geo"
 MAX_CLOCK_SKEW_S = 30.0
 MAX_FIX_AGE_S = 24 * 3600.0
+
+_NEARBY = """
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+                         'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+local out = {}
+for _, item in ipairs(found) do
+  local id = item[1]
+  local f = redis.call('HMGET', 'gw:officer:' .. id, 'fix_time', 'on_duty', 'ticket')
+  local held = 0
+  if f[3] then
+    local t = redis.call('HMGET', 'gw:ticket:' .. f[3], 'state', 'assignee')
+    if t[2] == id and (t[1] == 'dispatched' or t[1] == 'accepted' or t[1] == 'on_scene') then held = 1 end
+  end
+  table.insert(out, {id, item[2], f[1], f[2], f[3], held})
+end
+return out
+"""
 
 
 class Fix(BaseModel):
@@ -77,6 +93,7 @@ class Officers:
     def __init__(self, redis: aioredis.Redis, retain_s: float):
         self.redis = redis
         self.retain_s = retain_s
+        self._nearby = redis.register_script(_NEARBY)
 
     async def record(self, fixes: list[Fix]) -> dict[str, Fix]:
         """Store a validated batch; returns each officer's newest fix in it."""
@@ -99,7 +116,7 @@ class Officers:
             async with self.redis.pipeline(transaction=True) as p:
                 await (
                     p.geoadd(GEO, (fix.lon, fix.lat, officer))
-                    .hset(key, mapping={"fix": fix.model_dump_json(), "fix_time": fix.time})
+                    .hset(key, mapping={"lat": fix.lat, "lon": fix.lon, "fix_time": fix.time})
                     .hsetnx(key, "on_duty", 1)
                     .execute()
                 )
@@ -112,16 +129,21 @@ class Officers:
         """Several officers' states in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for officer in officers:
-            pipe.hmget(f"gw:officer:{officer}", "fix", "on_duty", "ticket")
+            pipe.hmget(f"gw:officer:{officer}", "lat", "lon", "fix_time", "on_duty", "ticket")
         out = []
-        for officer, (fix, on_duty, ticket) in zip(officers, await pipe.execute(), strict=True):
-            f = json.loads(fix) if fix else {}
+        for officer, (lat, lon, at, on_duty, ticket) in zip(
+            officers, await pipe.execute(), strict=True
+        ):
             out.append(
                 OfficerState(
-                    officer, f.get("lat"), f.get("lon"), f.get("time"), on_duty in (None, b"1"),
+                    officer,
+                    float(lat) if lat else None,
+                    float(lon) if lon else None,
+                    float(at) if at else None,
+                    on_duty in (None, b"1"),
                     ticket.decode() if ticket else None,
                 )
-            )  # fmt: skip
+            )
         return out
 
     async def set_ticket(self, officer: str, ticket_id: str | None) -> None:
@@ -145,16 +167,19 @@ class Officers:
 
     async def nearby(
         self, lat: float, lon: float, radius_m: float, count: int
-    ) -> list[tuple[str, float]]:
-        """Officers whose latest fix is within `radius_m`, nearest first, with distances."""
-        found = await self.redis.geosearch(
-            GEO,
-            longitude=lon,
-            latitude=lat,
-            radius=radius_m,
-            unit="m",
-            sort="ASC",
-            count=count,
-            withdist=True,
-        )
-        return [(name.decode(), float(dist)) for name, dist in found]
+    ) -> list[tuple[OfficerState, float]]:
+        """Officers whose latest fix is within `radius_m`, nearest first, with distances.
+
+        One script in Redis: the search, each officer's state, and whether the ticket he
+        is marked with is really his and still active (the mark can be stale when a node
+        died between two writes; the ticket is the truth).
+        """
+        rows = await self._nearby(keys=[GEO], args=[lon, lat, radius_m, count])
+        out = []
+        for officer, dist, at, on_duty, ticket, held in rows:
+            state = OfficerState(
+                officer.decode(), None, None, float(at) if at else None,
+                on_duty in (False, None, b"1"), ticket.decode() if ticket and held == 1 else None,
+            )  # fmt: skip
+            out.append((state, float(dist)))
+        return out

@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.grids import Grids
-from dispatch.officers import Fix, Officers, distance_m
+from dispatch.officers import Fix, Officers, OfficerState, distance_m
 from dispatch.tickets import SYSTEM, NewTicket, Ticket, TicketStore, TransitionError
 from signaling.config import DispatchConfig
 
@@ -24,6 +24,8 @@ log = logging.getLogger("gridwatch.dispatch")
 ACTIVE = {"dispatched", "accepted", "on_scene"}  # the assignee is busy with the ticket
 SUPERVISOR_ROLES = ("admin", "dispatcher")
 ACTION_EVENTS = {"dispatch": "dispatched"}
+FIRST_RADIUS_M = 250.0
+MAX_CANDIDATES = 4096
 
 
 @dataclass(frozen=True)
@@ -123,35 +125,47 @@ class Dispatch:
     # choosing an officer --------------------------------------------------------
 
     async def candidates(self, ticket: Ticket) -> tuple[list[Candidate], str | None]:
-        """Available officers in reach, by ETA; or none and the reason why."""
-        loc = ticket.location
-        near = await self.officers.nearby(
-            loc.lat, loc.lon, self.cfg.search_radius_m, self.cfg.search_count
-        )
+        """Available officers in reach, nearest (by ETA) first; or none and the reason why.
+
+        The search starts with a small circle and widens it: in a dense city the nearest
+        officers are close, and a GEOSEARCH over the whole radius would sort thousands.
+        """
+        loc, max_r = ticket.location, self.cfg.search_radius_m
+        radius, count = min(FIRST_RADIUS_M, max_r), self.cfg.search_count
+        while True:
+            near = await self.officers.nearby(loc.lat, loc.lon, radius, count)
+            found, counts = await self._available(ticket, near)
+            if found:
+                return sorted(found, key=lambda c: c.eta_s), None
+            if len(near) >= count and count < MAX_CANDIDATES:
+                count *= 2  # the nearest ones are all taken: look at more of them
+            elif radius < max_r:
+                radius = min(radius * 4, max_r)
+            else:
+                break
         if not near:
-            return [], f"no officer within {self.cfg.search_radius_m:.0f} m"
+            return [], f"no officer within {max_r:.0f} m"
+        why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        return [], f"no available officer within {max_r:.0f} m ({why})"
+
+    async def _available(
+        self, ticket: Ticket, near: list[tuple[OfficerState, float]]
+    ) -> tuple[list[Candidate], dict[str, int]]:
         now = time.time()
         counts = {"busy": 0, "stale": 0, "off_duty": 0, "declined": 0}
-        counts["declined"] = sum(o in ticket.declined_by for o, _ in near)
-        near = [(o, d) for o, d in near if o not in ticket.declined_by]
-        states = await self.officers.states([o for o, _ in near])
-        # The ticket hint on an officer may be stale if a node died mid-update: trust the ticket.
-        held = {t.id: t for t in await self.tickets.fetch([s.ticket for s in states if s.ticket])}
         found = []
-        for (officer, dist), state in zip(near, states, strict=True):
-            t = held.get(state.ticket or "")
-            if state.ticket and (t is None or t.state not in ACTIVE or t.assignee != officer):
-                state.ticket = None
+        for state, dist in near:
+            if state.id in ticket.declined_by:
+                counts["declined"] += 1
+                continue
             status = state.status(self.cfg.stale_s, now)
             if status != "available":
                 counts[status] += 1
                 continue
-            eta = dist * self.cfg.road_factor / self.cfg.speed_mps
-            found.append(Candidate(officer, dist, eta))
-        if found:
-            return sorted(found, key=lambda c: c.eta_s), None
-        why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
-        return [], f"no available officer within {self.cfg.search_radius_m:.0f} m ({why})"
+            found.append(
+                Candidate(state.id, dist, dist * self.cfg.road_factor / self.cfg.speed_mps)
+            )
+        return found, counts
 
     async def offer_next(self, ticket: Ticket) -> Ticket:
         found, reason = await self.candidates(ticket)

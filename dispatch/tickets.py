@@ -108,7 +108,7 @@ local n = redis.call('INCR', KEYS[2])
 local id = string.format('T-%06d', n)
 local ticket = (string.gsub(ARGV[2], '__ID__', id))
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], id) end
-redis.call('HSET', 'gw:ticket:' .. id, 'data', ticket, 'state', 'new', 'version', 1)
+redis.call('HSET', 'gw:ticket:' .. id, 'data', ticket, 'state', 'new', 'assignee', '', 'version', 1)
 redis.call('ZADD', 'gw:tickets:new', ARGV[3], id)
 redis.call('XADD', 'gw:ticket:' .. id .. ':log', '*', 'entry', (string.gsub(ARGV[4], '__ID__', id)))
 redis.call('PUBLISH', 'gw:events', (string.gsub(ARGV[5], '__ID__', id)))
@@ -118,7 +118,7 @@ return {1, id}
 _APPLY = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if v ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'state', ARGV[4], 'version', tonumber(v) + 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[3], 'state', ARGV[4], 'assignee', ARGV[9], 'version', tonumber(v) + 1)
 if ARGV[5] ~= ARGV[4] then
   redis.call('ZREM', KEYS[3], ARGV[1])
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
@@ -269,7 +269,7 @@ class TicketStore:
                 keys=[f"gw:ticket:{ticket_id}", f"gw:ticket:{ticket_id}:log",
                       f"gw:tickets:{ticket.state}", f"gw:tickets:{updated.state}"],
                 args=[ticket_id, version, updated.model_dump_json(), updated.state, ticket.state,
-                      updated.updated_at, json.dumps(entry), _event(action, updated)],
+                      updated.updated_at, json.dumps(entry), _event(action, updated), updated.assignee or ""],
             )  # fmt: skip
             if ok:
                 return ticket, updated
