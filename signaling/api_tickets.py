@@ -104,6 +104,28 @@ async def ticket_track(request: web.Request) -> web.Response:
     return web.json_response(await request.app[keys.DISPATCH].track(ticket))
 
 
+@routes.get("/api/tickets/{id}/candidates")
+async def ticket_candidates(request: web.Request) -> web.Response:
+    """The officers dispatch would offer this ticket to, for a dispatcher to choose from."""
+    principal = require(request, "admin", "dispatcher")
+    ticket = await _ticket(request, principal)
+    found, reason = await request.app[keys.DISPATCH].candidates(ticket)
+    return web.json_response(
+        {
+            "ticket": ticket.id,
+            "candidates": [
+                {
+                    "officer": c.officer,
+                    "distance_m": round(c.distance_m, 1),
+                    "eta_s": round(c.eta_s, 1),
+                }
+                for c in found[:20]
+            ],
+            "reason": reason,
+        }
+    )
+
+
 @routes.post("/api/tickets/{id}/actions")
 async def act(request: web.Request) -> web.Response:
     principal = require(request, *ACT_ROLES)
