@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from dispatch.officers import FixBatch
 from signaling import keys
-from signaling.auth import require
+from signaling.auth import Principal, require
 from signaling.config import format_errors
 from signaling.http_errors import JsonError, read_json
 
@@ -23,6 +23,16 @@ def _officer_ids(request: web.Request) -> list[str]:
     return sorted(
         {o.id for o in cfg.officers} | {u.username for u in cfg.users if u.role == "officer"}
     )
+
+
+def _officer(request: web.Request, principal: Principal) -> str:
+    """The officer in the URL: 404 if unknown; an officer may only name himself."""
+    oid = request.match_info["id"]
+    if principal.role == "officer" and principal.username != oid:
+        raise JsonError(403, f"officer {principal.username} may not act for {oid}")
+    if oid not in _officer_ids(request):
+        raise JsonError(404, f"no officer {oid!r}")
+    return oid
 
 
 @routes.post("/api/tracks")
@@ -72,12 +82,7 @@ def _window(request: web.Request) -> tuple[float, float | None]:
 
 @routes.get("/api/officers/{id}/track")
 async def officer_track(request: web.Request) -> web.Response:
-    principal = require(request, "admin", "dispatcher", "viewer", "officer")
-    oid = request.match_info["id"]
-    if principal.role == "officer" and principal.username != oid:
-        raise JsonError(403, "an officer reads only his own track")
-    if oid not in _officer_ids(request):
-        raise JsonError(404, f"no officer {oid!r}")
+    oid = _officer(request, require(request, "admin", "dispatcher", "viewer", "officer"))
     since, until = _window(request)
     fixes = await request.app[keys.OFFICERS].track(oid, since, until)
     return web.json_response(
@@ -91,12 +96,7 @@ async def officer_track(request: web.Request) -> web.Response:
 
 @routes.post("/api/officers/{id}/duty")
 async def set_duty(request: web.Request) -> web.Response:
-    principal = require(request, "admin", "dispatcher", "officer")
-    oid = request.match_info["id"]
-    if principal.role == "officer" and principal.username != oid:
-        raise JsonError(403, "an officer changes only his own duty")
-    if oid not in _officer_ids(request):
-        raise JsonError(404, f"no officer {oid!r}")
+    oid = _officer(request, require(request, "admin", "dispatcher", "officer"))
     on_duty = (await read_json(request)).get("on_duty")
     if not isinstance(on_duty, bool):
         raise JsonError(400, "on_duty: must be true or false")

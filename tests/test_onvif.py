@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from support.procs import GRIDWATCH, free_port, stop
+from support.procs import GRIDWATCH, free_port, make_video, stop
 from support.whep_client import view
 
 WRAPPER = str(Path(__file__).parent / "support" / "ipycam_lo.py")
@@ -79,25 +79,7 @@ class IpyCam:
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> Path:
     video = tmp_path_factory.mktemp("onvif") / "scene.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=15",
-            "-t",
-            "10",
-            "-c:v",
-            "libx264",
-            "-pix_fmt",
-            "yuv420p",
-            str(video),
-        ],
-        check=True,
-    )
+    make_video(video, "640x360", 15, 10)
     return video
 
 

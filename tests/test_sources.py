@@ -12,34 +12,14 @@ import numpy as np
 import pytest
 
 from media import clock
-from support.procs import GRIDWATCH, free_port, stop
+from support.procs import GRIDWATCH, free_port, make_video, stop
 from support.whep_client import view
 
 
 @pytest.fixture(scope="module")
 def short_mp4(tmp_path_factory):
     path = tmp_path_factory.mktemp("media") / "two-seconds.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=480x272:rate=20",
-            "-t",
-            "2",
-            "-c:v",
-            "libx264",
-            "-g",
-            "20",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )
+    make_video(path, "480x272", 20, 2, "-g", "20")
     return path
 
 

@@ -27,17 +27,17 @@ from pathlib import Path
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from common import start_gridwatch
 
 from media import clock
-from media.webrtc import rtc_configuration, use_host_addresses
+from media.webrtc import rtc_configuration
 from support.procs import RtspServer, free_port, stop
+from support.whep_client import negotiate  # also keeps ICE on loopback
 
 HERE = Path(__file__).resolve().parent
-use_host_addresses(["127.0.0.1"])
 
 
 def now_ms() -> float:
@@ -112,16 +112,7 @@ async def whep_view(
     pc = RTCPeerConnection(rtc_configuration([]))
     t = pc.addTransceiver("video", direction="recvonly")
     d = DECODERS[id(t.receiver)] = MarkerDecoder()
-    await pc.setLocalDescription(await pc.createOffer())
-    posted = time.monotonic()
-    async with http.post(
-        f"{base}/whep/clock",
-        data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    ) as r:
-        assert r.status == 201, await r.text()
-        answer = await r.text()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    _, posted = await negotiate(http, base, "clock", token, pc)
     return pc, d, posted
 
 

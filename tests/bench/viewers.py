@@ -16,14 +16,15 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media.webrtc import rtc_configuration, use_host_addresses
+from media.webrtc import rtc_configuration
+from support.whep_client import negotiate  # also keeps ICE on loopback
 
-use_host_addresses(["127.0.0.1"])
 COUNTS: dict[int, list[float]] = {}  # id(receiver) -> [frames, first frame time]
 
 
@@ -39,17 +40,7 @@ RTCRtpReceiver._handle_rtp_packet = _count  # type: ignore[method-assign]
 async def one(http: aiohttp.ClientSession, base: str, stream: str, token: str):
     pc = RTCPeerConnection(rtc_configuration([]))
     transceiver = pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    posted = time.monotonic()
-    async with http.post(
-        f"{base}/whep/{stream}",
-        data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    ) as r:
-        if r.status != 201:
-            raise RuntimeError(f"WHEP {r.status}: {await r.text()}")
-        answer = await r.text()
-    await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+    _, posted = await negotiate(http, base, stream, token, pc)
     return pc, id(transceiver.receiver), posted
 
 

@@ -35,6 +35,16 @@ PASSWORDS = {
 ROLES = {u: "device" if u == "tracker" else u.rstrip("0123456789") for u in PASSWORDS}
 
 
+def make_video(path: Path, size: str, fps: int, seconds: float, *extra: str) -> Path:
+    """An H.264 MP4 of FFmpeg's testsrc2, made with ffmpeg (extra: more output options)."""
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}",
+         "-t", str(seconds), "-c:v", "libx264", "-pix_fmt", "yuv420p", *extra, str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

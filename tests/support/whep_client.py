@@ -64,18 +64,10 @@ async def _consume(viewer: Viewer, track, keep: int, on_frame) -> None:
         pass
 
 
-async def view(
-    http: aiohttp.ClientSession,
-    base: str,
-    stream: str,
-    token: str,
-    *,
-    keep: int = 4,
-    on_frame=None,
-) -> Viewer:
-    """POST a WHEP offer and start counting decoded frames; raises on a non-201 answer."""
-    pc = RTCPeerConnection(rtc_configuration([]))
-    pc.addTransceiver("video", direction="recvonly")
+async def negotiate(
+    http: aiohttp.ClientSession, base: str, stream: str, token: str, pc: RTCPeerConnection
+) -> tuple[str, float]:
+    """Offer `pc` (with its transceivers and handlers set) over WHEP; (Location, POST time)."""
     await pc.setLocalDescription(await pc.createOffer())
     posted = time.monotonic()
     async with http.post(
@@ -88,13 +80,27 @@ async def view(
             await pc.close()
             raise RuntimeError(f"WHEP {r.status}: {body}")
         location = r.headers["Location"]
-    viewer = Viewer(pc, location, posted)
-    started = asyncio.Event()
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return location, posted
+
+
+async def view(
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    token: str,
+    *,
+    keep: int = 4,
+    on_frame=None,
+) -> Viewer:
+    """A WHEP viewer that counts (and keeps the last `keep`) decoded frames."""
+    pc = RTCPeerConnection(rtc_configuration([]))
+    pc.addTransceiver("video", direction="recvonly")
+    viewer = Viewer(pc, "", 0.0)
 
     @pc.on("track")
     def _track(track) -> None:
         viewer.task = asyncio.ensure_future(_consume(viewer, track, keep, on_frame))
-        started.set()
 
-    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    viewer.location, viewer.posted_at = await negotiate(http, base, stream, token, pc)
     return viewer
