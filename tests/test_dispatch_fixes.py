@@ -108,3 +108,23 @@ async def test_suggest_mode_lists_candidates_for_the_dispatcher(gw, http):
     ]  # officer3 is 22 km off
     assert found["candidates"][0]["distance_m"] == pytest.approx(111, abs=2)
     assert found["candidates"][0]["eta_s"] > 0 and found["reason"] is None
+
+    # Off duty: not offered any more, and the reason says so when nobody is left.
+    for officer in ("officer2", "officer"):
+        oh = {"Authorization": f"Bearer {gw.token(officer)}"}
+        async with http.post(
+            f"{gw.base}/api/officers/{officer}/duty", json={"on_duty": False}, headers=oh
+        ) as r:
+            assert r.status == 200
+    async with http.post(
+        f"{gw.base}/api/officers/officer3/duty", json={"on_duty": False}, headers=oh
+    ) as r:
+        assert r.status == 403  # an officer changes only his own duty
+    async with http.get(gw.base + "/api/officers", headers=h) as r:
+        status = {o["id"]: o["status"] for o in (await r.json())["officers"]}
+    assert (
+        status["officer"] == status["officer2"] == "off_duty" and status["officer3"] == "available"
+    )
+    async with http.get(f"{gw.base}/api/tickets/{ticket['id']}/candidates", headers=h) as r:
+        found = await r.json()
+    assert found["candidates"] == [] and "2 off duty" in found["reason"]

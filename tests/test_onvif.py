@@ -137,6 +137,15 @@ async def test_onvif_camera_stream_snapshot_and_ptz(ipycam, gridwatch_factory, h
     after = ipycam.ptz()
     assert after["pan"] - before["pan"] > 0.3, (before, after)
     assert after["moving"] is False
+    async with http.post(
+        gw.base + "/api/cameras/onvif-main/ptz",
+        json={"action": "goto_preset", "preset": "home"},
+        headers=h,
+    ) as r:
+        assert r.status == 200, await r.text()
+    async with asyncio.timeout(5):
+        while abs(ipycam.ptz()["pan"]) > 0.01:  # back home
+            await asyncio.sleep(0.1)
 
     async with http.get(gw.base + "/api/cameras", headers=h) as r:
         text = await r.text()
