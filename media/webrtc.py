@@ -192,5 +192,9 @@ class Viewers:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
 
+    def egress_bps(self) -> float:
+        """Video leaving this node to WebRTC viewers, from each stream's measured bitrate."""
+        return sum(s.stream.state.bitrate for s in self.sessions.values())
+
     def count(self, stream_id: str) -> int:
         return sum(1 for s in self.sessions.values() if s.stream.id == stream_id)

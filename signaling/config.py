@@ -66,6 +66,10 @@ class MediaConfig(Strict):
     reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 3.0
     read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
+    # New WebRTC viewers are refused (503) past this much video out of the node: one
+    # core forwards about 400 Mbit/s (tests/bench/fanout.py), and a node that takes
+    # more loses frames for every viewer instead of turning one away. None: no limit.
+    max_egress_mbps: Annotated[float, Field(gt=0)] | None = 400.0
 
 
 class User(Strict):

@@ -62,6 +62,11 @@ class StreamCollector(Collector):
         yield GaugeMetricFamily(
             "gridwatch_webrtc_sessions", "WebRTC sessions on this node", len(self.viewers.sessions)
         )
+        yield GaugeMetricFamily(
+            "gridwatch_webrtc_egress_bps",
+            "video bits per second to WebRTC viewers",
+            self.viewers.egress_bps(),
+        )
 
 
 class Metrics:

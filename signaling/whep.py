@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from media.webrtc import OfferError
@@ -10,6 +12,7 @@ from signaling.api import WATCH_ROLES
 from signaling.auth import require
 from signaling.http_errors import JsonError
 
+log = logging.getLogger("gridwatch.whep")
 routes = web.RouteTableDef()
 
 
@@ -39,6 +42,15 @@ async def whep_offer(request: web.Request) -> web.Response:
     stream = await request.app[keys.CAMERAS].stream(stream_id)
     if stream is None:
         raise JsonError(404, f"no stream {stream_id!r}")
+    viewers = request.app[keys.VIEWERS]
+    limit = request.app[keys.CONFIG].media.max_egress_mbps
+    if limit is not None and viewers.egress_bps() + stream.state.bitrate > limit * 1e6:
+        log.warning("viewer refused: node at its egress limit",
+                    extra={"stream": stream_id, "egress_mbps": round(viewers.egress_bps() / 1e6, 1)})  # fmt: skip
+        raise JsonError(
+            503, f"this node is at its limit of {limit:g} Mbit/s to viewers; try another node or later",
+            "overloaded", retry_after_s=5,
+        )  # fmt: skip
     try:
         session = await request.app[keys.VIEWERS].answer(stream, offer, principal.username)
     except OfferError as e:

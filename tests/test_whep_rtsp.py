@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from support.whep_client import view
 
 
@@ -88,3 +90,28 @@ async def test_viewer_resumes_after_camera_restarts(rtsp_factory, gridwatch_fact
         assert stream_metric(m, "online", "gate") == 1.0
     finally:
         await viewer.close(http, gw.base, token)
+
+
+async def test_node_refuses_viewers_past_its_egress_limit(rtsp_factory, gridwatch_factory, http):
+    rtsp = rtsp_factory({"/cam": "testsrc:640x360@25:1500"})
+    gw = gridwatch_factory(
+        {"cameras": [{"id": "gate", "source": rtsp.url("/cam")}], "media": {"max_egress_mbps": 1.5}}
+    )
+    token = gw.token("viewer")
+    first = await view(http, gw.base, "gate", token)
+    try:
+        assert await first.wait_frames(10, timeout=6.0)
+        async with asyncio.timeout(5):  # the node measures the stream's bitrate each second
+            while gw.metrics()["gridwatch_webrtc_egress_bps"] < 0.75e6:
+                await asyncio.sleep(0.2)
+        with pytest.raises(RuntimeError, match=r"WHEP 503.*overloaded"):
+            await view(http, gw.base, "gate", token)
+        count = first.count
+        assert await first.wait_frames(count + 25, timeout=3.0), "the refusal disturbed the viewer"
+    finally:
+        await first.close(http, gw.base, token)
+    again = await view(http, gw.base, "gate", token)  # room again once the first has gone
+    try:
+        assert await again.wait_frames(5, timeout=3.0)
+    finally:
+        await again.close(http, gw.base, token)

@@ -103,7 +103,9 @@ def main() -> None:
     camera = start_camera(w, h, args.fps, args.kbps)
     url = camera.url("/cam")
     workdir = Path(tempfile.mkdtemp(prefix="gw-fanout-"))
-    gw = start_gridwatch(workdir, [{"id": "cam", "source": url}], media={"viewer_queue": 512})
+    # No egress limit: the benchmark measures past the point where a node would refuse.
+    media = {"viewer_queue": 512, "max_egress_mbps": None}
+    gw = start_gridwatch(workdir, [{"id": "cam", "source": url}], media=media)
     naive = None
     try:
         token = gw.token("viewer")
