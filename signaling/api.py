@@ -151,6 +151,14 @@ async def put_zones(request: web.Request) -> web.Response:
     camera = await _camera(request)
     data = await read_json(request)
     camera.zones = validate_zones(data.get("zones"))
+    stream = request.app[keys.HUB].get(camera.id)
+    if stream is not None and stream.state.width and stream.state.height:
+        # The frame size is known once the camera has been seen: zones must lie inside it.
+        for i, zone in enumerate(camera.zones):
+            try:
+                zone.check_frame(stream.state.width, stream.state.height, i)
+            except ValueError as e:
+                raise JsonError(400, str(e), "invalid_zones") from None
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response({"zones": [z.model_dump(mode="json") for z in camera.zones]})
 

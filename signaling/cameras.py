@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis.asyncio as aioredis
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from media.hub import StreamHub
 from media.sources import parse_source, redact
@@ -17,6 +17,7 @@ from signaling.logs import add_secret
 log = logging.getLogger("gridwatch.cameras")
 
 KEY = "gw:cameras"
+ZONES = TypeAdapter(list[Zone])
 
 
 def validate_camera(data: dict) -> Camera:
@@ -30,7 +31,7 @@ def validate_zones(data: object) -> list[Zone]:
     if not isinstance(data, list):
         raise JsonError(400, "zones: must be a list")
     try:
-        return [Zone.model_validate(z) for z in data]
+        return ZONES.validate_python(data)
     except ValidationError as e:
         raise JsonError(400, "zones: " + "; ".join(format_errors(e)), "invalid_zones") from None
 

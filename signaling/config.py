@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
 
 from media.sources import SourceError, parse_source
 
@@ -93,12 +95,42 @@ class DetectConfig(Strict):
     enabled: bool = True
 
 
+MAX_FRAME = 8192  # pixels: no camera frame is larger
+
+
 class Zone(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: Literal["no_parking", "no_stall"]
-    polygon: Annotated[list[tuple[float, float]], Field(min_length=3)]
-    dwell_s: Annotated[float, Field(gt=0)] = 120
+    # Image pixel coordinates of the detection frame, x right and y down.
+    polygon: Annotated[
+        list[
+            tuple[
+                Annotated[float, Field(ge=0, le=MAX_FRAME)],
+                Annotated[float, Field(ge=0, le=MAX_FRAME)],
+            ]
+        ],
+        Field(min_length=3, max_length=64),
+    ]
+    dwell_s: Annotated[float, Field(gt=0, le=86400)] = 120
     hours: str | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        shape = Polygon(v)
+        if shape.convex_hull.area <= 0:
+            raise ValueError("encloses no area (its points are in a line)")
+        if not shape.is_valid:
+            raise ValueError(f"is not a simple polygon: {explain_validity(shape)}")
+        return v
+
+    def check_frame(self, width: int, height: int, index: int) -> None:
+        """Raise ValueError naming the point when the polygon leaves a width x height frame."""
+        for j, (x, y) in enumerate(self.polygon):
+            if x > width or y > height:
+                raise ValueError(
+                    f"zones.{index}.polygon.{j}: ({x:g}, {y:g}) is outside the {width}x{height} frame"
+                )
 
     @field_validator("hours")
     @classmethod

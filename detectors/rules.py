@@ -1,0 +1,197 @@
+"""Zone rules: illegal parking and street stalls from tracked objects, one violation per incident.
+
+An incident is something stationary in a zone: its anchor box is where it came to
+rest, and every later box of the same class that overlaps the anchor (IoU) is the
+same incident, whatever the tracker's id — so a car that is occluded and found again
+under a new track id is still the same incident. It becomes a violation once its
+dwell time has passed, once; after it clears, a cooldown keeps the same spot from
+raising another at once. An object is in a zone when the bottom centre of its box is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import time as dtime
+from typing import Literal
+
+from shapely.geometry import Point, Polygon
+from shapely.prepared import prep
+
+Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
+Group = Literal["vehicle", "person", "stall"]
+
+# Frigate's approach: a box that keeps this much overlap with where it stopped is
+# stationary. People shift about more than parked cars do.
+STATIONARY_IOU: dict[str, float] = {"vehicle": 0.6, "stall": 0.5, "person": 0.3}
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def bottom_centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, box[3]
+
+
+@dataclass(frozen=True)
+class Detection:
+    track_id: int | None
+    label: str  # the model's class name
+    box: Box
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True)
+class ZoneRule:
+    name: str
+    kind: Literal["no_parking", "no_stall"]
+    polygon: list[tuple[float, float]]
+    dwell_s: float
+    hours: str | None = None  # "HH:MM-HH:MM", may run past midnight
+
+    def active(self, when: datetime) -> bool:
+        if not self.hours:
+            return True
+        start, end = (dtime.fromisoformat(t) for t in self.hours.split("-"))
+        now = when.time()
+        return start <= now < end if start <= end else now >= start or now < end
+
+
+@dataclass
+class Incident:
+    zone: str
+    kind: str
+    group: str
+    anchor: Box
+    box: Box
+    label: str
+    first_seen: float
+    last_seen: float
+    track_ids: set[int] = field(default_factory=set)
+    reported: bool = False
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+
+@dataclass(frozen=True)
+class Violation:
+    id: str
+    camera: str
+    zone: str
+    kind: str
+    label: str
+    box: Box
+    first_seen: float
+    confirmed: float
+    track_ids: tuple[int, ...]
+
+
+@dataclass
+class RuleConfig:
+    groups: dict[str, Group]  # model class name -> vehicle / person / stall
+    grace_s: float = (
+        10.0  # an incident unseen this long is over (occlusion shorter than this is not)
+    )
+    cooldown_s: float = 300.0  # after an incident that was reported clears
+    stall_person_radius: float = 2.0  # a person within this many stall-box widths tends the stall
+
+
+class ZoneRules:
+    """The rules of one camera: feed it each frame's tracked objects, get violations."""
+
+    def __init__(self, camera: str, zones: list[ZoneRule], cfg: RuleConfig):
+        self.camera = camera
+        self.zones = zones
+        self.cfg = cfg
+        self._shapes = {z.name: prep(Polygon(z.polygon)) for z in zones}
+        self.incidents: dict[str, list[Incident]] = {z.name: [] for z in zones}
+        self._cooling: dict[str, list[tuple[Box, float]]] = {z.name: [] for z in zones}
+        self._dismissed: dict[str, list[tuple[Box, float]]] = {z.name: [] for z in zones}
+
+    def dismiss(self, zone: str, box: Box, until: float) -> None:
+        """A dispatcher said this is no violation: nothing at this spot is reported until `until`."""
+        self._dismissed.setdefault(zone, []).append((box, until))
+
+    def update(
+        self, now: float, detections: list[Detection], wall: datetime | None = None
+    ) -> list[Violation]:
+        wall = wall or datetime.fromtimestamp(now)
+        found: list[Violation] = []
+        for zone in self.zones:
+            if not zone.active(wall):
+                self.incidents[zone.name].clear()  # nothing carries over from outside the hours
+                continue
+            inside = [d for d in detections if self._in(zone, d)]
+            wanted = "vehicle" if zone.kind == "no_parking" else "stall"
+            people = [d for d in inside if self.cfg.groups.get(d.label) == "person"]
+            for d in inside:
+                if self.cfg.groups.get(d.label) == wanted:
+                    self._observe(zone, d, now)
+            found += self._confirm(zone, now, people)
+            self._expire(zone, now)
+        return found
+
+    def _in(self, zone: ZoneRule, d: Detection) -> bool:
+        return self._shapes[zone.name].contains(Point(*bottom_centre(d.box)))
+
+    def _observe(self, zone: ZoneRule, d: Detection, now: float) -> None:
+        group = self.cfg.groups[d.label]
+        threshold = STATIONARY_IOU[group]
+        incidents = self.incidents[zone.name]
+        best = max(incidents, key=lambda i: iou(i.anchor, d.box), default=None)
+        if best is not None and best.group == group and iou(best.anchor, d.box) >= threshold:
+            best.box, best.last_seen = d.box, now
+            if d.track_id is not None:
+                best.track_ids.add(d.track_id)
+            return
+        incidents.append(
+            Incident(zone.name, zone.kind, group, d.box, d.box, d.label, now, now,
+                     {d.track_id} if d.track_id is not None else set())
+        )  # fmt: skip
+
+    def _confirm(self, zone: ZoneRule, now: float, people: list[Detection]) -> list[Violation]:
+        out = []
+        for inc in self.incidents[zone.name]:
+            if inc.reported or inc.last_seen < now or now - inc.first_seen < zone.dwell_s:
+                continue
+            if zone.kind == "no_stall" and not self._tended(inc, people):
+                continue
+            if self._blocked(zone.name, inc.anchor, now):
+                inc.reported = True  # remembered, so that it is not checked again
+                continue
+            inc.reported = True
+            out.append(
+                Violation(f"{self.camera}:{zone.name}:{inc.id}", self.camera, zone.name, zone.kind, inc.label,
+                          inc.box, inc.first_seen, now, tuple(sorted(inc.track_ids)))
+            )  # fmt: skip
+        return out
+
+    def _tended(self, inc: Incident, people: list[Detection]) -> bool:
+        cx, cy = bottom_centre(inc.box)
+        reach = self.cfg.stall_person_radius * max(1.0, inc.box[2] - inc.box[0])
+        return any(
+            (px - cx) ** 2 + (py - cy) ** 2 <= reach**2
+            for px, py in (bottom_centre(p.box) for p in people)
+        )
+
+    def _blocked(self, zone: str, box: Box, now: float) -> bool:
+        spots = self._cooling[zone] + self._dismissed.get(zone, [])
+        return any(until > now and iou(b, box) >= STATIONARY_IOU["vehicle"] for b, until in spots)
+
+    def _expire(self, zone: ZoneRule, now: float) -> None:
+        keep = []
+        for inc in self.incidents[zone.name]:
+            if now - inc.last_seen <= self.cfg.grace_s:
+                keep.append(inc)
+            elif inc.reported:
+                self._cooling[zone.name].append((inc.anchor, inc.last_seen + self.cfg.cooldown_s))
+        self.incidents[zone.name] = keep
+        self._cooling[zone.name] = [(b, t) for b, t in self._cooling[zone.name] if t > now]
+        self._dismissed[zone.name] = [
+            (b, t) for b, t in self._dismissed.get(zone.name, []) if t > now
+        ]
