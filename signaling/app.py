@@ -16,7 +16,8 @@ from dispatch.events import Events
 from dispatch.grids import Grids, load_grids
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
-from dispatch.tickets import TicketStore
+from dispatch.tickets import Location, TicketStore
+from dispatch.violations import ViolationConsumer
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
@@ -62,9 +63,16 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
     sockets = Sockets(redis)
     app[keys.SOCKETS] = sockets
+
+    async def position(camera_id: str) -> Location | None:
+        camera = await app[keys.CAMERAS].get(camera_id)
+        return Location(**camera.position.model_dump()) if camera and camera.position else None
+
+    violations = ViolationConsumer(redis, dispatch, position, cfg.dispatch.claim_idle_s)
     tasks = [
         asyncio.create_task(dispatch.run_deadlines(), name="deadlines"),
         asyncio.create_task(sockets.run(), name="events"),
+        asyncio.create_task(violations.run(), name="violations"),
     ]
     yield
     for task in tasks:
@@ -117,7 +125,8 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app[keys.METRICS] = metrics
-    app.cleanup_ctx.extend([redis_ctx, dispatch_ctx, media_ctx])
+    # Dispatch looks cameras up (violations carry a camera id): media starts first.
+    app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx])
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)

@@ -196,6 +196,9 @@ class DispatchConfig(Strict):
     road_factor: Annotated[float, Field(ge=1, le=5)] = 1.3  # streets are longer than straight lines
     stale_s: Annotated[float, Field(gt=0)] = 120
     track_retain_s: Annotated[float, Field(gt=0)] = 7 * 86400
+    claim_idle_s: Annotated[float, Field(gt=0)] = (
+        30  # violations a dead node held move on after this
+    )
     categories: dict[str, CategoryConfig] = {}
 
     def mode(self, category: str) -> str:
