@@ -48,6 +48,7 @@ class StreamState:
     decoded_frames: int = 0  # frames this server decoded (transcode only)
     encoded_frames: int = 0  # frames this server encoded (transcode or synthetic source)
     snapshot_decodes: int = 0  # frames decoded to answer snapshot requests
+    sampler_decodes: int = 0  # frames decoded for the detectors
     bytes_out: int = 0  # bytes handed to consumers
     since: float | None = None
 

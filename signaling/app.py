@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from importlib import resources
 
@@ -20,6 +22,7 @@ from dispatch.tickets import Location, TicketStore
 from dispatch.violations import ViolationConsumer
 from media.hub import StreamHub
 from media.onvif import Onvif
+from media.sampler import Samplers, Target
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
 from signaling import api, api_dispatch, api_tickets, keys, whep, ws
 from signaling.auth import Tokens, auth_middleware, shared_secret
@@ -105,7 +108,29 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     store = CameraStore(app[keys.REDIS], hub)
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
+
+    async def targets() -> list[Target]:
+        # Cameras with zones are watched by the detectors, whether anyone views them or not.
+        return [
+            Target(c.id, c.source, c.detect_source, c.detect.fps)
+            for c in await store.all()
+            if c.detect.enabled and c.zones
+        ]
+
+    samplers = asyncio.create_task(
+        Samplers(
+            app[keys.REDIS],
+            hub,
+            targets,
+            f"{socket.gethostname()}-{os.getpid()}",
+            cfg.media.lease_s,
+        ).run(),
+        name="samplers",
+    )
     yield
+    samplers.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await samplers
     await viewers.close_all()
     hub.close()
 

@@ -72,6 +72,9 @@ class MediaConfig(Strict):
     # core forwards about 400 Mbit/s (tests/bench/fanout.py), and a node that takes
     # more loses frames for every viewer instead of turning one away. None: no limit.
     max_egress_mbps: Annotated[float, Field(gt=0)] | None = 400.0
+    # A node that dies stops sampling its cameras for the detectors; another node takes
+    # them over within this.
+    lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
 
 
 class User(Strict):

@@ -33,6 +33,7 @@ _COUNTERS = {
     "decoded_frames": "frames this server decoded to transcode",
     "encoded_frames": "frames this server encoded (transcode or synthetic source)",
     "snapshot_decodes": "frames decoded to answer snapshot requests",
+    "sampler_decodes": "frames decoded for the detectors",
 }
 
 

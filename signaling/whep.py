@@ -44,9 +44,11 @@ async def whep_offer(request: web.Request) -> web.Response:
         raise JsonError(404, f"no stream {stream_id!r}")
     viewers = request.app[keys.VIEWERS]
     limit = request.app[keys.CONFIG].media.max_egress_mbps
-    if limit is not None and viewers.egress_bps() + stream.state.bitrate > limit * 1e6:
+    # A node always serves its first viewer, however heavy the stream.
+    busy = viewers.egress_bps()
+    if limit is not None and busy and busy + stream.state.bitrate > limit * 1e6:
         log.warning("viewer refused: node at its egress limit",
-                    extra={"stream": stream_id, "egress_mbps": round(viewers.egress_bps() / 1e6, 1)})  # fmt: skip
+                    extra={"stream": stream_id, "egress_mbps": round(busy / 1e6, 1)})  # fmt: skip
         raise JsonError(
             503, f"this node is at its limit of {limit:g} Mbit/s to viewers; try another node or later",
             "overloaded", retry_after_s=5,
