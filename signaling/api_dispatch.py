@@ -5,13 +5,11 @@ from __future__ import annotations
 import time
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from dispatch.officers import FixBatch
 from signaling import keys
 from signaling.auth import Principal, require
-from signaling.config import format_errors
-from signaling.http_errors import JsonError, read_json
+from signaling.http_errors import JsonError, read_json, validated
 
 routes = web.RouteTableDef()
 
@@ -38,10 +36,7 @@ def _officer(request: web.Request, principal: Principal) -> str:
 @routes.post("/api/tracks")
 async def post_fixes(request: web.Request) -> web.Response:
     principal = require(request, "officer", "device", "admin", "dispatcher")
-    try:
-        batch = FixBatch.model_validate(await read_json(request))
-    except ValidationError as e:
-        raise JsonError(400, "; ".join(format_errors(e)), "invalid_fix") from None
+    batch = validated(FixBatch, await read_json(request), "invalid_fix")
     known = set(_officer_ids(request))
     for i, fix in enumerate(batch.fixes):
         if principal.role == "officer":

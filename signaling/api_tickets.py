@@ -6,14 +6,12 @@ import logging
 import time
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from dispatch.stats import report
 from dispatch.tickets import STATES, NewTicket, Ticket, TransitionError, allowed_actions
 from signaling import keys
 from signaling.auth import Principal, require
-from signaling.config import format_errors
-from signaling.http_errors import JsonError, read_json
+from signaling.http_errors import JsonError, read_json, validated
 
 log = logging.getLogger("gridwatch.tickets")
 routes = web.RouteTableDef()
@@ -37,10 +35,7 @@ def _view(ticket: Ticket) -> dict:
 @routes.post("/api/tickets")
 async def open_ticket(request: web.Request) -> web.Response:
     principal = require(request, *OPEN_ROLES)
-    try:
-        new = NewTicket.model_validate(await read_json(request))
-    except ValidationError as e:
-        raise JsonError(400, "; ".join(format_errors(e)), "invalid_ticket") from None
+    new = validated(NewTicket, await read_json(request), "invalid_ticket")
     if principal.role == "officer":
         new.source = "officer"
     ticket, made = await request.app[keys.DISPATCH].open(new, principal.username, principal.role)

@@ -10,8 +10,8 @@ from pydantic import TypeAdapter, ValidationError
 from media.hub import StreamHub
 from media.sources import parse_source, redact
 from media.stream import Stream
-from signaling.config import Camera, Zone, format_errors
-from signaling.http_errors import JsonError
+from signaling.config import Camera, Zone
+from signaling.http_errors import JsonError, validated
 from signaling.logs import add_secret
 
 log = logging.getLogger("gridwatch.cameras")
@@ -21,19 +21,13 @@ ZONES = TypeAdapter(list[Zone])
 
 
 def validate_camera(data: dict) -> Camera:
-    try:
-        return Camera.model_validate(data)
-    except ValidationError as e:
-        raise JsonError(400, "; ".join(format_errors(e)), "invalid_camera") from None
+    return validated(Camera, data, "invalid_camera")
 
 
 def validate_zones(data: object) -> list[Zone]:
     if not isinstance(data, list):
         raise JsonError(400, "zones: must be a list")
-    try:
-        return ZONES.validate_python(data)
-    except ValidationError as e:
-        raise JsonError(400, "zones: " + "; ".join(format_errors(e)), "invalid_zones") from None
+    return validated(ZONES, data, "invalid_zones", prefix="zones: ")
 
 
 def register_secrets(camera: Camera) -> None:

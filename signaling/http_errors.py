@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis import exceptions as redis_errors
+
+from signaling.config import format_errors
 
 log = logging.getLogger("gridwatch.http")
 
@@ -69,6 +73,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.json_response(
             {"error": "internal", "message": "internal server error"}, status=500
         )
+
+
+def validated(
+    schema: type[BaseModel] | TypeAdapter, data: object, code: str, prefix: str = ""
+) -> Any:
+    """`data` checked against a pydantic model, or a 400 whose message names every bad field."""
+    try:
+        if isinstance(schema, TypeAdapter):
+            return schema.validate_python(data)
+        return schema.model_validate(data)
+    except ValidationError as e:
+        raise JsonError(400, prefix + "; ".join(format_errors(e)), code) from None
 
 
 async def read_json(request: web.Request) -> dict:
