@@ -46,9 +46,19 @@ class Player {
     this.closed = false;
     this.connect();
   }
-  setState(state) {
+  setState(state, detail = "") {
     this.tile.dataset.state = state;
-    this.tile.querySelector(".state").textContent = state;
+    const label = this.tile.querySelector(".state");
+    label.textContent = state;
+    label.title = detail;
+  }
+  // The server's view of the camera, polled: says why a tile is dark.
+  showCamera(camera) {
+    const st = camera.state;
+    if (st.online || st.consumers === 0) return;
+    if (this.tile.dataset.state !== "playing" || this.video.paused) {
+      this.setState("offline", st.last_error || "no picture from the camera");
+    }
   }
   async connect() {
     this.setState("connecting");
@@ -95,14 +105,22 @@ async function showWall() {
   $("#login").hidden = true;
   $("#logout").hidden = false;
   $("#wall").hidden = false;
+  await refreshCameras();
+}
+
+async function refreshCameras() {
   const { cameras } = await (await api("/api/cameras")).json();
   for (const camera of cameras) {
-    if (players.has(camera.id)) continue;
-    const player = new Player(camera);
-    players.set(camera.id, player);
-    $("#wall").append(player.tile);
+    if (!players.has(camera.id)) {
+      const player = new Player(camera);
+      players.set(camera.id, player);
+      $("#wall").append(player.tile);
+    }
+    players.get(camera.id).showCamera(camera);
   }
 }
+
+setInterval(() => { if (!$("#wall").hidden) refreshCameras().catch(() => {}); }, 3000);
 
 $("#login").addEventListener("submit", async (e) => {
   e.preventDefault();
