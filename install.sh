@@ -12,10 +12,11 @@ APT_TEST=(chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstre
   gstreamer1.0-plugins-bad gstreamer1.0-libav)
 
 packages=("${APT_RUN[@]}")
-extras=""
+# The detectors (ultralytics, with torch pinned to the build on this machine's disk).
+extras="[detect]"
 if [[ "${1:-}" == "--test" ]]; then
   packages+=("${APT_TEST[@]}")
-  extras="[test]"
+  extras="[detect,test]"
 fi
 
 missing=()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import secrets
@@ -74,6 +75,51 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    try:
+        config = load_checked(args.config)
+    except ConfigError as e:
+        for line in e.errors:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    url = config.redis.url
+    if url is None:
+        # The node's private Redis, when this worker runs beside `gridwatch serve`.
+        sock = (config.server.data_dir / "redis" / "redis.sock").resolve()
+        if not sock.exists():
+            print(
+                f"config error: redis.url: not set, and no private Redis at {sock}", file=sys.stderr
+            )
+            return 2
+        url = f"unix://{sock}"
+    weights = config.detectors.weights
+    if not weights.endswith(".yaml") and not Path(weights).is_file():
+        print(
+            f"config error: detectors.weights: no file {weights} (weights are never downloaded)",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(_detect(url, config))
+    return 0
+
+
+async def _detect(url: str, config: Config) -> None:
+    import redis.asyncio as aioredis
+
+    from detectors.worker import Worker, yolo_factory
+
+    client = aioredis.from_url(url)
+    worker = asyncio.create_task(
+        Worker(client, config.detectors, yolo_factory(config.detectors)).run()
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, worker.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker
+    await client.aclose()
+
+
 def demo_config(port: int, data_dir: Path, password: str) -> Config:
     return Config.model_validate(
         {
@@ -142,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="run the server")
     p.add_argument("--config", type=Path)
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("detect", help="a detector worker")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(func=cmd_detect)
     p = sub.add_parser("demo", help="the whole system with demo sources on embedded defaults")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--data-dir", type=Path, default=Path("var/demo"))

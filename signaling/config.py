@@ -221,6 +221,28 @@ class DispatchConfig(Strict):
         return ("accept", "arrive", "arrive:remind", "resolve", "resolve:remind")
 
 
+COCO_GROUPS = {
+    "car": "vehicle", "truck": "vehicle", "bus": "vehicle", "motorcycle": "vehicle",
+    "person": "person",
+    "umbrella": "stall", "chair": "stall", "dining table": "stall", "bench": "stall",
+    "suitcase": "stall", "potted plant": "stall",
+}  # fmt: skip
+
+
+class DetectorsConfig(Strict):
+    # A local file (or a model .yaml, for tests): weights are never downloaded.
+    weights: str = "yolo11n.pt"
+    imgsz: Annotated[int, Field(ge=64, le=2048)] = 640
+    conf: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    device: str | None = None  # None: the GPU when there is one, else the CPU
+    # The model's class names -> what the rules see; a custom model with a stall class maps it here.
+    classes: dict[str, Literal["vehicle", "person", "stall"]] = COCO_GROUPS
+    lease_s: Annotated[float, Field(ge=1, le=300)] = 10.0
+    grace_s: Annotated[float, Field(gt=0)] = 10.0  # an object unseen this long is gone
+    cooldown_s: Annotated[float, Field(ge=0)] = 300.0
+    recheck_s: Annotated[float, Field(gt=0)] = 5.0  # run the model this often even without motion
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     redis: RedisConfig = RedisConfig()
@@ -231,6 +253,7 @@ class Config(Strict):
     officers: list[Officer] = []
     grids: GridsConfig = GridsConfig()
     dispatch: DispatchConfig = DispatchConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
 
     @model_validator(mode="after")
     def _unique(self) -> Config:
