@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from importlib import resources
 
 import redis.asyncio as aioredis
@@ -34,6 +34,20 @@ from signaling.redis_server import EmbeddedRedis
 from signaling.sockets import Sockets
 
 log = logging.getLogger("gridwatch.server")
+
+
+@contextlib.asynccontextmanager
+async def running(*loops: Coroutine[None, None, None]) -> AsyncIterator[None]:
+    """The node's background loops, for as long as the block lasts."""
+    tasks = [asyncio.create_task(loop) for loop in loops]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -72,17 +86,8 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         return Location(**camera.position.model_dump()) if camera and camera.position else None
 
     violations = ViolationConsumer(redis, dispatch, position, cfg.dispatch.claim_idle_s)
-    tasks = [
-        asyncio.create_task(dispatch.run_deadlines(), name="deadlines"),
-        asyncio.create_task(sockets.run(), name="events"),
-        asyncio.create_task(violations.run(), name="violations"),
-    ]
-    yield
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async with running(dispatch.run_deadlines(), sockets.run(), violations.run()):
+        yield
 
 
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -117,20 +122,11 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
             if c.detect.enabled and c.zones
         ]
 
-    samplers = asyncio.create_task(
-        Samplers(
-            app[keys.REDIS],
-            hub,
-            targets,
-            f"{socket.gethostname()}-{os.getpid()}",
-            cfg.media.lease_s,
-        ).run(),
-        name="samplers",
+    samplers = Samplers(
+        app[keys.REDIS], hub, targets, f"{socket.gethostname()}-{os.getpid()}", cfg.media.lease_s
     )
-    yield
-    samplers.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await samplers
+    async with running(samplers.run()):
+        yield
     await viewers.close_all()
     hub.close()
 
