@@ -62,12 +62,19 @@ def load_checked(path: Path | None) -> Config:
     return config
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def config_or_report(path: Path | None) -> Config | None:
+    """The config for a command that runs; None after printing every error."""
     try:
-        config = load_checked(args.config)
+        return load_checked(path)
     except ConfigError as e:
         for line in e.errors:
             print(f"config error: {line}", file=sys.stderr)
+        return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = config_or_report(args.config)
+    if config is None:
         return 2
     if not config.users:
         log.warning("no users in the config: nobody can log in (see gridwatch hash-password)")
@@ -76,11 +83,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
-    try:
-        config = load_checked(args.config)
-    except ConfigError as e:
-        for line in e.errors:
-            print(f"config error: {line}", file=sys.stderr)
+    config = config_or_report(args.config)
+    if config is None:
         return 2
     url = config.redis.url
     if url is None:

@@ -174,3 +174,23 @@ def test_serve_uses_an_external_redis(tmp_path: Path, users, redis_server):
         assert not (tmp_path / "data" / "redis").exists()
     finally:
         gw.stop()
+
+
+def test_detect_refuses_missing_weights_and_redis(tmp_path: Path):
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(yaml.safe_dump({"redis": {"url": "redis://127.0.0.1:1/0"},
+                                   "detectors": {"weights": str(tmp_path / "nope.pt")}}))  # fmt: skip
+    r = subprocess.run(
+        [GRIDWATCH, "detect", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert (
+        r.returncode == 2
+        and "detectors.weights: no file" in r.stderr
+        and "never downloaded" in r.stderr
+    )
+    cfg.write_text(yaml.safe_dump({"server": {"data_dir": str(tmp_path / "none")},
+                                   "detectors": {"weights": "yolov8n.yaml"}}))  # fmt: skip
+    r = subprocess.run(
+        [GRIDWATCH, "detect", "--config", str(cfg)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "redis.url: not set" in r.stderr

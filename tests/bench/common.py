@@ -88,5 +88,14 @@ def start_gridwatch(workdir: Path, cameras: list[dict], **config: object) -> Gri
     return GridwatchServer(workdir, cfg).start()
 
 
+def camera_args(p, counts: str) -> None:
+    """The options every camera benchmark takes: viewer/camera counts and the camera's stream."""
+    p.add_argument("--counts", default=counts)
+    p.add_argument("--seconds", type=float, default=10)
+    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--fps", type=int, default=30)
+    p.add_argument("--kbps", type=int, default=4000)
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "n/a"

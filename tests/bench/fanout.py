@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import CpuMeter, ratio, start_camera, start_gridwatch
+from common import CpuMeter, camera_args, ratio, start_camera, start_gridwatch
 
 from support.procs import free_port, stop, wait_port
 
@@ -91,12 +91,8 @@ def per_viewer(rows: list[dict]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--counts", default="1,10,50,100,200")
+    camera_args(p, "1,10,50,100,200")
     p.add_argument("--naive-counts", default="1,2")
-    p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--size", default="1920x1080")
-    p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--kbps", type=int, default=4000)
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     print(f"camera: {w}x{h} {args.fps} fps {args.kbps} kbit/s H.264 over RTSP", flush=True)

@@ -15,7 +15,7 @@ import os
 import subprocess
 import time
 
-from common import CpuMeter, cpu_seconds, ratio, start_camera
+from common import CpuMeter, camera_args, cpu_seconds, ratio, start_camera
 
 from media.hub import StreamHub
 from media.sources import parse_source
@@ -88,11 +88,7 @@ def ffmpeg_copy(url: str, n: int, seconds: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--counts", default="1,8,32")
-    p.add_argument("--seconds", type=float, default=10)
-    p.add_argument("--size", default="1920x1080")
-    p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--kbps", type=int, default=4000)
+    camera_args(p, "1,8,32")
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
     camera = start_camera(w, h, args.fps, args.kbps)
