@@ -221,7 +221,9 @@ class DispatchConfig(Strict):
         return ("accept", "arrive", "arrive:remind", "resolve", "resolve:remind")
 
 
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "detectors" / "models" / "gridwatch-demo.pt"
 COCO_GROUPS = {
+    "vehicle": "vehicle", "stall": "stall",  # the demo model's own classes
     "car": "vehicle", "truck": "vehicle", "bus": "vehicle", "motorcycle": "vehicle",
     "person": "person",
     "umbrella": "stall", "chair": "stall", "dining table": "stall", "bench": "stall",
@@ -230,8 +232,9 @@ COCO_GROUPS = {
 
 
 class DetectorsConfig(Strict):
-    # A local file (or a model .yaml, for tests): weights are never downloaded.
-    weights: str = "yolo11n.pt"
+    # A local file (or a model .yaml, for tests): weights are never downloaded. The
+    # default is the demo model this project trains and ships (vehicle, person, stall).
+    weights: str = str(DEMO_MODEL)
     imgsz: Annotated[int, Field(ge=64, le=2048)] = 640
     conf: Annotated[float, Field(gt=0, lt=1)] = 0.25
     device: str | None = None  # None: the GPU when there is one, else the CPU
