@@ -29,32 +29,32 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def rtsp_factory() -> Iterator:
-    started: list[RtspServer] = []
-
-    def make(mounts: dict[str, str], port: int | None = None) -> RtspServer:
-        server = RtspServer(mounts, port).start()
-        started.append(server)
-        return server
-
-    yield make
-    for server in started:
+def started() -> Iterator[list]:
+    """The servers a test starts; each is stopped (by its PID) after the test."""
+    servers: list[RtspServer | GridwatchServer] = []
+    yield servers
+    for server in servers:
         server.stop()
 
 
 @pytest.fixture
-def gridwatch_factory(tmp_path: Path, users: list[dict]) -> Iterator:
-    started: list[GridwatchServer] = []
-
-    def make(config: dict | None = None, name: str = "gw") -> GridwatchServer:
-        cfg = {"users": users, **(config or {})}
-        server = GridwatchServer(tmp_path / name, cfg).start()
-        started.append(server)
+def rtsp_factory(started: list):
+    def make(mounts: dict[str, str], port: int | None = None) -> RtspServer:
+        started.append(server := RtspServer(mounts, port).start())
         return server
 
-    yield make
-    for server in started:
-        server.stop()
+    return make
+
+
+@pytest.fixture
+def gridwatch_factory(tmp_path: Path, users: list[dict], started: list):
+    def make(config: dict | None = None, name: str = "gw") -> GridwatchServer:
+        started.append(
+            server := GridwatchServer(tmp_path / name, {"users": users, **(config or {})}).start()
+        )
+        return server
+
+    return make
 
 
 @pytest.fixture

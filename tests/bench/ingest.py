@@ -39,7 +39,10 @@ async def ours(url: str, n: int, seconds: float) -> tuple[float, int, int]:
         c = stream.attach("bench")
         consumers.append(c)
         tasks.append(asyncio.ensure_future(drain(c)))
-    await asyncio.sleep(3)  # every camera connected and past its first key frame
+    # Measure from when every camera is connected and past its first key frame.
+    async with asyncio.timeout(30):
+        while not all(s.gop for s in hub.streams.values()):
+            await asyncio.sleep(0.1)
     before = sum(s.state.packets for s in hub.streams.values())
     meter = CpuMeter(os.getpid())
     meter.start()
@@ -76,7 +79,7 @@ def ffmpeg_copy(url: str, n: int, seconds: float) -> float:
         for _ in range(n)
     ]
     try:
-        time.sleep(3)
+        time.sleep(3)  # ffmpeg tells nothing when it is connected: leave its start-up out
         t0 = time.monotonic()
         c0 = sum(cpu_seconds(p.pid) for p in procs)
         time.sleep(seconds)
