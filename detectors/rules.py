@@ -11,7 +11,7 @@ raising another at once. An object is in a zone when the bottom centre of its bo
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from datetime import time as dtime
 from typing import Literal
@@ -89,6 +89,7 @@ class Violation:
     first_seen: float
     confirmed: float
     track_ids: tuple[int, ...]
+    incident: str  # the Incident's id (its first-seen picture is kept by that key)
 
 
 @dataclass
@@ -116,6 +117,34 @@ class ZoneRules:
     def dismiss(self, zone: str, box: Box, until: float) -> None:
         """A dispatcher said this is no violation: nothing at this spot is reported until `until`."""
         self._dismissed.setdefault(zone, []).append((box, until))
+
+    def active(self) -> list[Incident]:
+        return [inc for incidents in self.incidents.values() for inc in incidents]
+
+    def export(self) -> dict:
+        """The incidents and cooling spots, for another worker to carry on from (`restore`)."""
+        return {
+            "incidents": [
+                {**asdict(inc), "track_ids": []} for inc in self.active()
+            ],
+            "cooling": [[zone, list(box), until] for zone, spots in self._cooling.items()
+                        for box, until in spots],
+        }  # fmt: skip
+
+    def restore(self, state: dict) -> None:
+        """Carry on from another worker's `export`: dwell times, what was reported, cooldowns.
+
+        Track ids are not carried over (they belong to the other worker's tracker); the
+        incidents are matched again by where they stand.
+        """
+        for data in state.get("incidents", []):
+            if data["zone"] in self.incidents:
+                inc = Incident(**{**data, "anchor": tuple(data["anchor"]), "box": tuple(data["box"]),
+                                  "track_ids": set()})  # fmt: skip
+                self.incidents[inc.zone].append(inc)
+        for zone, box, until in state.get("cooling", []):
+            if zone in self._cooling:
+                self._cooling[zone].append((tuple(box), until))
 
     def update(
         self, now: float, detections: list[Detection], wall: datetime | None = None
@@ -167,7 +196,7 @@ class ZoneRules:
             inc.reported = True
             out.append(
                 Violation(f"{self.camera}:{zone.name}:{inc.id}", self.camera, zone.name, zone.kind, inc.label,
-                          inc.box, inc.first_seen, now, tuple(sorted(inc.track_ids)))
+                          inc.box, inc.first_seen, now, tuple(sorted(inc.track_ids)), inc.id)
             )  # fmt: skip
         return out
 

@@ -26,8 +26,17 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from detectors import evidence
 from detectors.motion import MotionGate
-from detectors.rules import RuleConfig, ZoneRule, ZoneRules
+from detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
+from detectors.verify import Outcome, Verifier
+from dispatch.detections import (
+    VERIFICATIONS,
+    dismissals,
+    state_key,
+    verify_key,
+    verify_requests,
+)
 from media.leases import Leases
 from media.sampler import frames_key
 from signaling.cameras import stored_cameras
@@ -36,12 +45,17 @@ from signaling.config import Camera, DetectorsConfig
 log = logging.getLogger("gridwatch.detect")
 
 WORKERS = "gw:workers"
+VIOLATIONS = "gw:violations"
 
 TrackerFactory = Callable[[], object]  # returns something with .track(bgr) -> list[Detection]
 
 
 class CameraWatch:
-    """One camera's loop: newest frame -> motion gate -> model -> rules -> violations."""
+    """One camera's loop: newest frame -> motion gate -> model -> rules -> violations.
+
+    The incidents it follows are saved in Redis every second (and with each violation,
+    in the same transaction), so the worker that takes the camera over carries on.
+    """
 
     def __init__(
         self,
@@ -54,7 +68,9 @@ class CameraWatch:
         self.camera = camera
         self.make_tracker = make_tracker
         self.cfg = cfg
-        self.frames = self.inferences = self.violations = 0
+        self.frames = self.inferences = self.violations = self.verifications = 0
+        self.zones = {z.name: list(z.polygon) for z in camera.zones}
+        self.state_ttl = int(cfg.grace_s + cfg.cooldown_s + 60)
 
     def rules(self) -> ZoneRules:
         zones = [
@@ -66,11 +82,20 @@ class CameraWatch:
         return ZoneRules(self.camera.id, zones, rule_cfg)
 
     async def run(self) -> None:
+        cid = self.camera.id
         tracker = await asyncio.to_thread(self.make_tracker)
         rules, gate = self.rules(), MotionGate()
-        key = frames_key(self.camera.id)
+        verifier = Verifier(self.zones, dict(self.cfg.classes), self.cfg.verify_clear_s,
+                            self.cfg.verify_window_s)  # fmt: skip
+        if saved := await self.redis.get(state_key(cid)):
+            rules.restore(json.loads(saved))
+            log.info("carrying on from the last worker", extra={"camera": cid})
+        key = frames_key(cid)
         interval = 1.0 / self.camera.detect.fps
-        last_id, last_run, detections = b"", 0.0, []
+        last_id, last_run, saved_at, asked_at = b"", 0.0, 0.0, 0.0
+        detections: list = []
+        firsts: dict[str, bytes] = {}  # incident id -> the frame (JPEG) it was first seen in
+        applied: set[str] = set()  # dismissals already given to the rules
         while True:
             newest = await self.redis.xrevrange(key, count=1)
             if not newest or newest[0][0] == last_id:
@@ -82,24 +107,82 @@ class CameraWatch:
                 continue
             self.frames += 1
             ts = float(fields[b"ts"])
-            if gate.moved(img) or time.monotonic() - last_run >= self.cfg.recheck_s:
+            if time.monotonic() - asked_at >= 1.0:  # what dispatch asks, once a second
+                asked_at = time.monotonic()
+                verifier.sync(await verify_requests(self.redis, cid))
+                for ticket, spot in (await dismissals(self.redis, cid)).items():
+                    if ticket not in applied:
+                        applied.add(ticket)
+                        rules.dismiss(spot["zone"], tuple(spot["box"]), spot["until"])
+            # A pending verification looks at every frame: the answer must not wait on motion.
+            if (verifier.pending or gate.moved(img)
+                    or time.monotonic() - last_run >= self.cfg.recheck_s):  # fmt: skip
                 detections = await asyncio.to_thread(tracker.track, img)
                 last_run = time.monotonic()
                 self.inferences += 1
             # Nothing moved: the same objects are where they were, and their dwell goes on.
-            for violation in rules.update(ts, detections):
-                await self.publish(violation)
+            violations = rules.update(ts, detections)
+            active = {inc.id for inc in rules.active()}
+            for incident in active - firsts.keys():
+                firsts[incident] = fields[b"jpeg"]
+            for incident in firsts.keys() - active:
+                del firsts[incident]
+            for violation in violations:
+                await self.publish(violation, img, firsts.get(violation.incident), rules)
+                saved_at = time.monotonic()
+            for outcome in verifier.update(ts, detections):
+                await self.answer(outcome, img)
+            if time.monotonic() - saved_at >= 1.0:
+                saved_at = time.monotonic()
+                await self.redis.set(state_key(cid), json.dumps(rules.export()), ex=self.state_ttl)
 
-    async def publish(self, violation) -> None:
+    async def publish(self, violation: Violation, img: np.ndarray, first: bytes | None,
+                      rules: ZoneRules) -> None:  # fmt: skip
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
-        await self.redis.xadd("gw:violations", {"violation": json.dumps(event)})
+        pictures = await asyncio.to_thread(self._pictures, violation, img, first)
+        # The violation and the state that says it was raised go together: a worker that
+        # dies after this never leaves its successor to raise it again.
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(VIOLATIONS, {"violation": json.dumps(event), **pictures})
+        pipe.set(state_key(self.camera.id), json.dumps(rules.export()), ex=self.state_ttl)
+        await pipe.execute()
         self.violations += 1
         log.info(
             "violation",
             extra={"camera": self.camera.id, "zone": violation.zone, "id": violation.id},
         )
+
+    def _pictures(self, v: Violation, img: np.ndarray, first: bytes | None) -> dict[str, bytes]:
+        polygon = self.zones[v.zone]
+        caption = f"{v.label} in {v.zone}"
+        pictures = {
+            "confirmed.jpg": evidence.annotated(img, polygon, v.box, f"{caption}, {v.confirmed - v.first_seen:.0f} s"),
+            "crop.jpg": evidence.crop(img, v.box),
+        }  # fmt: skip
+        first_img = (
+            cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR) if first else None
+        )
+        if first_img is not None:  # None when it was first seen by a worker that died since
+            pictures["first.jpg"] = evidence.annotated(first_img, polygon, v.box, caption)
+        return pictures
+
+    async def answer(self, outcome: Outcome, img: np.ndarray) -> None:
+        det = outcome.request.detection
+        box = outcome.still_there.box if outcome.still_there else det.box
+        picture = await asyncio.to_thread(
+            evidence.annotated, img, self.zones.get(det.zone, []), box, outcome.why
+        )
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(VERIFICATIONS, {"ticket": outcome.request.ticket, "camera": self.camera.id,
+                                  "clear": int(outcome.clear), "why": outcome.why,
+                                  "since": outcome.request.since, "snapshot.jpg": picture})  # fmt: skip
+        pipe.hdel(verify_key(self.camera.id), outcome.request.ticket)
+        await pipe.execute()
+        self.verifications += 1
+        log.info("verified" if outcome.clear else "not clear",
+                 extra={"camera": self.camera.id, "ticket": outcome.request.ticket, "why": outcome.why})  # fmt: skip
 
 
 class Worker:
@@ -112,6 +195,8 @@ class Worker:
         self.watching: dict[str, tuple[Camera, CameraWatch, asyncio.Task]] = {}
 
     async def run(self) -> None:
+        # Load the model before taking any camera: a worker that cannot run it holds none.
+        await asyncio.to_thread(self.make_tracker)
         log.info("detector worker started", extra={"worker": self.name})
         try:
             while True:
@@ -151,7 +236,8 @@ class Worker:
                 task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
                 self.watching[cid] = (camera, watch, task)
                 log.info("watching camera", extra={"camera": cid, "worker": self.name})
-        stats = {cid: {"frames": w.frames, "inferences": w.inferences, "violations": w.violations}
+        stats = {cid: {"frames": w.frames, "inferences": w.inferences, "violations": w.violations,
+                       "verifications": w.verifications}
                  for cid, (_, w, _) in self.watching.items()}  # fmt: skip
         await self.redis.set(
             f"gw:worker:{self.name}", json.dumps(stats), ex=int(3 * self.cfg.lease_s)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
+from dispatch import detections
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.grids import Grids
@@ -44,8 +45,10 @@ class Dispatch:
         events: Events,
         grids: Grids,
         cfg: DispatchConfig,
+        dismiss_s: float = 86400.0,
     ):
         self.tickets = tickets
+        self.dismiss_s = dismiss_s
         self.officers = officers
         self.deadlines = deadlines
         self.events = events
@@ -107,9 +110,23 @@ class Dispatch:
             await self.deadlines.clear(tid, "arrive", "arrive:remind")
         elif action == "resume" and after.assignee:
             await self.officers.set_ticket(after.assignee, tid)
+        if after.camera and after.detection:
+            await self._tell_detector(after, action)
         if action in ("decline", "reassign"):
             return await self.offer_next(after)
         return after
+
+    async def _tell_detector(self, ticket: Ticket, action: str) -> None:
+        assert ticket.camera and ticket.detection
+        redis = self.tickets.redis
+        if action == "resolve":
+            # The detector watching the camera checks that the spot is really clear.
+            await detections.request_verify(redis, ticket.camera, ticket.id, ticket.detection)
+        elif action in ("reject", "cancel"):
+            # No case: the detectors leave this spot alone for a while.
+            await detections.dismiss(
+                redis, ticket.camera, ticket.id, ticket.detection, self.dismiss_s
+            )
 
     async def _schedule(self, ticket: Ticket) -> None:
         # The clock starts at dispatch, as the centres measure it.

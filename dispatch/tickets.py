@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.detections import Detection
+
 State = Literal[
     "new", "dispatched", "accepted", "on_scene", "resolved", "verified", "closed",
     "rejected", "reassigned", "cancelled", "suspended",
@@ -76,6 +78,7 @@ class NewTicket(BaseModel):
     location: Location
     description: Annotated[str, Field(max_length=2000)] = ""
     camera: str | None = None
+    detection: Detection | None = None  # camera tickets: the zone and box the detector saw
     evidence: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=32)] = []
 
 

@@ -1,9 +1,15 @@
-"""Detector violations into tickets: the `gw:violations` stream, consumer group `dispatch`.
+"""Detector output into tickets: streams read through the consumer group `dispatch`.
 
-Every node reads the group; an entry is acknowledged only once its ticket exists, and
-entries a dead node held are claimed by another after `claim_idle_s`. Tickets are
-opened with the violation id as key, so a redelivered entry never makes a second one.
-Entries that can never become a ticket go to `gw:violations:dead` with the reason.
+- `gw:violations`: each violation opens a ticket, with the violation id as its key, so
+  a redelivered entry never makes a second one; its pictures become the ticket's
+  evidence.
+- `gw:verifications`: the detector's answer to a resolved camera ticket: the zone is
+  clear (`verify`) or not (`reopen`, back to the officer), with a snapshot.
+
+Every node reads the group; an entry is acknowledged (and deleted: it carries
+pictures) only once it has been acted on, and entries a dead node held are claimed by
+another after `claim_idle_s`. Entries that can never be acted on go to
+`{stream}:dead` with the reason.
 """
 
 from __future__ import annotations
@@ -19,13 +25,95 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError, ResponseError
 
+from dispatch.detections import VERIFICATIONS, Detection
+from dispatch.evidence import EvidenceStore
 from dispatch.service import Dispatch
-from dispatch.tickets import Location, NewTicket
+from dispatch.tickets import SYSTEM, Location, NewTicket, TransitionError
 
 log = logging.getLogger("gridwatch.violations")
 
-STREAM, GROUP, DEAD = "gw:violations", "dispatch", "gw:violations:dead"
+GROUP = "dispatch"
+VIOLATIONS = "gw:violations"
 CATEGORIES = {"no_parking": "illegal_parking", "no_stall": "street_stall"}
+PICTURES = (b"first.jpg", b"confirmed.jpg", b"crop.jpg", b"snapshot.jpg")
+
+
+class Unusable(Exception):
+    """An entry that can never be acted on; the message says why."""
+
+
+class GroupConsumer:
+    """Reads one stream through the `dispatch` group; subclasses act on each entry."""
+
+    stream: str
+
+    def __init__(self, redis: aioredis.Redis, claim_idle_s: float):
+        self.redis = redis
+        self.claim_idle_ms = int(claim_idle_s * 1000)
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._ensure_group()
+                while True:
+                    _, claimed, _ = await self.redis.xautoclaim(
+                        self.stream, GROUP, self.name, self.claim_idle_ms, "0-0", count=100
+                    )
+                    for entry_id, fields in claimed:
+                        await self._handle(entry_id, fields)
+                    batches = await self.redis.xreadgroup(
+                        GROUP, self.name, {self.stream: ">"}, count=100, block=1000
+                    )
+                    for _, entries in batches or []:
+                        for entry_id, fields in entries:
+                            await self._handle(entry_id, fields)
+            except (RedisError, OSError) as e:
+                log.warning(
+                    "%s consumer lost redis; retrying", self.stream, extra={"error": str(e)}
+                )
+                await asyncio.sleep(1)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as e:
+            if "BUSYGROUP" not in str(e):
+                raise
+
+    async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            await self.handle(entry_id, fields)
+        except Unusable as e:
+            await self._dead(entry_id, fields, str(e))
+            return
+        await self._done(entry_id)
+
+    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        raise NotImplementedError
+
+    async def _done(self, entry_id: bytes) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xack(self.stream, GROUP, entry_id)
+        pipe.xdel(self.stream, entry_id)
+        await pipe.execute()
+
+    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], why: str) -> None:
+        log.error(
+            "detector entry cannot be acted on",
+            extra={"stream": self.stream, "entry": entry_id.decode(), "why": why},
+        )
+        blob = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()
+                if k not in PICTURES}  # fmt: skip
+        await self.redis.xadd(
+            f"{self.stream}:dead", {"entry": entry_id, "why": why, "fields": json.dumps(blob)},
+            maxlen=10000,
+        )  # fmt: skip
+        await self._done(entry_id)
+
+
+def save_pictures(store: EvidenceStore, folder: str, fields: dict[bytes, bytes]) -> list[str]:
+    return [store.save(folder, name.decode(), fields[name]) for name in PICTURES if name in fields]
 
 
 class ViolationEvent(BaseModel):
@@ -35,84 +123,86 @@ class ViolationEvent(BaseModel):
     zone: str
     kind: str
     label: str = ""
+    box: tuple[float, float, float, float] | None = None
     first_seen: float
     confirmed: float
     location: Location | None = None  # the camera's map position, when the detector knows it
     evidence: list[str] = []
 
 
-class ViolationConsumer:
-    def __init__(self, redis: aioredis.Redis, dispatch: Dispatch, positions, claim_idle_s: float):
-        self.redis = redis
+class ViolationConsumer(GroupConsumer):
+    stream = VIOLATIONS
+
+    def __init__(self, redis: aioredis.Redis, dispatch: Dispatch, positions, evidence: EvidenceStore,
+                 claim_idle_s: float):  # fmt: skip
+        super().__init__(redis, claim_idle_s)
         self.dispatch = dispatch
         self.positions = positions  # async camera id -> Location | None
-        self.claim_idle_ms = int(claim_idle_s * 1000)
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
-
-    async def _ensure_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-        except ResponseError as e:
-            if "BUSYGROUP" not in str(e):
-                raise
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self._ensure_group()
-                while True:
-                    _, claimed, _ = await self.redis.xautoclaim(
-                        STREAM, GROUP, self.name, self.claim_idle_ms, "0-0", count=100
-                    )
-                    for entry_id, fields in claimed:
-                        await self.handle(entry_id, fields)
-                    batches = await self.redis.xreadgroup(
-                        GROUP, self.name, {STREAM: ">"}, count=100, block=1000
-                    )
-                    for _, entries in batches or []:
-                        for entry_id, fields in entries:
-                            await self.handle(entry_id, fields)
-            except (RedisError, OSError) as e:
-                log.warning("violation consumer lost redis; retrying", extra={"error": str(e)})
-                await asyncio.sleep(1)
+        self.evidence = evidence
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
             event = ViolationEvent.model_validate_json(fields.get(b"violation", b""))
         except ValidationError as e:
-            await self._dead(
-                entry_id, fields, f"malformed violation: {e.errors(include_url=False)[:3]}"
-            )
-            return
+            raise Unusable(f"malformed violation: {e.errors(include_url=False)[:3]}") from None
         category = CATEGORIES.get(event.kind)
+        if category is None:
+            raise Unusable(f"unknown kind {event.kind!r}")
         location = event.location or await self.positions(event.camera)
-        if category is None or location is None:
-            why = (
-                f"unknown kind {event.kind!r}"
-                if category is None
-                else f"camera {event.camera!r} has no position"
-            )
-            await self._dead(entry_id, fields, why)
-            return
+        if location is None:
+            raise Unusable(f"camera {event.camera!r} has no position")
+        pictures = await asyncio.to_thread(save_pictures, self.evidence, event.id, fields)
+        detection = (
+            Detection(zone=event.zone, kind=event.kind, label=event.label, box=event.box)
+            if event.box else None
+        )  # fmt: skip
         new = NewTicket(
             key=event.id,
             source="camera",
             category=category,
             location=location,
             camera=event.camera,
-            evidence=event.evidence,
+            detection=detection,
+            evidence=[*event.evidence, *pictures],
             description=f"{event.label or 'object'} in {event.zone} for {event.confirmed - event.first_seen:.0f} s",
         )
         ticket, made = await self.dispatch.open(new, "detector", "device")
-        await self.redis.xack(STREAM, GROUP, entry_id)
         log.info("violation", extra={"violation": event.id, "ticket": ticket.id, "new": made})
 
-    async def _dead(self, entry_id: bytes, fields: dict[bytes, bytes], why: str) -> None:
-        log.error(
-            "violation cannot become a ticket", extra={"entry": entry_id.decode(), "why": why}
-        )
-        blob = {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
-        await self.redis.xadd(
-            DEAD, {"entry": entry_id, "why": why, "fields": json.dumps(blob)}, maxlen=10000
-        )
-        await self.redis.xack(STREAM, GROUP, entry_id)
+
+class VerificationConsumer(GroupConsumer):
+    stream = VERIFICATIONS
+
+    def __init__(self, redis: aioredis.Redis, dispatch: Dispatch, evidence: EvidenceStore,
+                 claim_idle_s: float):  # fmt: skip
+        super().__init__(redis, claim_idle_s)
+        self.dispatch = dispatch
+        self.evidence = evidence
+
+    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            ticket_id = fields[b"ticket"].decode()
+            clear = fields[b"clear"] == b"1"
+            why = fields[b"why"].decode()[:500]
+        except (KeyError, UnicodeDecodeError):
+            raise Unusable("malformed verification: needs ticket, clear and why") from None
+        ticket = await self.dispatch.tickets.get(ticket_id)
+        if ticket is None:
+            raise Unusable(f"no ticket {ticket_id!r}")
+        pictures = await asyncio.to_thread(
+            save_pictures, self.evidence, f"{ticket.key or ticket.id}-verify-{entry_id.decode()}", fields
+        )  # fmt: skip
+        if pictures:
+            await self.dispatch.tickets.annotate(
+                ticket_id, "detector", "evidence", why, evidence=[*ticket.evidence, *pictures][-32:]
+            )
+        try:
+            await self.dispatch.act(
+                ticket_id, "verify" if clear else "reopen", "detector", SYSTEM, why=why
+            )
+        except TransitionError as e:
+            # Moved on meanwhile (a supervisor verified or cancelled it): nothing to do.
+            log.info("verification not applied", extra={"ticket": ticket_id, "why": str(e)})
+            return
+        log.info("ticket verified" if clear else "ticket reopened: zone not clear",
+                 extra={"ticket": ticket_id, "why": why})  # fmt: skip

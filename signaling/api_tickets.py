@@ -99,6 +99,35 @@ async def ticket_track(request: web.Request) -> web.Response:
     return web.json_response(await request.app[keys.DISPATCH].track(ticket))
 
 
+@routes.get("/api/tickets/{id}/evidence")
+async def ticket_evidence(request: web.Request) -> web.Response:
+    principal = require(request, *READ_ROLES)
+    ticket = await _ticket(request, principal)
+    store = request.app[keys.EVIDENCE]
+    return web.json_response(
+        {
+            "ticket": ticket.id,
+            "evidence": [
+                {"name": e, "url": f"/api/tickets/{ticket.id}/evidence/{e}"}
+                if store.path(e) else {"name": e, "url": None}
+                for e in ticket.evidence
+            ],
+        }
+    )  # fmt: skip
+
+
+@routes.get("/api/tickets/{id}/evidence/{name:.+}")
+async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
+    principal = require(request, *READ_ROLES)
+    ticket = await _ticket(request, principal)
+    name = request.match_info["name"]
+    # Only what the ticket lists, and only inside the evidence folder.
+    path = request.app[keys.EVIDENCE].path(name) if name in ticket.evidence else None
+    if path is None:
+        raise JsonError(404, f"ticket {ticket.id} has no evidence {name!r}")
+    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
 @routes.get("/api/tickets/{id}/candidates")
 async def ticket_candidates(request: web.Request) -> web.Response:
     """The officers dispatch would offer this ticket to, for a dispatcher to choose from."""

@@ -15,11 +15,12 @@ from aiohttp import web
 
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
+from dispatch.evidence import EvidenceStore
 from dispatch.grids import Grids, load_grids
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
 from dispatch.tickets import Location, TicketStore
-from dispatch.violations import ViolationConsumer
+from dispatch.violations import VerificationConsumer, ViolationConsumer
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.sampler import Samplers, Target
@@ -76,7 +77,8 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     events = Events(redis, {u.username: u.role for u in cfg.users})
     polygons = load_grids(cfg.grids.geojson) if cfg.grids.geojson else {}
     grids = Grids(redis, polygons, cfg.grids.warn.window_s, cfg.grids.warn.threshold)
-    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, grids, cfg.dispatch)
+    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, grids, cfg.dispatch,
+                        cfg.detectors.dismiss_s)  # fmt: skip
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
     sockets = Sockets(redis)
     app[keys.SOCKETS] = sockets
@@ -85,8 +87,14 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
         camera = await app[keys.CAMERAS].get(camera_id)
         return Location(**camera.position.model_dump()) if camera and camera.position else None
 
-    violations = ViolationConsumer(redis, dispatch, position, cfg.dispatch.claim_idle_s)
-    async with running(dispatch.run_deadlines(), sockets.run(), violations.run()):
+    evidence = EvidenceStore(cfg.server.data_dir / "evidence")
+    app[keys.EVIDENCE] = evidence
+    claim = cfg.dispatch.claim_idle_s
+    violations = ViolationConsumer(redis, dispatch, position, evidence, claim)
+    verifications = VerificationConsumer(redis, dispatch, evidence, claim)
+    async with running(
+        dispatch.run_deadlines(), sockets.run(), violations.run(), verifications.run()
+    ):
         yield
 
 

@@ -244,6 +244,12 @@ class DetectorsConfig(Strict):
     grace_s: Annotated[float, Field(gt=0)] = 10.0  # an object unseen this long is gone
     cooldown_s: Annotated[float, Field(ge=0)] = 300.0
     recheck_s: Annotated[float, Field(gt=0)] = 5.0  # run the model this often even without motion
+    # Auto-verify of a resolved camera ticket: the spot must be clear this long in a row,
+    # within this long of the resolution, or the ticket goes back to the officer.
+    verify_clear_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    verify_window_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
+    # A dispatcher's dismissal keeps the spot quiet this long.
+    dismiss_s: Annotated[float, Field(gt=0)] = 86400.0
 
 
 class Config(Strict):

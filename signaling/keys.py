@@ -5,6 +5,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.evidence import EvidenceStore
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
@@ -29,3 +30,4 @@ TICKETS = web.AppKey("tickets", TicketStore)
 OFFICERS = web.AppKey("officers", Officers)
 DISPATCH = web.AppKey("dispatch", Dispatch)
 SOCKETS = web.AppKey("sockets", Sockets)
+EVIDENCE = web.AppKey("evidence", EvidenceStore)

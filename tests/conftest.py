@@ -61,3 +61,9 @@ def gridwatch_factory(tmp_path: Path, users: list[dict], started: list):
 async def http() -> aiohttp.ClientSession:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def scenario_videos(tmp_path_factory) -> Path:
+    """Where the scenario videos are rendered, once per test session."""
+    return tmp_path_factory.mktemp("scenario-videos")

@@ -8,9 +8,8 @@ import subprocess
 import time
 
 import redis
-import yaml
 
-from support.procs import GRIDWATCH, stop
+from support.procs import start_detector, stop
 
 ZONE = {
     "name": "np-1",
@@ -20,13 +19,9 @@ ZONE = {
 
 
 def start_worker(tmp_path, name: str, redis_url: str) -> subprocess.Popen:
-    cfg = tmp_path / f"{name}.yaml"
     # A model built from its .yaml (random weights): this test is about sharing the cameras.
-    cfg.write_text(yaml.safe_dump({"redis": {"url": redis_url},
-                                   "detectors": {"weights": "yolov8n.yaml", "imgsz": 160, "lease_s": 2}}))  # fmt: skip
-    log = open(tmp_path / f"{name}.log", "wb")
-    return subprocess.Popen([GRIDWATCH, "detect", "--config", str(cfg)], stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
+    return start_detector(tmp_path, name, {"redis": {"url": redis_url},
+                          "detectors": {"weights": "yolov8n.yaml", "imgsz": 160, "lease_s": 2}})  # fmt: skip
 
 
 def holders(r: redis.Redis, cameras: list[str]) -> dict[str, str | None]:

@@ -82,7 +82,7 @@ async def test_violations_open_tickets_once_and_survive_a_dead_consumer(tmp_path
         assert any("no position" in d["why"] for d in dead) and any(
             "malformed" in d["why"] for d in dead
         )
-        assert "violation cannot become a ticket" in gw.logs()
+        assert "detector entry cannot be acted on" in gw.logs()
     finally:
         gw.stop()
         r.close()

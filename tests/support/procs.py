@@ -232,3 +232,16 @@ class GridwatchServer:
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.load(r)["token"]
+
+
+DEMO_WEIGHTS = str(ROOT / "detectors" / "models" / "gridwatch-demo.pt")
+
+
+def start_detector(workdir: Path, name: str, config: dict) -> subprocess.Popen:
+    """`gridwatch detect` as a real process; its log is workdir/NAME.log."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with open(workdir / f"{name}.log", "wb") as log:
+        return subprocess.Popen([GRIDWATCH, "detect", "--config", str(path)], stdout=log, stderr=log,
+                                stdin=subprocess.DEVNULL, cwd=workdir)  # fmt: skip

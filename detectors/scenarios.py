@@ -1,0 +1,166 @@
+"""Scenario videos: composed street scenes where vehicles, people and stalls come, stop,
+are hidden and leave, on a timeline, with the ground truth known.
+
+The demo camera and the end-to-end tests play these files through a real RTSP server
+(or the `file:` source) into the whole system. Backgrounds are vtest.avi frames the
+demo model never trained on. Each actor follows waypoints `(t, x, y)` (the bottom
+left corner of its picture, linear in between) and is in the picture from its first
+waypoint to its last; actors listed later are drawn in front of earlier ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from detectors.scenes import SIZE, TRAIN_FRAMES, Sprite, paste, sprites, stall, street_frames
+
+FPS = 10
+
+# Zones the scenarios are made for, in the 640x480 picture: the road in front, and the
+# pavement behind it.
+ROAD = [[0, 330], [640, 330], [640, 480], [0, 480]]
+PAVEMENT = [[0, 200], [640, 200], [640, 329], [0, 329]]
+
+
+@dataclass(frozen=True)
+class Actor:
+    sprite: str  # "truck", "bus", "person", "person2", "stall"
+    height: int
+    path: tuple[tuple[float, float, float], ...]  # (t, x, y), t ascending
+
+    def at(self, t: float) -> tuple[int, int] | None:
+        path = self.path
+        if t < path[0][0] or t > path[-1][0]:
+            return None
+        for (t0, x0, y0), (t1, x1, y1) in itertools.pairwise(path):
+            if t0 <= t <= t1:
+                f = 0.0 if t1 == t0 or math.isinf(t1) else (t - t0) / (t1 - t0)
+                return round(x0 + f * (x1 - x0)), round(y0 + f * (y1 - y0))
+        return round(path[-1][1]), round(path[-1][2])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    seconds: float
+    actors: tuple[Actor, ...]
+    background: int = 0  # which unseen street frame
+    what: str = ""
+
+
+def _sprite(name: str) -> Sprite:
+    pool = sprites()
+    by_name = {"bus": pool[0], "person": pool[1], "person2": pool[3], "truck": pool[5]}
+    if name == "stall":
+        return stall(random.Random(11), 130)
+    return by_name[name]
+
+
+def drive(
+    t_in: float,
+    t_stop: float,
+    x_stop: float,
+    t_go: float | None,
+    y: float = 445,
+    speed: float = 140.0,
+) -> tuple[tuple[float, float, float], ...]:
+    """A vehicle that drives in from the left, stops at x_stop, and leaves to the right at t_go."""
+    x_in = x_stop - speed * (t_stop - t_in)
+    path = [(t_in, x_in, y), (t_stop, x_stop, y)]
+    if t_go is None:
+        path.append((math.inf, x_stop, y))  # stays
+    else:
+        path += [(t_go, x_stop, y), (t_go + (SIZE[0] + 40 - x_stop) / speed, SIZE[0] + 40, y)]
+    return tuple(path)
+
+
+def _park(name: str, seconds: float, t_stop: float, t_go: float | None, what: str) -> Scenario:
+    truck = Actor("truck", 110, drive(t_stop - 3, t_stop, 240, t_go))
+    return Scenario(name, seconds, (truck,), what=what)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        _park("park", 60, 5, None, "a vehicle stops in the road at 5 s and stays"),
+        _park("park-late", 60, 16, None, "a vehicle stops in the road at 16 s and stays"),
+        _park("park-leave", 45, 5, 22, "a vehicle stops at 5 s and drives off at 22 s"),
+        _park("short-stop", 40, 6, 9, "a vehicle stops for 3 s and drives on"),
+        Scenario(
+            "pass", 40,
+            (Actor("truck", 110, ((4, -260, 445), (11, 680, 445))),),
+            what="a vehicle drives through without stopping",
+        ),
+        Scenario(
+            "occluded", 60,
+            (
+                Actor("truck", 110, drive(2, 5, 240, None)),
+                # A bus pulls up in front of it for four seconds, hiding it, and leaves.
+                Actor("bus", 200, ((7, 700, 478), (8, 180, 478), (12, 180, 478), (13, -500, 478))),
+            ),
+            what="a vehicle stops at 5 s; a bus hides it from 8 s to 12 s",
+        ),
+        Scenario(
+            "stall", 60,
+            (
+                Actor("stall", 120, ((5, 300, 300), (60, 300, 300))),
+                Actor("person", 130, ((3, 660, 310), (5, 450, 310), (60, 450, 310))),
+            ),
+            what="a stall is set up on the pavement at 5 s, its keeper beside it",
+        ),
+        Scenario(
+            "walkers", 40,
+            (
+                Actor("person", 130, ((3, -60, 310), (12, 660, 310))),
+                Actor("person2", 120, ((5, 660, 280), (15, -80, 280))),
+                Actor("person", 140, ((8, -60, 320), (16, 660, 320))),
+            ),
+            what="people walk along the pavement",
+        ),
+    )
+}  # fmt: skip
+
+
+def frames(scenario: Scenario):
+    """The scenario's pictures (BGR), FPS a second."""
+    unseen = street_frames()[TRAIN_FRAMES:]
+    background = unseen[(scenario.background * 37) % len(unseen)]
+    drawn = [(a, _sprite(a.sprite)) for a in scenario.actors]
+    for i in range(round(scenario.seconds * FPS)):
+        t = i / FPS
+        canvas = background.copy()
+        for actor, sprite in drawn:
+            where = actor.at(t)
+            if where is not None:
+                paste(canvas, sprite, where[0], where[1], actor.height)
+        yield canvas
+
+
+def render(scenario: Scenario, path: Path) -> Path:
+    """Write the scenario as an H.264 MP4 (one key frame a second, no B-frames)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=FPS)
+        stream.width, stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(FPS), "crf": "23"}
+        for img in frames(scenario):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    tmp.replace(path)
+    return path
+
+
+def rendered(name: str, directory: Path) -> Path:
+    """The scenario's video under `directory`, rendered once."""
+    path = directory / f"{name}.mp4"
+    return path if path.is_file() else render(SCENARIOS[name], path)

@@ -1,0 +1,83 @@
+"""What dispatch asks of the detector watching a camera, and what it answers, through Redis.
+
+- `gw:verify:{camera}` (hash, ticket id -> request JSON): a camera ticket was marked
+  resolved; the worker watching the camera checks that the zone is clear and answers on
+  `gw:verifications` (stream + group `dispatch`), with a snapshot.
+- `gw:dismissed:{camera}` (hash, ticket id -> spot JSON): a dispatcher said a camera
+  ticket was no case; the workers raise nothing at that spot until the spot expires.
+- `gw:detect:state:{camera}` (string with TTL): the incidents a worker follows (dwell
+  so far, reported or not, cooldowns), so that the worker that takes a camera over
+  carries on instead of starting again or raising a second violation.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from pydantic import BaseModel, ConfigDict, Field
+
+VERIFICATIONS = "gw:verifications"
+
+
+def verify_key(camera: str) -> str:
+    return f"gw:verify:{camera}"
+
+
+def dismissed_key(camera: str) -> str:
+    return f"gw:dismissed:{camera}"
+
+
+def state_key(camera: str) -> str:
+    return f"gw:detect:state:{camera}"
+
+
+class Detection(BaseModel):
+    """What the detector saw: carried by a camera ticket, used to verify and to dismiss."""
+
+    model_config = ConfigDict(extra="forbid")
+    zone: Annotated[str, Field(max_length=64)]
+    kind: Annotated[str, Field(max_length=32)]
+    label: Annotated[str, Field(max_length=64)] = ""
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in detection-frame pixels
+
+
+class VerifyRequest(BaseModel):
+    ticket: str
+    detection: Detection
+    since: float
+
+
+async def request_verify(redis: aioredis.Redis, camera: str, ticket: str, det: Detection) -> None:
+    req = VerifyRequest(ticket=ticket, detection=det, since=time.time())
+    await redis.hset(verify_key(camera), ticket, req.model_dump_json())
+
+
+async def verify_requests(redis: aioredis.Redis, camera: str) -> list[VerifyRequest]:
+    raw = await redis.hgetall(verify_key(camera))
+    return [VerifyRequest.model_validate_json(v) for v in raw.values()]
+
+
+async def dismiss(
+    redis: aioredis.Redis, camera: str, ticket: str, det: Detection, for_s: float
+) -> None:
+    now = time.time()
+    key = dismissed_key(camera)
+    spots = await redis.hgetall(key)
+    stale = [t for t, v in spots.items() if json.loads(v)["until"] <= now]
+    pipe = redis.pipeline(transaction=True)
+    if stale:
+        pipe.hdel(key, *stale)
+    pipe.hset(key, ticket, json.dumps({**det.model_dump(), "until": now + for_s}))
+    await pipe.execute()
+
+
+async def dismissals(redis: aioredis.Redis, camera: str) -> dict[str, dict]:
+    """Ticket id -> dismissed spot ({zone, box, until, ...}) still in force."""
+    now = time.time()
+    spots = {
+        t.decode(): json.loads(v) for t, v in (await redis.hgetall(dismissed_key(camera))).items()
+    }
+    return {t: s for t, s in spots.items() if s["until"] > now}

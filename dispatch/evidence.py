@@ -1,0 +1,35 @@
+"""Evidence files of tickets (detector snapshots), under `data_dir/evidence`.
+
+Each violation gets a folder named after its id; a ticket lists its files by their
+path relative to the root. Several nodes need this folder on shared storage (NFS and
+the like) to serve each other's evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class EvidenceStore:
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+
+    def save(self, folder: str, name: str, data: bytes) -> str:
+        """Write a file (idempotent: a redelivered violation writes the same bytes); its name."""
+        rel = f"{_UNSAFE.sub('_', folder)}/{_UNSAFE.sub('_', name)}"
+        path = self.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # never a half-written picture, even if the node dies here
+        return rel
+
+    def path(self, rel: str) -> Path | None:
+        """The file for a name a ticket lists; None if it is not a file inside the root."""
+        path = (self.root / rel).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
+            return None
+        return path

@@ -1,0 +1,124 @@
+"""The whole detection loop on scenario videos: a real RTSP server plays them as cameras,
+`gridwatch serve` samples them, `gridwatch detect` workers watch them, tickets open.
+
+The RTSP server starts last, once every camera has a worker (with its model loaded):
+the scenario's clock (its file plays from the server's start) then runs from `t0`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+from detectors.scenarios import rendered
+from support.procs import (
+    DEMO_WEIGHTS,
+    GridwatchServer,
+    RedisServer,
+    RtspServer,
+    free_port,
+    start_detector,
+    stop,
+)
+
+POSITION = {"lat": 31.2601, "lon": 120.9203}
+
+
+@dataclass
+class ScenarioRun:
+    workdir: Path
+    videos: Path  # rendered scenario videos, shared by the tests
+    cameras: dict[str, tuple[str, list[dict]]]  # camera id -> (scenario, zones)
+    users: list[dict]
+    workers: int = 1
+    detectors: dict = field(default_factory=dict)
+    redis_server: RedisServer | None = None
+    gw: GridwatchServer | None = None
+    rtsp: RtspServer | None = None
+    procs: list = field(default_factory=list)
+    t0: float = 0.0
+
+    def start(self) -> ScenarioRun:
+        mounts = {f"/{cid}": f"file:{rendered(scenario, self.videos)}"
+                  for cid, (scenario, _) in self.cameras.items()}  # fmt: skip
+        self.redis_server = RedisServer(self.workdir / "redis").start()
+        self.r = redis.Redis.from_url(self.redis_server.url)
+        port = free_port()
+        detectors = {"weights": DEMO_WEIGHTS, "imgsz": 320, "lease_s": 2, **self.detectors}
+        self.gw = GridwatchServer(self.workdir / "gw", {
+            "users": self.users,
+            "redis": {"url": self.redis_server.url},
+            "media": {"reconnect_min_s": 0.2, "reconnect_max_s": 1, "lease_s": 3},
+            "detectors": detectors,
+            "cameras": [{"id": cid, "source": f"rtsp://127.0.0.1:{port}/{cid}", "position": POSITION,
+                         "detect": {"fps": 2}, "zones": zones}
+                        for cid, (_, zones) in self.cameras.items()],
+        }).start()  # fmt: skip
+        config = {"redis": {"url": self.redis_server.url}, "detectors": detectors}
+        for i in range(self.workers):
+            self.procs.append(start_detector(self.workdir, f"detect{i}", config))
+        deadline = time.monotonic() + 90  # torch takes a while to load on two cores
+        # Every camera watched, shared by all the workers (the first one up takes them all).
+        while not (all(h := self.holders().values()) and len(set(h)) == self.workers):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cameras without a worker: {self.holders()}\n{self.worker_logs()}")
+            for p in self.procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"detect exited {p.returncode}:\n{self.worker_logs()}")
+            time.sleep(0.2)
+        self.rtsp = RtspServer(mounts, port).start()
+        self.t0 = time.monotonic()
+        return self
+
+    def stop(self) -> None:
+        for p in self.procs:
+            stop(p)
+        for server in (self.rtsp, self.gw, self.redis_server):
+            if server is not None:
+                server.stop()
+
+    def holders(self) -> dict[str, str | None]:
+        return {c: (v.decode() if (v := self.r.get(f"gw:lease:detect:{c}")) else None)
+                for c in self.cameras}  # fmt: skip
+
+    def worker_logs(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.workdir.glob("detect*.log")))
+
+    def at(self, t: float) -> None:
+        """Sleep until scenario time t."""
+        time.sleep(max(0.0, self.t0 + t - time.monotonic()))
+
+    def api(self, path: str, user: str = "dispatcher", body: dict | None = None):
+        assert self.gw is not None
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.gw.base + path, data, {
+            "Authorization": f"Bearer {self.token(user)}", "Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
+
+    def token(self, user: str) -> str:
+        tokens = self.__dict__.setdefault("_tokens", {})
+        if user not in tokens:
+            assert self.gw is not None
+            tokens[user] = self.gw.token(user)
+        return tokens[user]
+
+    def tickets(self) -> dict[str, list[dict]]:
+        """Camera id -> its tickets."""
+        found: dict[str, list[dict]] = {c: [] for c in self.cameras}
+        for t in self.api("/api/tickets?limit=1000")["tickets"]:
+            found.setdefault(t["camera"], []).append(t)
+        return found
+
+    def wait_ticket(self, camera: str, until: float) -> dict:
+        while time.monotonic() < self.t0 + until:
+            if found := self.tickets()[camera]:
+                return found[0]
+            time.sleep(0.3)
+        raise AssertionError(f"no ticket for {camera} by t={until} s\n{self.worker_logs()[-3000:]}")
