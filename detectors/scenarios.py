@@ -124,6 +124,18 @@ SCENARIOS: dict[str, Scenario] = {
             ),
             what="people walk along the pavement",
         ),
+        Scenario(
+            "demo", 90,
+            (
+                Actor("truck", 110, ((3, -260, 445), (9, 680, 445))),
+                Actor("truck", 110, drive(9, 12, 240, 70)),
+                Actor("stall", 120, ((20, 60, 300), (80, 60, 300))),
+                Actor("person", 130, ((16, -60, 310), (20, 200, 310), (80, 200, 310))),
+                Actor("person2", 120, ((30, 660, 280), (40, -80, 280))),
+            ),
+            what="the demo camera: a vehicle passes, another parks from 12 s to 70 s, a stall "
+                 "stands on the pavement from 20 s to 80 s, people walk by",
+        ),
     )
 }  # fmt: skip
 

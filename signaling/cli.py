@@ -10,25 +10,23 @@ import logging
 import secrets
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
 from signaling.auth import hash_password
-from signaling.config import Camera, Config, ConfigError, User, load_config
+from signaling.config import Config, ConfigError, load_config
 from signaling.logs import setup_logging
 
 log = logging.getLogger("gridwatch.server")
 
-DEMO_CAMERAS = [
-    ("crossroads", "lavfi:testsrc2=size=960x540:rate=25"),
-    ("market-street", "lavfi:smptehdbars=size=960x540:rate=25"),
-    ("school-gate", "lavfi:mandelbrot=size=640x360:rate=15"),
-    ("wall-clock", "clock:640x368@25"),
-]
 
-
-async def _serve(config: Config, banner: str | None = None) -> None:
+async def _serve(
+    config: Config,
+    banner: str | None = None,
+    sidecars: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
+) -> None:
     from signaling.app import create_app  # imports aiortc/av: keep check-config fast
 
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
@@ -44,8 +42,9 @@ async def _serve(config: Config, banner: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("shutting down")
+    async with sidecars() if sidecars else contextlib.nullcontext():
+        await stop.wait()
+        log.info("shutting down")
     await runner.cleanup()
 
 
@@ -124,30 +123,21 @@ async def _detect(url: str, config: Config) -> None:
     await client.aclose()
 
 
-def demo_config(port: int, data_dir: Path, password: str) -> Config:
-    return Config.model_validate(
-        {
-            "server": {"host": "127.0.0.1", "port": port, "data_dir": data_dir},
-            "webrtc": {"ice_servers": [], "host_addresses": ["127.0.0.1"]},
-            "media": {"idle_grace_s": 5},
-            "users": [User(username="admin", password_hash=hash_password(password), role="admin")],
-            "cameras": [
-                Camera(id=cid, name=cid.replace("-", " ").title(), source=src)
-                for cid, src in DEMO_CAMERAS
-            ],
-        }
-    )
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    password = secrets.token_urlsafe(9)
-    config = demo_config(args.port, args.data_dir, password)
+    from signaling import demo
+
+    passwords = {"admin": secrets.token_urlsafe(9), demo.OFFICER: secrets.token_urlsafe(12)}
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    print("preparing the demo cameras ...", flush=True)
+    config = demo.demo_config(args.port, args.data_dir, passwords)
     banner = (
         f"\n  Gridwatch demo: http://127.0.0.1:{args.port}/\n"
-        f"  log in as  admin / {password}\n"
-        f"  ({len(DEMO_CAMERAS)} demo cameras; Ctrl-C stops)\n"
+        f"  log in as  admin / {passwords['admin']}\n"
+        f"  ({len(config.cameras)} demo cameras; on {demo.STREET} a vehicle parks and a stall is\n"
+        f"   set up every 90 s: tickets open, and officer {demo.OFFICER} (simulated) takes them.\n"
+        f"   Ctrl-C stops)\n"
     )
-    asyncio.run(_serve(config, banner))
+    asyncio.run(_serve(config, banner, lambda: demo.sidecars(config, passwords)))
     return 0
 
 

@@ -82,7 +82,7 @@ def test_clock_stamp_round_trip():
     assert clock.read(img[:368]) is None
 
 
-async def test_demo_command_serves_cameras_with_the_printed_login(tmp_path, http):
+async def test_demo_serves_cameras_and_a_ticket_opens_within_a_minute(tmp_path, http):
     port = free_port()
     proc = subprocess.Popen(
         [GRIDWATCH, "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
@@ -116,6 +116,19 @@ async def test_demo_command_serves_cameras_with_the_printed_login(tmp_path, http
             assert await viewer.wait_frames(10, timeout=5)
         finally:
             await viewer.close(http, base, token)
+        # The street camera's parked vehicle opens a ticket, and the simulated officer takes it.
+        async with asyncio.timeout(60):
+            while True:
+                async with http.get(
+                    base + "/api/tickets", headers={"Authorization": f"Bearer {token}"}
+                ) as r:
+                    tickets = [t for t in (await r.json())["tickets"] if t["camera"] == "main-street"]
+                if tickets and tickets[-1]["state"] != "new":
+                    break
+                await asyncio.sleep(1)
+        first = tickets[-1]
+        assert first["category"] == "illegal_parking" and first["assignee"] == "p-017"
+        assert len(first["evidence"]) == 3
     finally:
         stop(proc)
 
