@@ -85,7 +85,8 @@ class Violation:
     zone: str
     kind: str
     label: str
-    box: Box
+    box: Box  # where it is at confirmation
+    anchor: Box  # where it was first seen at rest
     first_seen: float
     confirmed: float
     track_ids: tuple[int, ...]
@@ -196,7 +197,7 @@ class ZoneRules:
             inc.reported = True
             out.append(
                 Violation(f"{self.camera}:{zone.name}:{inc.id}", self.camera, zone.name, zone.kind, inc.label,
-                          inc.box, inc.first_seen, now, tuple(sorted(inc.track_ids)), inc.id)
+                          inc.box, inc.anchor, inc.first_seen, now, tuple(sorted(inc.track_ids)), inc.id)
             )  # fmt: skip
         return out
 

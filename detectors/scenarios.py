@@ -94,6 +94,11 @@ SCENARIOS: dict[str, Scenario] = {
         _park("park-leave", 45, 5, 22, "a vehicle stops at 5 s and drives off at 22 s"),
         _park("short-stop", 40, 6, 9, "a vehicle stops for 3 s and drives on"),
         Scenario(
+            "park-return", 60,
+            (Actor("truck", 110, drive(2, 5, 240, 14)), Actor("truck", 110, drive(21, 24, 240, None))),
+            what="a vehicle stops at 5 s, drives off at 14 s, and is back on the same spot at 24 s",
+        ),
+        Scenario(
             "pass", 40,
             (Actor("truck", 110, ((4, -260, 445), (11, 680, 445))),),
             what="a vehicle drives through without stopping",

@@ -165,7 +165,7 @@ class CameraWatch:
             cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR) if first else None
         )
         if first_img is not None:  # None when it was first seen by a worker that died since
-            pictures["first.jpg"] = evidence.annotated(first_img, polygon, v.box, caption)
+            pictures["first.jpg"] = evidence.annotated(first_img, polygon, v.anchor, caption)
         return pictures
 
     async def answer(self, outcome: Outcome, img: np.ndarray) -> None:

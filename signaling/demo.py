@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +26,7 @@ import yaml
 
 from signaling.auth import hash_password
 from signaling.config import Config
+from signaling.processes import die_with_parent
 
 log = logging.getLogger("gridwatch.demo")
 
@@ -91,7 +90,7 @@ async def sidecars(config: Config, passwords: dict[str, str]) -> AsyncIterator[N
     worker = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "signaling.cli", "detect", "--config", str(path),
         stdin=subprocess.DEVNULL, env={**os.environ, "YOLO_OFFLINE": "1"},
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )  # fmt: skip
     base = f"http://127.0.0.1:{config.server.port}"
     officer = asyncio.create_task(patrol(base, OFFICER, passwords[OFFICER]))
@@ -107,11 +106,6 @@ async def sidecars(config: Config, passwords: dict[str, str]) -> AsyncIterator[N
         except TimeoutError:
             worker.kill()
             await worker.wait()
-
-
-def _die_with_parent() -> None:
-    # The worker must not outlive a demo that is killed outright (prctl PR_SET_PDEATHSIG).
-    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
 
 
 def offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float, float]:

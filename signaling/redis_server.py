@@ -17,6 +17,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from signaling.processes import die_with_parent
+
 log = logging.getLogger("gridwatch.redis")
 
 
@@ -70,7 +72,9 @@ class EmbeddedRedis:
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             self.url = f"redis://127.0.0.1:{port}/0"
         # Popen returns at once; only the readiness wait below takes time.
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)  # noqa: ASYNC220
+        self.proc = subprocess.Popen(  # noqa: ASYNC220
+            args, stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent
+        )
         client = aioredis.from_url(self.url)
         try:
             deadline = asyncio.get_running_loop().time() + timeout

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from detectors.rules import Detection, RuleConfig, ZoneRule, ZoneRules
+from detectors.verify import Verifier
+from dispatch.detections import Detection as DetectionInfo
+from dispatch.detections import VerifyRequest
 
 FPS = 2.0
 NOON = datetime(2026, 11, 23, 12, 0, 0)
@@ -109,3 +113,39 @@ def test_street_stall_needs_stall_objects_and_people_together():
     )  # an umbrella left alone: nobody tends it
     found = run(r, [[umbrella, vendor]] * seconds(200), start=2000)
     assert len(found) == 1 and found[0].kind == "no_stall" and found[0].label == "umbrella"
+
+
+def test_another_worker_carries_on_from_the_exported_state():
+    # Worker A follows a car for 40 s of its 60 s dwell, then dies; B restores A's state.
+    a = rules()
+    assert run(a, [[car(200)]] * seconds(40)) == []
+    b = rules()
+    b.restore(json.loads(json.dumps(a.export())))  # through Redis, as JSON
+    found = run(b, [[car(201, track=99)]] * seconds(30), start=1000 + 40)
+    assert len(found) == 1 and found[0].first_seen == 1000  # the dwell ran on
+    # And a third worker after the report raises nothing for the same car.
+    c = rules()
+    c.restore(json.loads(json.dumps(b.export())))
+    assert run(c, [[car(200, track=5)]] * seconds(60), start=1000 + 70) == []
+
+
+def test_verifier_clear_after_clear_s_and_not_clear_after_the_window():
+    request = VerifyRequest(
+        ticket="T-1", since=1000.0,
+        detection=DetectionInfo(zone="np-1", kind="no_parking", label="car", box=(200, 320, 360, 420)),
+    )  # fmt: skip
+    v = Verifier({"np-1": PARKING.polygon}, GROUPS, clear_s=5, window_s=30)
+    v.sync([request])
+    # Still there at first, then gone: clear once it has been gone 5 s.
+    outcomes = [v.update(1000 + t / FPS, [car(200)] if t < seconds(10) else [])
+                for t in range(seconds(20))]  # fmt: skip
+    done = [(i, o) for i, out in enumerate(outcomes) for o in out]
+    assert len(done) == 1 and done[0][1].clear and done[0][0] == seconds(15)
+    assert v.pending == {}
+    # A car elsewhere in the zone does not block; the one on the spot does, until the window ends.
+    v.sync([request])
+    elsewhere = Detection(5, "car", (440, 320, 580, 420))
+    out = [v.update(1000 + t / FPS, [car(205), elsewhere]) for t in range(seconds(40))]
+    done = [(i, o) for i, o_list in enumerate(out) for o in o_list]
+    assert len(done) == 1 and not done[0][1].clear and done[0][0] == seconds(30)
+    assert "car still in np-1" in done[0][1].why

@@ -88,3 +88,21 @@ def test_a_resolved_ticket_is_verified_when_the_vehicle_left_and_reopened_when_n
         assert run.r.hlen("gw:verify:leaves") == 0 and run.r.hlen("gw:verify:stays") == 0
     finally:
         run.stop()
+
+
+def test_a_dismissed_spot_stays_quiet_when_the_vehicle_comes_back(tmp_path, users, scenario_videos):
+    cameras = {"dismissed": ("park-return", [ZONE]), "control": ("park-return", [ZONE])}
+    # Short grace and cooldown, so that the return at 24 s is a new incident.
+    run = ScenarioRun(tmp_path, scenario_videos, cameras, users,
+                      detectors={"grace_s": 4, "cooldown_s": 3})  # fmt: skip
+    try:
+        run.start()
+        first = run.wait_ticket("dismissed", until=20)
+        act(run, first["id"], "dispatcher", "cancel", reason="delivery permit: not a case")
+        run.at(38)
+        tickets = run.tickets()
+        assert len(tickets["control"]) == 2, tickets["control"]  # it came back: a new violation
+        assert [t["state"] for t in tickets["dismissed"]] == ["cancelled"], tickets["dismissed"]
+        assert run.r.hlen("gw:dismissed:dismissed") == 1
+    finally:
+        run.stop()
