@@ -132,16 +132,17 @@ class ZoneRules:
                         for box, until in spots],
         }  # fmt: skip
 
-    def restore(self, state: dict) -> None:
+    def restore(self, state: dict, now: float) -> None:
         """Carry on from another worker's `export`: dwell times, what was reported, cooldowns.
 
         Track ids are not carried over (they belong to the other worker's tracker); the
-        incidents are matched again by where they stand.
+        incidents are matched again by where they stand, and each has its grace period
+        from `now`: nobody looked while the camera changed hands.
         """
         for data in state.get("incidents", []):
             if data["zone"] in self.incidents:
                 inc = Incident(**{**data, "anchor": tuple(data["anchor"]), "box": tuple(data["box"]),
-                                  "track_ids": set()})  # fmt: skip
+                                  "last_seen": max(data["last_seen"], now), "track_ids": set()})  # fmt: skip
                 self.incidents[inc.zone].append(inc)
         for zone, box, until in state.get("cooling", []):
             if zone in self._cooling:
@@ -187,7 +188,8 @@ class ZoneRules:
     def _confirm(self, zone: ZoneRule, now: float, people: list[Detection]) -> list[Violation]:
         out = []
         for inc in self.incidents[zone.name]:
-            if inc.reported or inc.last_seen < now or now - inc.first_seen < zone.dwell_s:
+            # Only what is seen in this very frame (a restored incident is not, until matched).
+            if inc.reported or inc.last_seen != now or now - inc.first_seen < zone.dwell_s:
                 continue
             if zone.kind == "no_stall" and not self._tended(inc, people):
                 continue

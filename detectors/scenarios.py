@@ -53,6 +53,7 @@ class Scenario:
     actors: tuple[Actor, ...]
     background: int = 0  # which unseen street frame
     what: str = ""
+    busy: bool = False  # the street's own footage plays behind (people walk in every frame)
 
 
 def _sprite(name: str) -> Sprite:
@@ -148,11 +149,11 @@ SCENARIOS: dict[str, Scenario] = {
 def frames(scenario: Scenario):
     """The scenario's pictures (BGR), FPS a second."""
     unseen = street_frames()[TRAIN_FRAMES:]
-    background = unseen[(scenario.background * 37) % len(unseen)]
+    first = scenario.background * 37
     drawn = [(a, _sprite(a.sprite)) for a in scenario.actors]
     for i in range(round(scenario.seconds * FPS)):
         t = i / FPS
-        canvas = background.copy()
+        canvas = unseen[(first + (i if scenario.busy else 0)) % len(unseen)].copy()
         for actor, sprite in drawn:
             where = actor.at(t)
             if where is not None:

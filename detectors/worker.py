@@ -18,7 +18,8 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 import cv2
@@ -27,15 +28,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from detectors import evidence
-from detectors.motion import MotionGate
+from detectors.motion import MotionGate, small_grey
 from detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
 from detectors.verify import Outcome, Verifier
 from dispatch.detections import (
     VERIFICATIONS,
-    dismissals,
+    VerifyRequest,
+    dismissed_key,
+    parse_dismissals,
+    parse_requests,
     state_key,
     verify_key,
-    verify_requests,
 )
 from media.leases import Leases
 from media.sampler import frames_key
@@ -46,8 +49,42 @@ log = logging.getLogger("gridwatch.detect")
 
 WORKERS = "gw:workers"
 VIOLATIONS = "gw:violations"
+IDLE_RECHECK = 6  # times recheck_s, where nothing is being followed
+ASK_EVERY_S = 2.0  # how often a camera looks for verify requests and dismissals
 
 TrackerFactory = Callable[[], object]  # returns something with .track(bgr) -> list[Detection]
+
+
+class Frame:
+    """A sampled frame, decoded in full only when something needs it."""
+
+    def __init__(self, jpeg: bytes):
+        self.jpeg = jpeg
+        self._img: np.ndarray | None = None
+
+    def image(self) -> np.ndarray | None:
+        if self._img is None:
+            self._img = cv2.imdecode(np.frombuffer(self.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        return self._img
+
+
+class StateSaver:
+    """Writes a camera's incident state to Redis: at once when what is followed changes,
+    else every few seconds (the times in it move on every frame)."""
+
+    def __init__(self, redis: aioredis.Redis, key: str, ttl_s: int, every_s: float = 5.0):
+        self.redis = redis
+        self.key = key
+        self.ttl_s = ttl_s
+        self.every_s = every_s
+        self._shape: object = None
+        self._at = 0.0
+
+    async def save(self, state: dict, urgent: bool = False) -> None:
+        shape = ([(i["id"], i["reported"]) for i in state["incidents"]], len(state["cooling"]))
+        if urgent or shape != self._shape or time.monotonic() - self._at >= self.every_s:
+            await self.redis.set(self.key, json.dumps(state), ex=self.ttl_s)
+            self._shape, self._at = shape, time.monotonic()
 
 
 class CameraWatch:
@@ -63,10 +100,12 @@ class CameraWatch:
         camera: Camera,
         make_tracker: TrackerFactory,
         cfg: DetectorsConfig,
+        inference: ThreadPoolExecutor | None = None,
     ):
         self.redis = redis
         self.camera = camera
         self.make_tracker = make_tracker
+        self.inference = inference
         self.cfg = cfg
         self.frames = self.inferences = self.violations = self.verifications = 0
         self.zones = {z.name: list(z.polygon) for z in camera.zones}
@@ -88,89 +127,114 @@ class CameraWatch:
         verifier = Verifier(self.zones, dict(self.cfg.classes), self.cfg.verify_clear_s,
                             self.cfg.verify_window_s)  # fmt: skip
         if saved := await self.redis.get(state_key(cid)):
-            rules.restore(json.loads(saved))
+            rules.restore(json.loads(saved), time.time())
             log.info("carrying on from the last worker", extra={"camera": cid})
-        key = frames_key(cid)
-        interval = 1.0 / self.camera.detect.fps
-        last_id, last_run, saved_at, asked_at = b"", 0.0, 0.0, 0.0
+        last_run, asked_at = 0.0, 0.0
         detections: list = []
         firsts: dict[str, bytes] = {}  # incident id -> the frame (JPEG) it was first seen in
         applied: set[str] = set()  # dismissals already given to the rules
-        while True:
-            newest = await self.redis.xrevrange(key, count=1)
-            if not newest or newest[0][0] == last_id:
-                await asyncio.sleep(interval / 2)
-                continue
-            last_id, fields = newest[0]
-            img = cv2.imdecode(np.frombuffer(fields[b"jpeg"], np.uint8), cv2.IMREAD_COLOR)
-            if img is None:
-                continue
-            self.frames += 1
-            ts = float(fields[b"ts"])
-            if time.monotonic() - asked_at >= 1.0:  # what dispatch asks, once a second
+        saver = StateSaver(self.redis, state_key(cid), self.state_ttl)
+        async for ts, jpeg, small in self.frames_in():
+            if time.monotonic() - asked_at >= ASK_EVERY_S:
                 asked_at = time.monotonic()
-                verifier.sync(await verify_requests(self.redis, cid))
-                for ticket, spot in (await dismissals(self.redis, cid)).items():
+                requests, spots = await self.asked()
+                verifier.sync(requests)
+                for ticket, spot in spots.items():
                     if ticket not in applied:
                         applied.add(ticket)
                         rules.dismiss(spot["zone"], tuple(spot["box"]), spot["until"])
+            frame = Frame(jpeg)
             # A pending verification looks at every frame: the answer must not wait on motion.
-            if (verifier.pending or gate.moved(img)
-                    or time.monotonic() - last_run >= self.cfg.recheck_s):  # fmt: skip
-                detections = await asyncio.to_thread(tracker.track, img)
+            # Stationary objects are re-checked every recheck_s; an empty street, where
+            # anything that comes is motion, only now and then, in case the gate missed it.
+            recheck = self.cfg.recheck_s * (1 if rules.active() else IDLE_RECHECK)
+            if (gate.moved(small) or verifier.pending
+                    or time.monotonic() - last_run >= recheck):  # fmt: skip
+                if (img := frame.image()) is None:
+                    continue
+                loop = asyncio.get_running_loop()
+                detections = await loop.run_in_executor(self.inference, tracker.track, img)
                 last_run = time.monotonic()
                 self.inferences += 1
             # Nothing moved: the same objects are where they were, and their dwell goes on.
             violations = rules.update(ts, detections)
             active = {inc.id for inc in rules.active()}
             for incident in active - firsts.keys():
-                firsts[incident] = fields[b"jpeg"]
+                firsts[incident] = jpeg
             for incident in firsts.keys() - active:
                 del firsts[incident]
             for violation in violations:
-                await self.publish(violation, img, firsts.get(violation.incident), rules)
-                saved_at = time.monotonic()
+                await self.publish(violation, frame, firsts.get(violation.incident), rules)
             for outcome in verifier.update(ts, detections):
-                await self.answer(outcome, img)
-            if time.monotonic() - saved_at >= 1.0:
-                saved_at = time.monotonic()
-                await self.redis.set(state_key(cid), json.dumps(rules.export()), ex=self.state_ttl)
+                await self.answer(outcome, frame)
+            await saver.save(rules.export(), urgent=bool(violations))
 
-    async def publish(self, violation: Violation, img: np.ndarray, first: bytes | None,
+    async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray]]:
+        """The camera's newest frames, each once: (time, JPEG, small grey picture)."""
+        key = frames_key(self.camera.id)
+        interval = 1.0 / self.camera.detect.fps
+        last_id = "-"
+        while True:
+            # Only what came after the last one: an empty answer costs next to nothing.
+            newest = await self.redis.xrevrange(key, "+", last_id, count=1)
+            if not newest:
+                await asyncio.sleep(interval / 4)  # a late look can miss a frame: newest wins
+                continue
+            entry_id, fields = newest[0]
+            last_id = "(" + entry_id.decode()
+            jpeg = fields[b"jpeg"]
+            # The gate needs a small grey picture, the model a full one: most frames of a
+            # quiet street never need the full decode.
+            small = small_grey(jpeg, int(fields.get(b"width", 0)))
+            if small is not None:
+                self.frames += 1
+                yield float(fields[b"ts"]), jpeg, small
+
+    async def asked(self) -> tuple[list[VerifyRequest], dict[str, dict]]:
+        """What dispatch asks of this camera: verifications, and spots to leave alone."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(verify_key(self.camera.id))
+        pipe.hgetall(dismissed_key(self.camera.id))
+        raw_requests, raw_spots = await pipe.execute()
+        return parse_requests(raw_requests), parse_dismissals(raw_spots)
+
+    async def publish(self, violation: Violation, frame: Frame, first: bytes | None,
                       rules: ZoneRules) -> None:  # fmt: skip
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
-        pictures = await asyncio.to_thread(self._pictures, violation, img, first)
+        pictures = await asyncio.to_thread(self._pictures, violation, frame, first)
         # The violation and the state that says it was raised go together: a worker that
         # dies after this never leaves its successor to raise it again.
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(VIOLATIONS, {"violation": json.dumps(event), **pictures})
         pipe.set(state_key(self.camera.id), json.dumps(rules.export()), ex=self.state_ttl)
-        await pipe.execute()
+        await pipe.execute()  # the saver writes it again next frame: harmless
         self.violations += 1
         log.info(
             "violation",
             extra={"camera": self.camera.id, "zone": violation.zone, "id": violation.id},
         )
 
-    def _pictures(self, v: Violation, img: np.ndarray, first: bytes | None) -> dict[str, bytes]:
+    def _pictures(self, v: Violation, frame: Frame, first: bytes | None) -> dict[str, bytes]:
         polygon = self.zones[v.zone]
+        img = frame.image()
+        assert img is not None  # it decoded for the gate
         caption = f"{v.label} in {v.zone}"
         pictures = {
             "confirmed.jpg": evidence.annotated(img, polygon, v.box, f"{caption}, {v.confirmed - v.first_seen:.0f} s"),
             "crop.jpg": evidence.crop(img, v.box),
         }  # fmt: skip
-        first_img = (
-            cv2.imdecode(np.frombuffer(first, np.uint8), cv2.IMREAD_COLOR) if first else None
-        )
+        first_img = Frame(first).image() if first else None
         if first_img is not None:  # None when it was first seen by a worker that died since
             pictures["first.jpg"] = evidence.annotated(first_img, polygon, v.anchor, caption)
         return pictures
 
-    async def answer(self, outcome: Outcome, img: np.ndarray) -> None:
+    async def answer(self, outcome: Outcome, frame: Frame) -> None:
         det = outcome.request.detection
         box = outcome.still_there.box if outcome.still_there else det.box
+        img = frame.image()
+        assert img is not None  # the model ran on it
         picture = await asyncio.to_thread(
             evidence.annotated, img, self.zones.get(det.zone, []), box, outcome.why
         )
@@ -191,6 +255,9 @@ class Worker:
         self.cfg = cfg
         self.make_tracker = make_tracker
         self.name = f"{socket.gethostname()}-{os.getpid()}"
+        # One inference per core at a time, whatever the number of cameras: more only
+        # fight over the cores (each model call is single-threaded, see yolo_factory).
+        self.inference = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infer")
         self.leases = Leases(redis, "detect", self.name, cfg.lease_s)
         self.watching: dict[str, tuple[Camera, CameraWatch, asyncio.Task]] = {}
 
@@ -210,6 +277,7 @@ class Worker:
                 await self._stop(camera)
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.zrem(WORKERS, self.name)
+            self.inference.shutdown(wait=False, cancel_futures=True)
 
     async def cycle(self) -> None:
         now = time.time()
@@ -232,7 +300,7 @@ class Worker:
             if len(self.watching) >= share:
                 break
             if cid not in self.watching and await self.leases.hold(cid):
-                watch = CameraWatch(self.redis, camera, self.make_tracker, self.cfg)
+                watch = CameraWatch(self.redis, camera, self.make_tracker, self.cfg, self.inference)
                 task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
                 self.watching[cid] = (camera, watch, task)
                 log.info("watching camera", extra={"camera": cid, "worker": self.name})
@@ -262,6 +330,11 @@ class Worker:
 
 
 def yolo_factory(cfg: DetectorsConfig) -> TrackerFactory:
+    import torch
+
     from detectors.yolo import YoloTracker
 
+    # Many cameras' frames run side by side, one per core: a model call that spreads over
+    # every core as well only oversubscribes them (measured: tests/bench/detect_e2e.py).
+    torch.set_num_threads(1)
     return lambda: YoloTracker(cfg.weights, cfg.imgsz, cfg.conf, cfg.device)

@@ -55,8 +55,8 @@ async def request_verify(redis: aioredis.Redis, camera: str, ticket: str, det: D
     await redis.hset(verify_key(camera), ticket, req.model_dump_json())
 
 
-async def verify_requests(redis: aioredis.Redis, camera: str) -> list[VerifyRequest]:
-    raw = await redis.hgetall(verify_key(camera))
+def parse_requests(raw: dict[bytes, bytes]) -> list[VerifyRequest]:
+    """The requests in a `gw:verify:{camera}` hash."""
     return [VerifyRequest.model_validate_json(v) for v in raw.values()]
 
 
@@ -74,10 +74,8 @@ async def dismiss(
     await pipe.execute()
 
 
-async def dismissals(redis: aioredis.Redis, camera: str) -> dict[str, dict]:
-    """Ticket id -> dismissed spot ({zone, box, until, ...}) still in force."""
+def parse_dismissals(raw: dict[bytes, bytes]) -> dict[str, dict]:
+    """Ticket id -> dismissed spot ({zone, box, until, ...}) still in force, from the hash."""
     now = time.time()
-    spots = {
-        t.decode(): json.loads(v) for t, v in (await redis.hgetall(dismissed_key(camera))).items()
-    }
+    spots = {t.decode(): json.loads(v) for t, v in raw.items()}
     return {t: s for t, s in spots.items() if s["until"] > now}

@@ -243,7 +243,9 @@ class DetectorsConfig(Strict):
     lease_s: Annotated[float, Field(ge=1, le=300)] = 10.0
     grace_s: Annotated[float, Field(gt=0)] = 10.0  # an object unseen this long is gone
     cooldown_s: Annotated[float, Field(ge=0)] = 300.0
-    recheck_s: Annotated[float, Field(gt=0)] = 5.0  # run the model this often even without motion
+    # The model runs this often even where nothing moved (Frigate re-checks stationary
+    # objects about every 10 s too): parked vehicles stay seen, the dwell runs on.
+    recheck_s: Annotated[float, Field(gt=0)] = 10.0
     # Auto-verify of a resolved camera ticket: the spot must be clear this long in a row,
     # within this long of the resolution, or the ticket goes back to the officer.
     verify_clear_s: Annotated[float, Field(gt=0, le=600)] = 5.0

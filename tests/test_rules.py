@@ -120,12 +120,12 @@ def test_another_worker_carries_on_from_the_exported_state():
     a = rules()
     assert run(a, [[car(200)]] * seconds(40)) == []
     b = rules()
-    b.restore(json.loads(json.dumps(a.export())))  # through Redis, as JSON
+    b.restore(json.loads(json.dumps(a.export())), 1000 + 40)  # through Redis, as JSON
     found = run(b, [[car(201, track=99)]] * seconds(30), start=1000 + 40)
     assert len(found) == 1 and found[0].first_seen == 1000  # the dwell ran on
     # And a third worker after the report raises nothing for the same car.
     c = rules()
-    c.restore(json.loads(json.dumps(b.export())))
+    c.restore(json.loads(json.dumps(b.export())), 1000 + 70)
     assert run(c, [[car(200, track=5)]] * seconds(60), start=1000 + 70) == []
 
 
