@@ -41,7 +41,7 @@ from dispatch.detections import (
     verify_key,
 )
 from media.leases import Leases
-from media.sampler import frames_key
+from media.sampler import FRAMES_MAXLEN, frames_key
 from signaling.cameras import stored_cameras
 from signaling.config import Camera, DetectorsConfig
 
@@ -172,16 +172,15 @@ class CameraWatch:
     async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray]]:
         """The camera's newest frames, each once: (time, JPEG, small grey picture)."""
         key = frames_key(self.camera.id)
-        interval = 1.0 / self.camera.detect.fps
-        last_id = "-"
+        last_id = "$"
         while True:
-            # Only what came after the last one: an empty answer costs next to nothing.
-            newest = await self.redis.xrevrange(key, "+", last_id, count=1)
-            if not newest:
-                await asyncio.sleep(interval / 4)  # a late look can miss a frame: newest wins
+            # Blocks until a frame comes (no polling); a worker that fell behind gets the
+            # few the stream keeps and takes the newest.
+            got = await self.redis.xread({key: last_id}, count=FRAMES_MAXLEN, block=2000)
+            if not got:
                 continue
-            entry_id, fields = newest[0]
-            last_id = "(" + entry_id.decode()
+            entry_id, fields = got[0][1][-1]
+            last_id = entry_id.decode()
             jpeg = fields[b"jpeg"]
             # The gate needs a small grey picture, the model a full one: most frames of a
             # quiet street never need the full decode.

@@ -118,6 +118,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[keys.VIEWERS] = viewers
     app[keys.METRICS].watch_streams(hub, viewers)
+    app[keys.METRICS].watch_detectors(app[keys.REDIS])
     store = CameraStore(app[keys.REDIS], hub)
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)

@@ -1,15 +1,19 @@
-"""/metrics: every stream's state and the HTTP traffic, in Prometheus text format."""
+"""/metrics: every stream's state, the detector workers and the HTTP traffic, in
+Prometheus text format."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 
+import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from media.hub import StreamHub
 from media.webrtc import Viewers
@@ -70,6 +74,58 @@ class StreamCollector(Collector):
         )
 
 
+_DETECT_COUNTERS = {
+    "frames": "sampled frames a detector worker took",
+    "inferences": "frames the model ran on (the rest the motion gate let pass)",
+    "violations": "violations raised",
+    "verifications": "resolved tickets checked",
+}
+_QUEUES = ("gw:violations", "gw:verifications")
+
+
+class DetectorCollector(Collector):
+    """The detector workers' counts and the queues to dispatch, read from Redis per scrape."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.snapshot: dict = {}
+
+    async def refresh(self) -> None:
+        try:
+            now = time.time()
+            live = await self.redis.zcount("gw:workers", now - 60, "+inf")
+            keys = [k async for k in self.redis.scan_iter("gw:worker:*", count=1000)]
+            blobs = await self.redis.mget(keys) if keys else []
+            pipe = self.redis.pipeline(transaction=False)
+            for q in _QUEUES:
+                pipe.xlen(q)
+                pipe.xlen(f"{q}:dead")
+            lengths = await pipe.execute()
+        except (RedisError, OSError):
+            self.snapshot = {}  # no figures rather than stale ones
+            return
+        workers = {k.decode().removeprefix("gw:worker:"): json.loads(b) for k, b in zip(keys, blobs, strict=True) if b}
+        self.snapshot = {"live": live, "workers": workers, "queues": dict(zip(
+            [n for q in _QUEUES for n in (q, f"{q}:dead")], lengths, strict=True))}  # fmt: skip
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        snap = self.snapshot
+        if not snap:
+            return
+        yield GaugeMetricFamily("gridwatch_detect_workers", "live detector workers", snap["live"])
+        for name, doc in _DETECT_COUNTERS.items():
+            c = CounterMetricFamily(f"gridwatch_detect_{name}", doc, labels=["camera", "worker"])
+            for worker, cameras in snap["workers"].items():
+                for camera, counts in cameras.items():
+                    c.add_metric([camera, worker], counts.get(name, 0))
+            yield c
+        g = GaugeMetricFamily("gridwatch_detect_queue", "entries waiting in a detector stream",
+                              labels=["stream"])  # fmt: skip
+        for stream, length in snap["queues"].items():
+            g.add_metric([stream], length)
+        yield g
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -86,8 +142,14 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.detectors: DetectorCollector | None = None
+
     def watch_streams(self, hub: StreamHub, viewers: Viewers) -> None:
         self.registry.register(StreamCollector(hub, viewers))
+
+    def watch_detectors(self, redis: aioredis.Redis) -> None:
+        self.detectors = DetectorCollector(redis)
+        self.registry.register(self.detectors)
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
         """Counts, times and logs every request (scrapes and health checks at debug level)."""
@@ -128,6 +190,8 @@ class Metrics:
         return observe
 
     async def handler(self, request: web.Request) -> web.Response:
+        if self.detectors is not None:
+            await self.detectors.refresh()
         return web.Response(
             body=generate_latest(self.registry),
             headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},

@@ -110,6 +110,10 @@ def test_every_camera_was_watched_gated_and_the_stream_drained(run):
         # Motion gating: a still street is looked at only every recheck_s.
         assert s["inferences"] < s["frames"], (camera, s)
     assert sum(s["violations"] for s in stats.values()) == 3
+    metrics = run.gw.metrics()  # the worker's counts on the server's /metrics
+    assert metrics["gridwatch_detect_workers"] == 1
+    assert sum(v for k, v in metrics.items() if k.startswith("gridwatch_detect_violations_total")) == 3
+    assert metrics['gridwatch_detect_queue{stream="gw:violations"}'] == 0
     assert run.r.xlen("gw:violations") == 0  # acknowledged and deleted: they carry pictures
     assert run.r.xlen("gw:violations:dead") == 0
     assert "Traceback" not in run.worker_logs()
