@@ -192,9 +192,10 @@ class VerificationConsumer(GroupConsumer):
         pictures = await asyncio.to_thread(
             save_pictures, self.evidence, f"{ticket.key or ticket.id}-verify-{entry_id.decode()}", fields
         )  # fmt: skip
-        if pictures:
+        # A redelivered entry (the node died before acting) writes the same names again.
+        if new := [p for p in pictures if p not in ticket.evidence]:
             await self.dispatch.tickets.annotate(
-                ticket_id, "detector", "evidence", why, evidence=[*ticket.evidence, *pictures][-32:]
+                ticket_id, "detector", "evidence", why, evidence=[*ticket.evidence, *new][-32:]
             )
         try:
             await self.dispatch.act(
