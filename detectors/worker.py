@@ -80,9 +80,9 @@ class StateSaver:
         self._shape: object = None
         self._at = 0.0
 
-    async def save(self, state: dict, urgent: bool = False) -> None:
+    async def save(self, state: dict) -> None:
         shape = ([(i["id"], i["reported"]) for i in state["incidents"]], len(state["cooling"]))
-        if urgent or shape != self._shape or time.monotonic() - self._at >= self.every_s:
+        if shape != self._shape or time.monotonic() - self._at >= self.every_s:
             await self.redis.set(self.key, json.dumps(state), ex=self.ttl_s)
             self._shape, self._at = shape, time.monotonic()
 
@@ -167,7 +167,7 @@ class CameraWatch:
                 await self.publish(violation, frame, firsts.get(violation.incident), rules)
             for outcome in verifier.update(ts, detections):
                 await self.answer(outcome, frame)
-            await saver.save(rules.export(), urgent=bool(violations))
+            await saver.save(rules.export())
 
     async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray]]:
         """The camera's newest frames, each once: (time, JPEG, small grey picture)."""
@@ -208,7 +208,7 @@ class CameraWatch:
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(VIOLATIONS, {"violation": json.dumps(event), **pictures})
         pipe.set(state_key(self.camera.id), json.dumps(rules.export()), ex=self.state_ttl)
-        await pipe.execute()  # the saver writes it again next frame: harmless
+        await pipe.execute()
         self.violations += 1
         log.info(
             "violation",

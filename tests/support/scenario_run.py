@@ -42,6 +42,7 @@ class ScenarioRun:
     rtsp: RtspServer | None = None
     procs: list = field(default_factory=list)
     t0: float = 0.0
+    tokens: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> ScenarioRun:
         mounts = {f"/{cid}": f"file:{rendered(scenario, self.videos)}"
@@ -103,11 +104,10 @@ class ScenarioRun:
             return json.loads(raw) if r.headers.get_content_type() == "application/json" else raw
 
     def token(self, user: str) -> str:
-        tokens = self.__dict__.setdefault("_tokens", {})
-        if user not in tokens:
+        if user not in self.tokens:
             assert self.gw is not None
-            tokens[user] = self.gw.token(user)
-        return tokens[user]
+            self.tokens[user] = self.gw.token(user)
+        return self.tokens[user]
 
     def tickets(self) -> dict[str, list[dict]]:
         """Camera id -> its tickets."""
