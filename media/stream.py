@@ -50,6 +50,7 @@ class StreamState:
     snapshot_decodes: int = 0  # frames decoded to answer snapshot requests
     sampler_decodes: int = 0  # frames decoded for the detectors
     bytes_out: int = 0  # bytes handed to consumers
+    keyframe_requests: int = 0  # PLIs sent to a WebRTC publisher as viewers joined
     since: float | None = None
 
 
@@ -175,6 +176,13 @@ class Stream:
         self._window_bytes = 0
         self._online_waiters: list[asyncio.Future[None]] = []
         self.loop = asyncio.get_running_loop()
+        # Set while a publisher that can make key frames on demand (WebRTC) feeds the stream.
+        self.request_keyframe: Callable[[], None] | None = None
+
+    @property
+    def pushed(self) -> bool:
+        """Fed by a publisher that connects to us (WHIP, RTMP push): nothing to start or stop."""
+        return self.source.kind == "push"
 
     # consumers -------------------------------------------------------------
 
@@ -186,13 +194,17 @@ class Stream:
         if self._idle_handle is not None:
             self._idle_handle.cancel()
             self._idle_handle = None
-        if self.producer is None:
+        if self.request_keyframe is not None:
+            # The cached GOP shows a picture at once; a fresh key frame ends the catch-up.
+            self.request_keyframe()
+        elif self.producer is None and not self.pushed:
             self._start_producer()
         return consumer
 
     def detach(self, consumer: Consumer) -> None:
         self.consumers.discard(consumer)
-        if not self.consumers and self.producer is not None and self._idle_handle is None:
+        idle = not self.consumers and self._idle_handle is None
+        if idle and self.producer is not None and not self.pushed:
             self._idle_handle = self.loop.call_later(self.idle_grace_s, self._stop_if_idle)
 
     def _stop_if_idle(self) -> None:

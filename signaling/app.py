@@ -23,9 +23,11 @@ from dispatch.tickets import Location, TicketStore
 from dispatch.violations import VerificationConsumer, ViolationConsumer
 from media.hub import StreamHub
 from media.onvif import Onvif
+from media.publish import Publishers, forward_received_h264
+from media.rtmp import RtmpIngest
 from media.sampler import Samplers, Target
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from signaling import api, api_dispatch, api_tickets, keys, whep, ws
+from signaling import api, api_dispatch, api_tickets, keys, whep, whip, ws
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.cameras import CameraStore
 from signaling.config import Config
@@ -33,6 +35,7 @@ from signaling.http_errors import error_middleware
 from signaling.metrics import Metrics
 from signaling.redis_server import EmbeddedRedis
 from signaling.sockets import Sockets
+from signaling.whip import rtmp_authorizer
 
 log = logging.getLogger("gridwatch.server")
 
@@ -102,6 +105,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     use_host_addresses(cfg.webrtc.host_addresses)
     share_h264_packetization()
+    forward_received_h264()
     onvif = Onvif(timeout_s=cfg.media.read_timeout_s)
     app[keys.ONVIF] = onvif
     hub = StreamHub(
@@ -113,10 +117,17 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         onvif_resolver=onvif.stream_uri,
     )
     app[keys.HUB] = hub
-    viewers = Viewers(
-        rtc_configuration(s.model_dump(exclude_none=True) for s in cfg.webrtc.ice_servers)
-    )
+    rtc = rtc_configuration(s.model_dump(exclude_none=True) for s in cfg.webrtc.ice_servers)
+    viewers = Viewers(rtc)
     app[keys.VIEWERS] = viewers
+    publishers = Publishers(hub, rtc)
+    app[keys.PUBLISHERS] = publishers
+    rtmp = RtmpIngest(hub, rtmp_authorizer(app))
+    if cfg.rtmp.port is not None:
+        try:
+            await rtmp.start(cfg.rtmp.host, cfg.rtmp.port)
+        except OSError as e:  # the node serves everything else without RTMP
+            log.error("rtmp ingest not started", extra={"port": cfg.rtmp.port, "error": str(e)})
     app[keys.METRICS].watch_streams(hub, viewers)
     app[keys.METRICS].watch_detectors(app[keys.REDIS])
     store = CameraStore(app[keys.REDIS], hub)
@@ -136,6 +147,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     async with running(samplers.run()):
         yield
+    await rtmp.stop()
+    await publishers.close_all()
     await viewers.close_all()
     hub.close()
 
@@ -163,6 +176,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(api_dispatch.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(whep.routes)
+    app.router.add_routes(whip.routes)
     app.router.add_get("/", index)
     app.router.add_static("/static/", str(STATIC))
     return app

@@ -103,7 +103,9 @@ class CameraStore:
         """The camera's stream on this node, created from the store on first use."""
         camera = await self.get(camera_id)
         if camera is None:
-            self.hub.remove(camera_id)  # deleted through another node
+            stream = self.hub.get(camera_id)
+            if stream is not None and not stream.pushed:
+                self.hub.remove(camera_id)  # deleted through another node
             return None
         register_secrets(camera)
         return self.hub.upsert(camera.id, parse_source(camera.source))

@@ -77,10 +77,34 @@ class MediaConfig(Strict):
     lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
 
 
+StreamPattern = Annotated[str, Field(pattern=r"^[a-z0-9*?_-]{1,63}$")]
+
+
 class User(Strict):
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password_hash: Annotated[str, Field(min_length=1)]
     role: Role
+    # Streams (ids or shell patterns) an officer may watch beyond his own phone's, and a
+    # device may publish; the wall roles watch everything, admins and dispatchers publish
+    # anything that is not a camera.
+    watch: list[StreamPattern] = []
+    publish: list[StreamPattern] = []
+
+
+class CallsConfig(Strict):
+    ring_s: Annotated[float, Field(gt=0, le=300)] = 30.0  # then call.timeout
+    # A party whose socket drops (a phone changing networks) has this long to come back
+    # and restart ICE before the call is hung up.
+    reconnect_s: Annotated[float, Field(ge=0, le=300)] = 20.0
+    # Per socket: call invites, and everything else, per 10 s; past 3x that the socket closes.
+    invites_per_10s: Annotated[int, Field(ge=1, le=1000)] = 5
+    messages_per_10s: Annotated[int, Field(ge=10, le=100_000)] = 400
+
+
+class RtmpConfig(Strict):
+    # Drones and encoders push rtmp://HOST:PORT/live/STREAM?token=TOKEN. None: no RTMP ingest.
+    port: Annotated[int, Field(ge=0, le=65535)] | None = 1935
+    host: str = "0.0.0.0"
 
 
 class Position(Strict):
@@ -259,6 +283,8 @@ class Config(Strict):
     redis: RedisConfig = RedisConfig()
     webrtc: WebRTCConfig = WebRTCConfig()
     media: MediaConfig = MediaConfig()
+    rtmp: RtmpConfig = RtmpConfig()
+    calls: CallsConfig = CallsConfig()
     users: list[User] = []
     cameras: list[Camera] = []
     officers: list[Officer] = []

@@ -11,6 +11,7 @@ from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
+from media.publish import Publishers
 from media.webrtc import Viewers
 from signaling.auth import Tokens
 from signaling.cameras import CameraStore
@@ -23,6 +24,7 @@ REDIS = web.AppKey("redis", aioredis.Redis)
 HUB = web.AppKey("hub", StreamHub)
 CAMERAS = web.AppKey("cameras", CameraStore)
 VIEWERS = web.AppKey("viewers", Viewers)
+PUBLISHERS = web.AppKey("publishers", Publishers)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 ONVIF = web.AppKey("onvif", Onvif)

@@ -38,6 +38,7 @@ _COUNTERS = {
     "encoded_frames": "frames this server encoded (transcode or synthetic source)",
     "snapshot_decodes": "frames decoded to answer snapshot requests",
     "sampler_decodes": "frames decoded for the detectors",
+    "keyframe_requests": "key frame requests (PLI) sent to a WebRTC publisher",
 }
 
 
@@ -63,6 +64,15 @@ class StreamCollector(Collector):
             for s in streams:
                 c.add_metric([s.id], getattr(s.state, name))
             yield c
+        g = GaugeMetricFamily(
+            "gridwatch_stream_published",
+            "1 while a publisher (WHIP, RTMP) feeds the stream",
+            labels=["stream", "via"],
+        )
+        for s in streams:
+            if s.pushed:
+                g.add_metric([s.id, s.source.params.get("via", "")], float(s.state.online))
+        yield g
         yield GaugeMetricFamily("gridwatch_streams", "streams known to this node", len(streams))
         yield GaugeMetricFamily(
             "gridwatch_webrtc_sessions", "WebRTC sessions on this node", len(self.viewers.sessions)

@@ -8,38 +8,27 @@ from aiohttp import web
 
 from media.webrtc import OfferError
 from signaling import keys
-from signaling.api import WATCH_ROLES
-from signaling.auth import require
+from signaling.access import WALL_ROLES as WATCH_ROLES
+from signaling.access import may_watch
+from signaling.auth import Principal, require
 from signaling.http_errors import JsonError
+from signaling.sdp_http import answer_response, read_offer
 
 log = logging.getLogger("gridwatch.whep")
 routes = web.RouteTableDef()
 
 
-def _ice_links(request: web.Request) -> list[str]:
-    links = []
-    for server in request.app[keys.CONFIG].webrtc.ice_servers:
-        for url in [server.urls] if isinstance(server.urls, str) else server.urls:
-            link = f'<{url}>; rel="ice-server"'
-            if server.username:
-                link += f'; username="{server.username}"; credential="{server.credential or ""}"'
-            links.append(link)
-    return links
-
-
 @routes.post("/whep/{stream}")
 async def whep_offer(request: web.Request) -> web.Response:
-    principal = require(request, *WATCH_ROLES)
-    if request.content_type != "application/sdp":
-        raise JsonError(415, "the offer must be sent as application/sdp")
-    try:
-        offer = await request.text()
-    except UnicodeDecodeError:
-        raise JsonError(400, "the offer is not UTF-8 text") from None
-    if not offer.startswith("v=0"):
-        raise JsonError(400, "malformed SDP offer: it must start with v=0", "bad_sdp")
+    principal: Principal = request["principal"]
     stream_id = request.match_info["stream"]
-    stream = await request.app[keys.CAMERAS].stream(stream_id)
+    if not may_watch(request.app[keys.CONFIG], principal, stream_id):
+        raise JsonError(403, f"{principal.role} {principal.username!r} may not watch {stream_id!r}")
+    offer = await read_offer(request)
+    # A stream that a phone, drone or encoder publishes to this node, or a camera.
+    stream = request.app[keys.HUB].get(stream_id)
+    if stream is None or not stream.pushed:
+        stream = await request.app[keys.CAMERAS].stream(stream_id)
     if stream is None:
         raise JsonError(404, f"no stream {stream_id!r}")
     viewers = request.app[keys.VIEWERS]
@@ -57,21 +46,14 @@ async def whep_offer(request: web.Request) -> web.Response:
         session = await request.app[keys.VIEWERS].answer(stream, offer, principal.username)
     except OfferError as e:
         raise JsonError(400, str(e), "bad_sdp") from None
-    headers = {"Location": f"/whep/{stream_id}/{session.id}"}
-    response = web.Response(
-        status=201,
-        text=session.pc.localDescription.sdp,
-        content_type="application/sdp",
-        headers=headers,
+    return answer_response(
+        request, session.pc.localDescription.sdp, f"/whep/{stream_id}/{session.id}"
     )
-    for link in _ice_links(request):
-        response.headers.add("Link", link)
-    return response
 
 
 @routes.delete("/whep/{stream}/{session}")
 async def whep_delete(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES)
+    require(request, *WATCH_ROLES, "officer")
     if not await request.app[keys.VIEWERS].close(request.match_info["session"]):
         raise JsonError(404, "no such WHEP session")
     return web.json_response({"ok": True})

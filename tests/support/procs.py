@@ -164,6 +164,7 @@ class GridwatchServer:
     workdir: Path
     config: dict = field(default_factory=dict)
     port: int = field(default_factory=free_port)
+    rtmp_port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
     @property
@@ -185,6 +186,7 @@ class GridwatchServer:
             **cfg["server"],
         }
         cfg.setdefault("webrtc", {"ice_servers": [], "host_addresses": ["127.0.0.1"]})
+        cfg.setdefault("rtmp", {"host": "127.0.0.1", "port": self.rtmp_port})
         path = self.workdir / "config.yaml"
         path.write_text(yaml.safe_dump(cfg))
         log = open(self.log_path, "ab")

@@ -1,0 +1,246 @@
+"""Publishers that connect to us: WebRTC (WHIP) and RTMP push both feed an ordinary Stream.
+
+A pushed stream has no producer to start or stop: it is online while its publisher is
+connected, and its viewers stay attached across a publisher's reconnect (a drone that
+loses its link comes back onto the same wall tiles). H.264 from a WebRTC publisher is
+reassembled into access units by aiortc's jitter buffer and forwarded as it is: the
+receiver's decoder is swapped for a pass-through, so nothing is decoded or encoded.
+Any other codec (VP8 from a browser that will not send H.264) is transcoded once, for
+every consumer of the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+import av
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+    rtcrtpreceiver,
+)
+from aiortc.codecs.base import Decoder
+from aiortc.exceptions import OperationError
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.h264 import H264Encoder, nal_types
+from media.hub import StreamHub
+from media.sources import Source
+from media.stream import TIME_BASE, Stream
+from media.webrtc import OfferError
+
+log = logging.getLogger("gridwatch.publish")
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.5  # one PLI per half second at most, however many join
+IDR, SPS = 5, 7
+
+
+class PassthroughH264(Decoder):
+    """Hands aiortc's reassembled H.264 access units on as packets, undecoded."""
+
+    def decode(self, encoded_frame: JitterFrame) -> list[av.Packet]:  # type: ignore[override]
+        packet = av.Packet(encoded_frame.data)
+        packet.pts = packet.dts = encoded_frame.timestamp
+        packet.time_base = TIME_BASE
+        packet.is_keyframe = bool(nal_types(encoded_frame.data) & {IDR, SPS})
+        return [packet]
+
+
+def forward_received_h264() -> None:
+    """Make aiortc's receivers pass H.264 through instead of decoding it (idempotent).
+
+    This node never shows received video itself: what it receives, it forwards.
+    """
+    original = getattr(rtcrtpreceiver.get_decoder, "__wrapped__", rtcrtpreceiver.get_decoder)
+
+    def get_decoder(codec: RTCRtpCodecParameters) -> Decoder:
+        if codec.mimeType.lower() == "video/h264":
+            return PassthroughH264()
+        return original(codec)
+
+    get_decoder.__wrapped__ = original  # type: ignore[attr-defined]
+    rtcrtpreceiver.get_decoder = get_decoder
+
+
+def push_source(stream_id: str, via: str) -> Source:
+    return Source("push", f"push:{stream_id}", params={"via": via})
+
+
+class Feed:
+    """One publisher's packets into a stream: timestamps onto the stream's clock,
+    other codecs transcoded to H.264 (off the event loop)."""
+
+    def __init__(self, stream: Stream, via: str):
+        self.stream = stream
+        self.via = via
+        self._encoder: H264Encoder | None = None
+        stream.timeline.restart()
+
+    def online(self, codec: str, width: int | None, height: int | None) -> None:
+        self.stream.set_online(codec, width, height)
+
+    def packet(self, packet: av.Packet) -> None:
+        pts = self.stream.timeline.map(packet.pts, packet.time_base)
+        packet.pts = packet.dts = pts
+        packet.time_base = TIME_BASE
+        self.stream.publish(packet)
+
+    async def frame(self, frame: av.VideoFrame) -> None:
+        self.stream.state.decoded_frames += 1
+        if self._encoder is None:
+            w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
+            self._encoder = H264Encoder(w, h, 30)
+            self.online("h264", w, h)
+        pts, time_base = frame.pts, frame.time_base  # the encoder numbers frames its own way
+        packets = await asyncio.to_thread(self._encoder.encode, frame)
+        self.stream.state.encoded_frames += 1
+        for p in packets:
+            p.pts, p.time_base = pts, time_base
+            self.packet(p)
+
+    def ended(self, reason: str) -> None:
+        self.stream.request_keyframe = None
+        self.stream.source_failed(reason, reconnect=False)
+
+
+def _receive_codecs() -> list:
+    # H.264 first: it is forwarded as it is; VP8 is taken (and transcoded) rather than refused.
+    caps = RTCRtpReceiver.getCapabilities("video").codecs
+    order = {"video/H264": 0, "video/VP8": 1, "video/rtx": 2}
+    return sorted((c for c in caps if c.mimeType in order), key=lambda c: order[c.mimeType])
+
+
+class WhipSession:
+    def __init__(self, session_id: str, stream: Stream, pc: RTCPeerConnection, who: str):
+        self.id = session_id
+        self.stream = stream
+        self.pc = pc
+        self.who = who
+        self.feed = Feed(stream, "whip")
+        self.tasks: list[asyncio.Task] = []
+        self._last_request = 0.0
+
+    def request_keyframe(self) -> None:
+        now = time.monotonic()
+        if now - self._last_request < KEYFRAME_REQUEST_INTERVAL_S:
+            return
+        self._last_request = now
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.kind != "video":
+                continue
+            receiver = transceiver.receiver
+            for source in receiver.getSynchronizationSources():
+                self.stream.state.keyframe_requests += 1
+                self.tasks.append(asyncio.ensure_future(receiver._send_rtcp_pli(source.source)))
+        self.tasks = [t for t in self.tasks if not t.done()]
+
+    async def run_video(self, track: MediaStreamTrack) -> None:
+        first = True
+        try:
+            while True:
+                item = await track.recv()
+                if isinstance(item, av.Packet):
+                    if first:
+                        self.feed.online("h264", None, None)
+                    self.feed.packet(item)
+                else:
+                    await self.feed.frame(item)
+                first = False
+        except MediaStreamError:
+            pass
+
+    @staticmethod
+    async def drain(track: MediaStreamTrack) -> None:
+        # Audio is not forwarded yet; it must still be read or aiortc's queue grows.
+        try:
+            while True:
+                await track.recv()
+        except MediaStreamError:
+            pass
+
+    async def close(self) -> None:
+        if self.stream.request_keyframe == self.request_keyframe:
+            self.feed.ended("publisher left")
+        for task in self.tasks:
+            task.cancel()
+        await self.pc.close()
+
+
+class Publishers:
+    """Every WHIP publisher on this node, by session id (the WHIP resource)."""
+
+    def __init__(self, hub: StreamHub, configuration: RTCConfiguration):
+        self.hub = hub
+        self.configuration = configuration
+        self.sessions: dict[str, WhipSession] = {}
+
+    def by_stream(self, stream_id: str) -> WhipSession | None:
+        return next((s for s in self.sessions.values() if s.stream.id == stream_id), None)
+
+    async def answer(self, stream: Stream, offer_sdp: str, who: str) -> WhipSession:
+        if "m=video" not in offer_sdp:
+            raise OfferError("the offer has no video media section")
+        pc = RTCPeerConnection(self.configuration)
+        session = WhipSession(uuid.uuid4().hex, stream, pc, who)
+
+        @pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            run = session.run_video if track.kind == "video" else session.drain
+            session.tasks.append(asyncio.ensure_future(run(track)))
+
+        try:
+            pc.addTransceiver("video", direction="recvonly").setCodecPreferences(_receive_codecs())
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+            except OperationError as e:
+                raise OfferError(
+                    f"the offer has no video codec we take (H.264, VP8): {e}"
+                ) from None
+            except Exception as e:  # aiortc raises assorted types for malformed SDP
+                raise OfferError(f"malformed SDP offer: {e}") from None
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException:
+            await pc.close()
+            raise
+        previous = self.by_stream(stream.id)
+        self.sessions[session.id] = session
+        if previous is not None:
+            # A phone or drone that reconnects replaces its own stale session.
+            log.info("publisher replaced", extra={"stream": stream.id, "session": previous.id})
+            await self.close(previous.id)
+        stream.request_keyframe = session.request_keyframe
+
+        @pc.on("connectionstatechange")
+        async def _state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.id)
+
+        log.info(
+            "publisher joined", extra={"stream": stream.id, "session": session.id, "user": who}
+        )
+        return session
+
+    async def close(self, session_id: str) -> WhipSession | None:
+        session = self.sessions.pop(session_id, None)
+        if session is None:
+            return None
+        await session.close()
+        log.info("publisher left", extra={"stream": session.stream.id, "session": session_id})
+        stream = session.stream
+        if not stream.consumers and self.by_stream(stream.id) is None:
+            self.hub.remove(stream.id)
+        return session
+
+    async def close_all(self) -> None:
+        await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
+
+    def streams(self) -> Iterable[str]:
+        return (s.stream.id for s in self.sessions.values())

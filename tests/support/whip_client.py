@@ -1,0 +1,120 @@
+"""A WHIP publisher built on aiortc, for tests: a moving test picture sent as H.264.
+
+Its encoder keeps one key frame per `gop` frames unless the receiver asks for one (PLI),
+so a test can tell a requested key frame from a scheduled one.
+"""
+
+from __future__ import annotations
+
+import fractions
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+    VideoStreamTrack,
+    rtcrtpsender,
+)
+from aiortc.codecs.base import Encoder
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.mediastreams import convert_timebase
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media.webrtc import rtc_configuration, use_host_addresses
+
+use_host_addresses(["127.0.0.1"])  # the network rule: publishers stay on loopback
+VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
+
+
+class LongGopEncoder(Encoder):
+    """libx264 with a long GOP that honours the receiver's key frame requests."""
+
+    gop = 600
+    forced: list[int] = []  # one entry per key frame a receiver asked for, all encoders
+
+    def __init__(self) -> None:
+        self.ctx: av.CodecContext | None = None
+
+    def encode(self, frame: av.VideoFrame, force_keyframe: bool = False):
+        if self.ctx is None:
+            ctx = av.CodecContext.create("libx264", "w")
+            ctx.width, ctx.height, ctx.pix_fmt = frame.width, frame.height, "yuv420p"
+            ctx.framerate, ctx.time_base = 30, fractions.Fraction(1, 30)
+            ctx.gop_size, ctx.max_b_frames = self.gop, 0
+            ctx.options = {"tune": "zerolatency", "preset": "ultrafast", "repeat-headers": "1"}
+            self.ctx = ctx
+        frame.pict_type = av.video.frame.PictureType.I if force_keyframe else 0
+        if force_keyframe:
+            LongGopEncoder.forced.append(1)
+        data = b"".join(bytes(p) for p in self.ctx.encode(frame))
+        payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
+        return payloads, convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
+
+    def pack(self, packet):  # pragma: no cover - frames only
+        raise NotImplementedError
+
+    @property
+    def target_bitrate(self) -> int:
+        return 1_000_000
+
+    @target_bitrate.setter
+    def target_bitrate(self, value: int) -> None:
+        pass
+
+
+def use_long_gop() -> None:
+    original = getattr(rtcrtpsender.get_encoder, "__wrapped__", rtcrtpsender.get_encoder)
+
+    def get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
+        if codec.mimeType.lower() == "video/h264":
+            return LongGopEncoder()
+        return original(codec)
+
+    get_encoder.__wrapped__ = original
+    rtcrtpsender.get_encoder = get_encoder
+
+
+class MovingPicture(VideoStreamTrack):
+    """320x240 at 30 fps, a bar moving across a gradient: every frame differs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.base = np.tile(np.arange(320, dtype=np.uint8), (240, 1))
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        img = np.stack([self.base] * 3, axis=2).copy()
+        x = (self.n * 4) % 300
+        img[:, x : x + 20] = 255
+        self.n += 1
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts, frame.time_base = pts, time_base
+        return frame
+
+
+async def publish(
+    http: aiohttp.ClientSession, base: str, stream: str, token: str, track=None
+) -> tuple[RTCPeerConnection, str]:
+    """Publish `track` (a MovingPicture by default) as H.264 over WHIP; (pc, Location)."""
+    pc = RTCPeerConnection(rtc_configuration([]))
+    transceiver = pc.addTransceiver(track or MovingPicture(), direction="sendonly")
+    transceiver.setCodecPreferences(
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+    )
+    await pc.setLocalDescription(await pc.createOffer())
+    async with http.post(
+        f"{base}/whip/{stream}",
+        data=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    ) as r:
+        body = await r.text()
+        if r.status != 201:
+            await pc.close()
+            raise RuntimeError(f"WHIP {r.status}: {body}")
+        location = r.headers["Location"]
+    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    return pc, location
