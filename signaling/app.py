@@ -29,15 +29,18 @@ from media.sampler import Samplers, Target
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
 from signaling import api, api_dispatch, api_tickets, keys, whep, whip, ws
 from signaling.auth import Tokens, auth_middleware, shared_secret
+from signaling.calls import Calls
 from signaling.cameras import CameraStore
 from signaling.config import Config
 from signaling.http_errors import error_middleware
 from signaling.metrics import Metrics
+from signaling.presence import Presence
 from signaling.redis_server import EmbeddedRedis
 from signaling.sockets import Sockets
 from signaling.whip import rtmp_authorizer
 
 log = logging.getLogger("gridwatch.server")
+NODE = f"{socket.gethostname()}-{os.getpid()}"  # this node, in leases and presence
 
 
 @contextlib.asynccontextmanager
@@ -85,6 +88,10 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
     sockets = Sockets(redis)
     app[keys.SOCKETS] = sockets
+    presence = Presence(redis, sockets, NODE)
+    app[keys.PRESENCE] = presence
+    calls = Calls(redis, sockets, presence, cfg)
+    app[keys.CALLS] = calls
 
     async def position(camera_id: str) -> Location | None:
         camera = await app[keys.CAMERAS].get(camera_id)
@@ -96,9 +103,14 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     violations = ViolationConsumer(redis, dispatch, position, evidence, claim)
     verifications = VerificationConsumer(redis, dispatch, evidence, claim)
     async with running(
-        dispatch.run_deadlines(), sockets.run(), violations.run(), verifications.run()
+        dispatch.run_deadlines(),
+        sockets.run(),
+        presence.run(),
+        violations.run(),
+        verifications.run(),
     ):
         yield
+    await calls.close()
 
 
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -143,7 +155,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         ]
 
     samplers = Samplers(
-        app[keys.REDIS], hub, targets, f"{socket.gethostname()}-{os.getpid()}", cfg.media.lease_s
+        app[keys.REDIS], hub, targets, NODE, cfg.media.lease_s
     )
     async with running(samplers.run()):
         yield

@@ -14,9 +14,11 @@ from media.onvif import Onvif
 from media.publish import Publishers
 from media.webrtc import Viewers
 from signaling.auth import Tokens
+from signaling.calls import Calls
 from signaling.cameras import CameraStore
 from signaling.config import Config
 from signaling.metrics import Metrics
+from signaling.presence import Presence
 from signaling.sockets import Sockets
 
 CONFIG = web.AppKey("config", Config)
@@ -33,3 +35,5 @@ OFFICERS = web.AppKey("officers", Officers)
 DISPATCH = web.AppKey("dispatch", Dispatch)
 SOCKETS = web.AppKey("sockets", Sockets)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
+PRESENCE = web.AppKey("presence", Presence)
+CALLS = web.AppKey("calls", Calls)

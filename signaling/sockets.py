@@ -3,7 +3,9 @@
 `gw:events` (every ticket change) goes to those who watch the wall, `gw:user:{name}`
 wake-ups to that user's sockets. What is addressed to a user lives in his inbox
 stream until he acknowledges it, so a phone that was offline gets everything when it
-reconnects.
+reconnects. What only matters now (a call ringing, an SDP answer, presence) is not
+kept: `gw:to:{name}` carries it to the user's sockets, or to one of his devices, on
+whichever node they are, and `gw:presence` to everyone.
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ REPLAY_MAX = 500
 
 
 class Client:
-    def __init__(self, ws: web.WebSocketResponse, principal: Principal, redis: aioredis.Redis):
+    def __init__(
+        self, ws: web.WebSocketResponse, principal: Principal, redis: aioredis.Redis, device: str
+    ):
         self.ws = ws
         self.user = principal.username
         self.role = principal.role
+        self.device = device  # the phone or browser; stable across its reconnects
+        self.since = 0.0  # when presence saw it come online
         self.redis = redis
         self.sent = b"0-0"  # last inbox entry sent on this socket
         self._lock = asyncio.Lock()
@@ -53,7 +59,9 @@ class Client:
 
     async def send(self, event: dict) -> None:
         if not self.ws.closed:
-            await self.ws.send_json(event)
+            # A socket closing under us is the reader's to notice, not the sender's.
+            with contextlib.suppress(ConnectionResetError):
+                await self.ws.send_json(event)
 
 
 class Sockets:
@@ -74,20 +82,41 @@ class Sockets:
     def count(self) -> int:
         return sum(len(c) for c in self.by_user.values())
 
+    def clients(self) -> list[Client]:
+        return [c for clients in self.by_user.values() for c in clients]
+
+    async def to_user(self, user: str, event: dict, device: str | None = None) -> None:
+        """Send now, to every socket of `user` (or only those of `device`), on any node."""
+        await self.redis.publish(f"gw:to:{user}", json.dumps({"device": device, "event": event}))
+
+    async def _direct(self, user: str, message: dict) -> None:
+        device = message.get("device")
+        for c in list(self.by_user.get(user, ())):
+            if device is None or c.device == device:
+                await c.send(message["event"])
+
+    async def _everyone(self, event: dict) -> None:
+        for c in self.clients():
+            await c.send(event)
+
     async def run(self) -> None:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe("gw:events")
-                await pubsub.psubscribe("gw:user:*")
+                await pubsub.subscribe("gw:events", "gw:presence")
+                await pubsub.psubscribe("gw:user:*", "gw:to:*")
                 # Anything sent while we were not subscribed is in the inboxes.
                 await self._wake(list(self.by_user))
                 async for message in pubsub.listen():
-                    if message["type"] == "message":
+                    channel = message["channel"].decode() if message.get("channel") else ""
+                    if message["type"] == "message" and channel == "gw:presence":
+                        await self._everyone(json.loads(message["data"]))
+                    elif message["type"] == "message":
                         await self._wall(json.loads(message["data"]))
+                    elif message["type"] == "pmessage" and channel.startswith("gw:to:"):
+                        await self._direct(channel[6:], json.loads(message["data"]))
                     elif message["type"] == "pmessage":
-                        user = message["channel"].decode().removeprefix("gw:user:")
-                        await self._wake([user])
+                        await self._wake([channel.removeprefix("gw:user:")])
             except (ConnectionError, OSError, aioredis.ConnectionError) as e:
                 log.warning("event subscriber lost redis; retrying", extra={"error": str(e)})
                 await asyncio.sleep(1)

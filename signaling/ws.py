@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import time
+import uuid
 
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
@@ -12,13 +15,45 @@ from pydantic import ValidationError
 from dispatch.officers import Fix
 from signaling import keys
 from signaling.auth import Principal
-from signaling.config import format_errors
+from signaling.calls import MESSAGES, Refused, parse
+from signaling.config import CallsConfig, format_errors
+from signaling.http_errors import JsonError
 from signaling.sockets import Client
 
 log = logging.getLogger("gridwatch.ws")
 routes = web.RouteTableDef()
 
 MAX_MESSAGE = 64 * 1024
+DEVICE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+WINDOW_S = 10.0
+CLOSE_FACTOR = 3  # past this many times its limit in one window, a socket is closed
+
+
+class TooFast(Exception):
+    pass
+
+
+class RateLimit:
+    """Per socket, per 10 s window: over the limit a message is refused; far over, the
+    socket is closed (a flood must not cost the server more than reading it)."""
+
+    def __init__(self, calls: CallsConfig):
+        self.limits = {"invite": calls.invites_per_10s, "any": calls.messages_per_10s}
+        self.counts = dict.fromkeys(self.limits, 0)
+        self.window = time.monotonic()
+
+    def allow(self, kind: str) -> bool:
+        now = time.monotonic()
+        if now - self.window >= WINDOW_S:
+            self.window, self.counts = now, dict.fromkeys(self.limits, 0)
+        buckets = ["any"] + (["invite"] if kind in ("call.invite", "call.transfer") else [])
+        allowed = True
+        for b in buckets:
+            self.counts[b] += 1
+            if self.counts[b] > CLOSE_FACTOR * self.limits[b]:
+                raise TooFast(f"rate limit: over {CLOSE_FACTOR}x {self.limits[b]} {b} per 10 s")
+            allowed = allowed and self.counts[b] <= self.limits[b]
+        return allowed
 
 
 async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
@@ -28,18 +63,25 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
 @routes.get("/ws")
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     principal: Principal = request["principal"]
+    device = request.query.get("device") or uuid.uuid4().hex[:16]
+    if not DEVICE.match(device):
+        raise JsonError(400, "device must be 1-64 letters, digits, '-' or '_'", "bad_device")
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
     app = request.app
     redis = app[keys.REDIS]
-    client = Client(ws, principal, redis)
-    sockets = app[keys.SOCKETS]
+    client = Client(ws, principal, redis, device)
+    sockets, presence = app[keys.SOCKETS], app[keys.PRESENCE]
     sockets.add(client)
-    log.info(
-        "socket open", extra={"user": client.user, "role": client.role, "peer": request.remote}
-    )
+    limit = RateLimit(app[keys.CONFIG].calls)
+    log.info("socket open", extra={"user": client.user, "role": client.role,
+                                   "device": device, "peer": request.remote})  # fmt: skip
     try:
-        await client.send({"type": "hello", "user": client.user, "role": client.role})
+        ice = app[keys.CALLS].ice_servers
+        await client.send({"type": "hello", "user": client.user, "role": client.role,
+                           "device": device, "ice_servers": ice})  # fmt: skip
+        await presence.online(client)
+        await client.send({"type": "presence.list", "users": await presence.everyone()})
         await client.start()
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
@@ -55,10 +97,28 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             if not isinstance(data, dict) or not isinstance(data.get("type"), str):
                 await _close(ws, 1008, "a message is a JSON object with a string type")
                 break
-            await _handle(request, client, data)
+            try:
+                if not limit.allow(data["type"]):
+                    await client.send({"type": "error", "error": "rate_limited",
+                                       "message": f"too many messages; {data['type']} dropped"})  # fmt: skip
+                    continue
+                await _handle(request, client, data)
+            except TooFast as e:
+                log.warning("socket flooding, closed", extra={"user": client.user, "error": str(e)})
+                await _close(ws, 1008, str(e))
+                break
+            except ValidationError as e:
+                reason = f"malformed {data['type'][:24]}: {'; '.join(format_errors(e))}"
+                log.warning("malformed message, socket closed",
+                            extra={"user": client.user, "error": reason})  # fmt: skip
+                await _close(ws, 1008, reason)
+                break
     finally:
         sockets.remove(client)
-        log.info("socket closed", extra={"user": client.user, "code": ws.close_code})
+        log.info("socket closed", extra={"user": client.user, "device": device,
+                                         "code": ws.close_code})  # fmt: skip
+        await presence.offline(client)
+        await app[keys.CALLS].socket_closed(client)
     return ws
 
 
@@ -88,6 +148,13 @@ async def _handle(request: web.Request, client: Client, data: dict) -> None:
             return
         latest = await request.app[keys.OFFICERS].record([fix])
         await request.app[keys.DISPATCH].on_fixes(latest)
+    elif kind in MESSAGES:
+        message = parse(kind, data)  # ValidationError: the caller closes the socket
+        try:
+            await request.app[keys.CALLS].handle(client, message)
+        except Refused as e:
+            await client.send({"type": "error", "error": e.code, "message": str(e),
+                               "request": kind, "call": data.get("call")})  # fmt: skip
     else:
         await client.send(
             {"type": "error", "error": "unknown_type", "message": f"unknown message type {kind!r}"}
