@@ -169,6 +169,10 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
 
+async def phone(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "phone.html")
+
+
 STATIC = resources.files("web") / "static"
 
 
@@ -190,5 +194,6 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(whep.routes)
     app.router.add_routes(whip.routes)
     app.router.add_get("/", index)
+    app.router.add_get("/phone", phone)
     app.router.add_static("/static/", str(STATIC))
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -67,3 +68,32 @@ async def http() -> aiohttp.ClientSession:
 def scenario_videos(tmp_path_factory) -> Path:
     """Where the scenario videos are rendered, once per test session."""
     return tmp_path_factory.mktemp("scenario-videos")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--allow-loopback-in-peer-connection",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    # Chromium hides host candidates behind mDNS names that aiortc cannot resolve.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+@pytest.fixture
+async def browser():
+    async with async_playwright() as p:
+        b = await p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,  # playwright gives each launch a fresh profile of its own
+            headless=True,
+        )
+        yield b
+        await b.close()

@@ -2,40 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from playwright.async_api import async_playwright
 
 from support.procs import PASSWORDS, free_port
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    # Chromium hides host candidates behind mDNS names that aiortc cannot resolve.
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
-
-
-@pytest.fixture
-async def browser():
-    async with async_playwright() as p:
-        b = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,  # playwright gives each launch a fresh profile of its own
-            headless=True,
-        )
-        yield b
-        await b.close()
 
 
 @pytest.mark.browser

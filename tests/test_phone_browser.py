@@ -1,0 +1,89 @@
+"""The officer's phone page in headless Chromium with a fake camera: it shares its
+camera over WHIP when the dispatcher asks, and takes a video call from an aiortc
+dispatcher, media both ways."""
+
+from __future__ import annotations
+
+import pytest
+from test_whep_rtsp import stream_metric
+
+from support.call_client import connect
+from support.procs import PASSWORDS
+from support.whep_client import view
+
+
+async def sign_in(browser, gw):
+    page = await browser.new_page()
+    await page.goto(gw.base + "/phone")
+    await page.fill("input[name=username]", "officer")
+    await page.fill("input[name=password]", PASSWORDS["officer"])
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#status[data-state=available]", timeout=10000)
+    return page
+
+
+@pytest.mark.browser
+async def test_phone_publishes_its_camera_when_the_dispatcher_asks(gridwatch_factory, browser, http):
+    gw = gridwatch_factory()
+    page = await sign_in(browser, gw)
+    token = gw.token("dispatcher")
+    desk = await connect(http, gw.base, token, "dispatcher", "desk-1")
+    viewer = None
+    try:
+        await desk.send(type="publish.request", to="officer")
+        requested = await desk.expect("publish.requested")
+        assert requested["stream"] == "phone-officer"
+        await page.wait_for_selector("#sharing:not([hidden])", timeout=10000)
+        viewer = await view(http, gw.base, "phone-officer", token)
+        assert await viewer.wait_frames(20, timeout=15), "no frames from the phone's camera"
+        _, frame = viewer.frames[-1]
+        assert (frame.width, frame.height) == (640, 480)  # Chromium's fake camera
+        m = gw.metrics()
+        assert m['gridwatch_stream_published{stream="phone-officer",via="whip"}'] == 1
+        codec_note = ("forwarded" if stream_metric(m, "encoded_frames", "phone-officer") == 0
+                      else "transcoded from VP8")  # fmt: skip
+        print(f"phone stream {codec_note}")
+
+        # Asked to stop, the phone ends its WHIP session.
+        await desk.send(type="publish.request", to="officer", stop=True)
+        await page.wait_for_selector("#sharing[hidden]", state="attached", timeout=10000)
+        for _ in range(50):
+            if gw.metrics().get('gridwatch_stream_published{stream="phone-officer",via="whip"}', 0) == 0:
+                break
+            await page.wait_for_timeout(100)
+        else:
+            raise AssertionError("the phone's WHIP session did not end")
+    finally:
+        if viewer:
+            await viewer.close(http, gw.base, token)
+        await desk.close()
+
+
+@pytest.mark.browser
+async def test_dispatcher_calls_the_phone_and_both_see_each_other(gridwatch_factory, browser, http):
+    gw = gridwatch_factory()
+    page = await sign_in(browser, gw)
+    desk = await connect(http, gw.base, gw.token("dispatcher"), "dispatcher", "desk-1")
+    try:
+        await desk.send(type="call.invite", to="officer")
+        call = (await desk.expect("call.ringing"))["call"]
+        await page.wait_for_selector("#ring:not([hidden])", timeout=5000)
+        assert await page.inner_text("#ring-from") == "dispatcher"
+        await page.click("#accept")
+        await desk.expect("call.accept", call=call)
+        await desk.offer(call)
+        assert await desk.wait_frames(20, timeout=20), "no video from the phone"
+        # The phone shows the dispatcher's picture (aiortc's 320x240), and it moves.
+        await page.wait_for_function(
+            "() => document.querySelector('#remote').videoWidth === 320", timeout=15000
+        )
+        t0 = await page.eval_on_selector("#remote", "v => v.currentTime")
+        await page.wait_for_timeout(1000)
+        assert await page.eval_on_selector("#remote", "v => v.currentTime") > t0
+        await page.wait_for_selector("#status[data-state=in_call]", timeout=5000)
+
+        await page.click("#hangup")
+        assert (await desk.expect("call.hangup", call=call))["by"] == "officer"
+        await page.wait_for_selector("#status[data-state=available]", timeout=5000)
+    finally:
+        await desk.close()

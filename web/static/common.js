@@ -1,0 +1,145 @@
+"use strict";
+// What the wall and the officer's phone share: the API, sign-in, the /ws signal channel,
+// a WHIP publisher and a point-to-point call.
+
+const $ = (sel) => document.querySelector(sel);
+
+async function api(path, options = {}) {
+  const r = await fetch(path, { credentials: "same-origin", ...options });
+  if (r.status === 401) { document.dispatchEvent(new Event("signed-out")); throw new Error("signed out"); }
+  return r;
+}
+
+function waitGathering(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 2000);  // host candidates come at once; do not hang on a slow one
+  });
+}
+
+// The login form: calls onSignedIn once the session cookie is set.
+function bindLogin(form, errorBox, onSignedIn) {
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const data = new FormData(form);
+    const r = await fetch("/api/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username: data.get("username"), password: data.get("password") }),
+    });
+    if (!r.ok) { errorBox.textContent = (await r.json()).message; return; }
+    errorBox.textContent = "";
+    form.reset();
+    onSignedIn();
+  });
+}
+
+// /ws with a device id that survives reloads and reconnects (a call survives a dropped
+// socket for calls.reconnect_s), reconnecting after a second.
+class Signal {
+  constructor(onMessage) {
+    this.device = localStorage.getItem("gw-device");
+    if (!this.device) {
+      this.device = Array.from(crypto.getRandomValues(new Uint8Array(8)),
+        (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem("gw-device", this.device);
+    }
+    this.onMessage = onMessage;
+    this.closed = false;
+    this.connect();
+  }
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    this.ws = new WebSocket(`${scheme}://${location.host}/ws?device=${this.device}`);
+    this.ws.onmessage = (e) => this.onMessage(JSON.parse(e.data));
+    this.ws.onclose = () => { if (!this.closed) setTimeout(() => this.connect(), 1000); };
+  }
+  send(message) {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
+  }
+  close() { this.closed = true; this.ws.close(); }
+}
+
+async function camera(audio) {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ video: true, audio });
+  } catch (err) {
+    if (!audio) throw err;
+    return navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  }
+}
+
+// The phone's camera to the server over WHIP (for the wall, the recorder, the detectors).
+class WhipPublisher {
+  async start(stream) {
+    this.media = await camera(false);
+    this.pc = new RTCPeerConnection({ iceServers: [] });
+    for (const track of this.media.getTracks()) this.pc.addTransceiver(track, { direction: "sendonly" });
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    await waitGathering(this.pc);
+    const r = await api(`/whip/${encodeURIComponent(stream)}`, {
+      method: "POST", headers: { "Content-Type": "application/sdp" }, body: this.pc.localDescription.sdp,
+    });
+    if (r.status !== 201) { const err = (await r.json()).message; this.stop(); throw new Error(err); }
+    this.resource = r.headers.get("Location");
+    await this.pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
+  }
+  stop() {
+    if (this.resource) api(this.resource, { method: "DELETE" }).catch(() => {});
+    this.resource = null;
+    if (this.pc) this.pc.close();
+    if (this.media) for (const t of this.media.getTracks()) t.stop();
+    this.pc = this.media = null;
+  }
+}
+
+// One side of a call: the inviting side offers once accepted; either side answers any
+// offer (an ICE restart after a network change is just a new offer).
+class Call {
+  constructor(signal, id, peer, iceServers, { remote, local }) {
+    Object.assign(this, { signal, id, peer, remote, local, offerer: false });
+    this.iceServers = iceServers || [];
+  }
+  async open() {
+    this.media = await camera(true);
+    if (this.local) this.local.srcObject = this.media;
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.pc = pc;
+    for (const track of this.media.getTracks()) pc.addTrack(track, this.media);
+    pc.ontrack = (e) => { this.remote.srcObject = e.streams[0] || new MediaStream([e.track]); };
+    pc.onicecandidate = (e) => this.signal.send({
+      type: "ice", call: this.id, candidate: e.candidate ? e.candidate.toJSON() : null,
+    });
+    pc.oniceconnectionstatechange = () => {
+      if (this.offerer && pc.iceConnectionState === "failed") this.offer(true);
+    };
+  }
+  async offer(restart = false) {
+    this.offerer = true;
+    if (!this.pc) await this.open();
+    if (restart) this.pc.restartIce();
+    await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: restart }));
+    await waitGathering(this.pc);
+    this.signal.send({ type: "sdp", call: this.id, sdp: this.pc.localDescription.toJSON() });
+  }
+  async onSdp(sdp) {
+    if (!this.pc) await this.open();
+    await this.pc.setRemoteDescription(sdp);
+    if (sdp.type === "offer") {
+      await this.pc.setLocalDescription(await this.pc.createAnswer());
+      await waitGathering(this.pc);
+      this.signal.send({ type: "sdp", call: this.id, sdp: this.pc.localDescription.toJSON() });
+    }
+  }
+  async onIce(candidate) {
+    if (this.pc && this.pc.remoteDescription) await this.pc.addIceCandidate(candidate).catch(() => {});
+  }
+  hangup() { this.signal.send({ type: "call.hangup", call: this.id }); this.end(); }
+  end() {
+    if (this.pc) this.pc.close();
+    if (this.media) for (const t of this.media.getTracks()) t.stop();
+    this.pc = this.media = null;
+  }
+}
