@@ -12,8 +12,8 @@ from support.procs import PASSWORDS
 from support.whep_client import view
 
 
-async def sign_in(browser, gw):
-    page = await browser.new_page()
+async def sign_in(browser_or_context, gw):
+    page = await browser_or_context.new_page()
     await page.goto(gw.base + "/phone")
     await page.fill("input[name=username]", "officer")
     await page.fill("input[name=password]", PASSWORDS["officer"])
@@ -87,3 +87,37 @@ async def test_dispatcher_calls_the_phone_and_both_see_each_other(gridwatch_fact
         await page.wait_for_selector("#status[data-state=available]", timeout=5000)
     finally:
         await desk.close()
+
+
+@pytest.mark.browser
+async def test_wall_pulls_the_phone_camera_and_calls_browser_to_browser(gridwatch_factory, browser):
+    gw = gridwatch_factory()
+    phone = await sign_in(await browser.new_context(), gw)  # contexts: a device id each
+    wall = await (await browser.new_context()).new_page()
+    await wall.goto(gw.base + "/")
+    await wall.fill("input[name=username]", "dispatcher")
+    await wall.fill("input[name=password]", PASSWORDS["dispatcher"])
+    await wall.click("button[type=submit]")
+    officer = "#officers li[data-user=officer]"
+    await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=10000)
+
+    await wall.click(f"{officer} .camera")
+    await phone.wait_for_selector("#sharing:not([hidden])", timeout=10000)
+    await wall.wait_for_selector(".tile[data-camera=phone-officer][data-state=playing]", timeout=15000)
+    size = await wall.eval_on_selector(
+        ".tile[data-camera=phone-officer] video", "v => [v.videoWidth, v.videoHeight]"
+    )
+    assert size == [640, 480]
+
+    await wall.click(f"{officer} .call")
+    await phone.wait_for_selector("#ring:not([hidden])", timeout=5000)
+    await phone.click("#accept")
+    # Media flows browser to browser: each side shows the other's fake camera.
+    for page, video in ((wall, "#call-remote"), (phone, "#remote")):
+        await page.wait_for_function(
+            f"() => document.querySelector('{video}').videoWidth === 640", timeout=15000
+        )
+    await wall.wait_for_selector(f"{officer}[data-status=in_call]", timeout=5000)
+    await wall.click("#call-hangup")
+    await phone.wait_for_selector("#call[hidden]", state="attached", timeout=5000)
+    await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=5000)

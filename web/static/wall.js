@@ -1,36 +1,22 @@
 "use strict";
 // The command wall: sign in, then one WHEP player per camera.
 
-const $ = (sel) => document.querySelector(sel);
 const players = new Map();
 
-async function api(path, options = {}) {
-  const r = await fetch(path, { credentials: "same-origin", ...options });
-  if (r.status === 401) { showLogin(); throw new Error("signed out"); }
-  return r;
-}
-
 function showLogin() {
+  if (desk) { desk.close(); desk = null; }
   for (const p of players.values()) p.close();
   players.clear();
   $("#wall").replaceChildren();
   $("#wall").hidden = true;
+  $("#people").hidden = true;
   $("#logout").hidden = true;
   $("#login").hidden = false;
 }
 
-function waitGathering(pc) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
-    pc.addEventListener("icegatheringstatechange", done);
-    setTimeout(resolve, 2000);  // host candidates come at once; do not hang on a slow one
-  });
-}
-
 // One camera tile: a WHEP session that reconnects when it fails.
 class Player {
-  constructor(camera) {
+  constructor(camera, onStop = null) {
     this.id = camera.id;
     this.tile = document.createElement("div");
     this.tile.className = "tile";
@@ -42,6 +28,13 @@ class Player {
     label.innerHTML = '<span class="name"></span><span class="state"></span>';
     label.querySelector(".name").textContent = camera.name || camera.id;
     this.tile.append(this.video, label);
+    if (onStop) {  // a pulled phone camera: the dispatcher lets it go
+      const stop = document.createElement("button");
+      stop.className = "stop";
+      stop.textContent = "✕";
+      stop.onclick = onStop;
+      label.append(stop);
+    }
     this.video.addEventListener("playing", () => this.setState("playing"));
     this.closed = false;
     this.connect();
@@ -106,6 +99,7 @@ async function showWall() {
   $("#logout").hidden = false;
   $("#wall").hidden = false;
   await refreshCameras();
+  if (["admin", "dispatcher"].includes(me.role)) startDesk();
 }
 
 async function refreshCameras() {
@@ -122,19 +116,8 @@ async function refreshCameras() {
 
 setInterval(() => { if (!$("#wall").hidden) refreshCameras().catch(() => {}); }, 3000);
 
-$("#login").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const form = new FormData(e.target);
-  const r = await fetch("/api/login", {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ username: form.get("username"), password: form.get("password") }),
-  });
-  if (!r.ok) { $("#login-error").textContent = (await r.json()).message; return; }
-  $("#login-error").textContent = "";
-  e.target.reset();
-  showWall();
-});
+document.addEventListener("signed-out", showLogin);
+bindLogin($("#login"), $("#login-error"), showWall);
 
 $("#logout").addEventListener("click", async () => {
   await api("/api/logout", { method: "POST" });
