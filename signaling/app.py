@@ -92,6 +92,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.PRESENCE] = presence
     calls = Calls(redis, sockets, presence, cfg)
     app[keys.CALLS] = calls
+    app[keys.METRICS].watch_field(sockets, calls, app[keys.PUBLISHERS], app[keys.RTMP])
 
     async def position(camera_id: str) -> Location | None:
         camera = await app[keys.CAMERAS].get(camera_id)
@@ -135,6 +136,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     publishers = Publishers(hub, rtc)
     app[keys.PUBLISHERS] = publishers
     rtmp = RtmpIngest(hub, rtmp_authorizer(app))
+    app[keys.RTMP] = rtmp
     if cfg.rtmp.port is not None:
         try:
             await rtmp.start(cfg.rtmp.host, cfg.rtmp.port)

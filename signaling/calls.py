@@ -436,8 +436,9 @@ class Calls:
         if ended is not None:
             await self._hang_up_peer(ended, side, "connection_lost", client.user)
 
-    def metrics(self) -> dict[str, float]:
-        return {**self.counts, "ringing_timers": len(self._timers)}
+    def ringing(self) -> int:
+        """Ring timeouts pending (and reconnect grace timers) on this node."""
+        return len(self._timers)
 
 
 def parse(kind: str, data: dict) -> Message:

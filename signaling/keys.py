@@ -12,6 +12,7 @@ from dispatch.tickets import TicketStore
 from media.hub import StreamHub
 from media.onvif import Onvif
 from media.publish import Publishers
+from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
 from signaling.auth import Tokens
 from signaling.calls import Calls
@@ -27,6 +28,7 @@ HUB = web.AppKey("hub", StreamHub)
 CAMERAS = web.AppKey("cameras", CameraStore)
 VIEWERS = web.AppKey("viewers", Viewers)
 PUBLISHERS = web.AppKey("publishers", Publishers)
+RTMP = web.AppKey("rtmp", RtmpIngest)
 TOKENS = web.AppKey("tokens", Tokens)
 METRICS = web.AppKey("metrics", Metrics)
 ONVIF = web.AppKey("onvif", Onvif)

@@ -16,7 +16,11 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from media.hub import StreamHub
+from media.publish import Publishers
+from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
+from signaling.calls import Calls
+from signaling.sockets import Sockets
 
 access = logging.getLogger("gridwatch.access")
 QUIET_PATHS = ("/healthz", "/metrics")
@@ -82,6 +86,29 @@ class StreamCollector(Collector):
             "video bits per second to WebRTC viewers",
             self.viewers.egress_bps(),
         )
+
+
+class FieldCollector(Collector):
+    """/ws sockets, calls and field publishers (WHIP, RTMP) on this node."""
+
+    def __init__(self, sockets: Sockets, calls: Calls, publishers: Publishers, rtmp: RtmpIngest):
+        self.sockets, self.calls, self.publishers, self.rtmp = sockets, calls, publishers, rtmp
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily("gridwatch_ws_sockets", "open /ws sockets", self.sockets.count())
+        c = CounterMetricFamily(
+            "gridwatch_calls", "call events handled by this node", labels=["event"]
+        )
+        for event, n in self.calls.counts.items():
+            c.add_metric([event], n)
+        yield c
+        yield GaugeMetricFamily(
+            "gridwatch_calls_ringing", "calls ringing, timed by this node", self.calls.ringing()
+        )
+        g = GaugeMetricFamily("gridwatch_publishers", "field publishers connected", labels=["via"])
+        g.add_metric(["whip"], len(self.publishers.sessions))
+        g.add_metric(["rtmp"], len(self.rtmp.publishers))
+        yield g
 
 
 _DETECT_COUNTERS = {
@@ -156,6 +183,11 @@ class Metrics:
 
     def watch_streams(self, hub: StreamHub, viewers: Viewers) -> None:
         self.registry.register(StreamCollector(hub, viewers))
+
+    def watch_field(
+        self, sockets: Sockets, calls: Calls, publishers: Publishers, rtmp: RtmpIngest
+    ) -> None:
+        self.registry.register(FieldCollector(sockets, calls, publishers, rtmp))
 
     def watch_detectors(self, redis: aioredis.Redis) -> None:
         self.detectors = DetectorCollector(redis)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from dispatch.officers import Fix
 from signaling import keys
-from signaling.auth import Principal
+from signaling.auth import Principal, require
 from signaling.calls import MESSAGES, Refused, parse
 from signaling.config import CallsConfig, format_errors
 from signaling.http_errors import JsonError
@@ -120,6 +120,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         await presence.offline(client)
         await app[keys.CALLS].socket_closed(client)
     return ws
+
+
+@routes.get("/api/presence")
+async def presence_list(request: web.Request) -> web.Response:
+    """Who is online, on which devices, available or in a call (every node's users)."""
+    require(request, "admin", "dispatcher", "viewer", "officer")
+    return web.json_response({"users": await request.app[keys.PRESENCE].everyone()})
 
 
 async def _handle(request: web.Request, client: Client, data: dict) -> None:

@@ -120,6 +120,18 @@ async def test_decline_busy_and_timeout(gridwatch_factory, http):
         # And the officer is free again.
         await admin.send(type="call.invite", to="officer")
         assert (await admin.expect("call.ringing"))["to"] == "officer"
+        async with http.get(gw.base + "/api/presence",
+                            headers={"Authorization": f"Bearer {gw.token('viewer')}"}) as r:
+            users = {u["user"]: u for u in (await r.json())["users"]}  # fmt: skip
+        assert users["officer"]["devices"] == ["phone", "pocket"]
+        assert users["officer"]["status"] == "in_call"  # ringing counts as busy
+        assert users["dispatcher"]["status"] == "available"
+        m = gw.metrics()
+        assert m["gridwatch_ws_sockets"] == 4
+        assert m['gridwatch_calls_total{event="declined"}'] == 1
+        assert m['gridwatch_calls_total{event="busy"}'] == 1
+        assert m['gridwatch_calls_total{event="timeouts"}'] == 1
+        assert m['gridwatch_calls_total{event="accepted"}'] == 1
     finally:
         for d in (dispatcher, phone, pocket, admin):
             await d.close()

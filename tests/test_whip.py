@@ -34,6 +34,7 @@ async def test_whip_publisher_to_three_viewers_without_encoding(gridwatch_factor
         m = gw.metrics()
         assert stream_metric(m, "viewers", "drone-7") == 3
         assert m['gridwatch_stream_published{stream="drone-7",via="whip"}'] == 1
+        assert m['gridwatch_publishers{via="whip"}'] == 1
         assert stream_metric(m, "packets", "drone-7") >= 30
         # Forwarded as the publisher sent it: not one frame decoded or encoded here.
         assert stream_metric(m, "decoded_frames", "drone-7") == 0
@@ -104,6 +105,7 @@ async def test_rtmp_push_from_ffmpeg_watched_over_whep(gridwatch_factory, http):
         assert (frame.width, frame.height) == (640, 360)
         m = gw.metrics()
         assert m['gridwatch_stream_published{stream="drone-9",via="rtmp"}'] == 1
+        assert m['gridwatch_publishers{via="rtmp"}'] == 1
         assert stream_metric(m, "encoded_frames", "drone-9") == 0
         assert stream_metric(m, "decoded_frames", "drone-9") == 0
     finally:

@@ -28,12 +28,23 @@ class Device:
     frames: int = 0
     counting: list[asyncio.Future] = field(default_factory=list)
 
+    close_reason: str = ""
+
     async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                self.inbox.append(msg.json())
-                self.arrived.set()
+        while True:
+            msg = await self.ws.receive()
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                self.close_reason = str(msg.extra or "")
+                break
+            self.inbox.append(msg.json())
+            self.arrived.set()
         self.arrived.set()
+
+    async def closed(self, timeout: float = 5.0) -> tuple[int | None, str]:
+        """Wait for the server to close this socket: (code, reason)."""
+        async with asyncio.timeout(timeout):
+            await self.reader
+        return self.ws.close_code, self.close_reason
 
     async def send(self, **message) -> None:
         await self.ws.send_json(message)
