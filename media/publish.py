@@ -108,7 +108,7 @@ class Feed:
 
     def ended(self, reason: str) -> None:
         self.stream.request_keyframe = None
-        self.stream.source_failed(reason, reconnect=False)
+        self.stream.publisher_left(reason)
 
 
 def _receive_codecs() -> list:

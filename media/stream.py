@@ -287,6 +287,11 @@ class Stream:
             self.state.reconnects += 1
         log.warning("stream source failed", extra={"stream": self.id, "error": error})
 
+    def publisher_left(self, reason: str) -> None:
+        """A pushed stream's publisher went away: offline until it (or another) comes back."""
+        self._set_offline(reason)
+        log.info("stream publisher left", extra={"stream": self.id, "reason": reason})
+
     def publish(self, packet: av.Packet) -> None:
         st = self.state
         size = packet.size

@@ -177,3 +177,30 @@ async def test_viewers_and_devices_cannot_call(gridwatch_factory, http, who):
     finally:
         await officer.close()
         await caller.close()
+
+
+async def test_dropped_phone_keeps_its_call_if_back_in_time(gridwatch_factory, http):
+    gw = gridwatch_factory({"calls": {"reconnect_s": 2}})
+    dispatcher, phone, pocket = await devices(http, gw, gw)
+    try:
+        await dispatcher.send(type="call.invite", to="officer")
+        call = (await dispatcher.expect("call.ringing"))["call"]
+        await phone.send(type="call.accept", call=call)
+        await dispatcher.expect("call.accept", call=call)
+        # The phone changes networks: its socket drops and comes back as the same device.
+        await phone.close()
+        phone = await connect(http, gw.base, gw.token("officer"), "officer", "phone")
+        await asyncio.sleep(2.5)  # past reconnect_s: the call would have been dropped
+        assert not dispatcher.has("call.hangup", call=call)
+        # The caller restarts ICE with a new offer; it reaches the phone's new socket.
+        await dispatcher.send(type="sdp", call=call, sdp={"type": "offer", "sdp": "v=0 restart"})
+        assert (await phone.expect("sdp", call=call))["sdp"]["sdp"] == "v=0 restart"
+
+        # Gone for good this time: the other side is told once reconnect_s has passed.
+        await phone.close()
+        hangup = await dispatcher.expect("call.hangup", call=call, timeout=5)
+        assert hangup["reason"] == "connection_lost" and hangup["by"] == "officer"
+        await dispatcher.expect("presence", user="dispatcher", status="available", timeout=5)
+    finally:
+        for d in (dispatcher, phone, pocket):
+            await d.close()

@@ -39,14 +39,17 @@ async def test_whip_publisher_to_three_viewers_without_encoding(gridwatch_factor
         # Forwarded as the publisher sent it: not one frame decoded or encoded here.
         assert stream_metric(m, "decoded_frames", "drone-7") == 0
         assert stream_metric(m, "encoded_frames", "drone-7") == 0
+        # Only the publisher (or a dispatcher) ends the session, and only once.
+        async with http.delete(gw.base + location, headers=auth(gw.token("viewer"))) as r:
+            assert r.status == 403
+        async with http.delete(gw.base + location, headers=auth(pub_token)) as r:
+            assert r.status == 200
+        async with http.delete(gw.base + location, headers=auth(pub_token)) as r:
+            assert r.status == 404
     finally:
         for v in viewers:
             await v.close(http, gw.base, view_token)
         await pc.close()
-    async with http.delete(gw.base + location, headers=auth(pub_token)) as r:
-        assert r.status == 200
-    async with http.delete(gw.base + location, headers=auth(pub_token)) as r:
-        assert r.status == 404
 
 
 async def test_viewer_joining_a_running_whip_stream_gets_a_requested_keyframe_within_1s(
@@ -80,6 +83,26 @@ async def test_viewer_joining_a_running_whip_stream_gets_a_requested_keyframe_wi
                 await late.close(http, gw.base, view_token)
     finally:
         await first.close(http, gw.base, view_token)
+        await pc.close()
+
+
+async def test_vp8_publisher_is_transcoded_once_for_every_viewer(gridwatch_factory, http):
+    gw = gridwatch_factory()
+    token = gw.token("admin")
+    pc, _ = await publish(http, gw.base, "cam-vp8", token, codec="video/VP8")
+    viewers = [await view(http, gw.base, "cam-vp8", token) for _ in range(2)]
+    try:
+        for v in viewers:
+            assert await v.wait_frames(30, timeout=15.0)
+        m = gw.metrics()
+        decoded = stream_metric(m, "decoded_frames", "cam-vp8")
+        encoded = stream_metric(m, "encoded_frames", "cam-vp8")
+        # One encode per received frame, not one per viewer.
+        assert 30 <= encoded <= decoded
+        assert stream_metric(m, "packets", "cam-vp8") == encoded
+    finally:
+        for v in viewers:
+            await v.close(http, gw.base, token)
         await pc.close()
 
 

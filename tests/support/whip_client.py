@@ -97,13 +97,13 @@ class MovingPicture(VideoStreamTrack):
 
 
 async def publish(
-    http: aiohttp.ClientSession, base: str, stream: str, token: str, track=None
+    http: aiohttp.ClientSession, base: str, stream: str, token: str, codec: str = "video/H264"
 ) -> tuple[RTCPeerConnection, str]:
-    """Publish `track` (a MovingPicture by default) as H.264 over WHIP; (pc, Location)."""
+    """Publish a MovingPicture over WHIP, offering only `codec`; (pc, Location)."""
     pc = RTCPeerConnection(rtc_configuration([]))
-    transceiver = pc.addTransceiver(track or MovingPicture(), direction="sendonly")
+    transceiver = pc.addTransceiver(MovingPicture(), direction="sendonly")
     transceiver.setCodecPreferences(
-        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
     )
     await pc.setLocalDescription(await pc.createOffer())
     async with http.post(
