@@ -17,11 +17,16 @@ class EvidenceStore:
     def __init__(self, root: Path):
         self.root = root.resolve()
 
-    def save(self, folder: str, name: str, data: bytes) -> str:
-        """Write a file (idempotent: a redelivered violation writes the same bytes); its name."""
+    def place(self, folder: str, name: str) -> tuple[str, Path]:
+        """Where a file of a violation goes: (its name as tickets list it, its path)."""
         rel = f"{_UNSAFE.sub('_', folder)}/{_UNSAFE.sub('_', name)}"
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        return rel, path
+
+    def save(self, folder: str, name: str, data: bytes) -> str:
+        """Write a file (idempotent: a redelivered violation writes the same bytes); its name."""
+        rel, path = self.place(folder, name)
         tmp = path.with_name(path.name + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)  # never a half-written picture, even if the node dies here

@@ -29,6 +29,7 @@ from dispatch.detections import VERIFICATIONS, Detection
 from dispatch.evidence import EvidenceStore
 from dispatch.service import Dispatch
 from dispatch.tickets import SYSTEM, Location, NewTicket, TransitionError
+from recordings.service import add_mark
 
 log = logging.getLogger("gridwatch.violations")
 
@@ -168,6 +169,8 @@ class ViolationConsumer(GroupConsumer):
         )
         ticket, made = await self.dispatch.open(new, "detector", "device")
         log.info("violation", extra={"violation": event.id, "ticket": ticket.id, "new": made})
+        if made:  # the camera's recorder cuts the evidence clip around the confirmation
+            await add_mark(self.redis, event.camera, event.confirmed, ticket.id, event.id)
 
 
 class VerificationConsumer(GroupConsumer):

@@ -18,6 +18,19 @@ def nal_types(data: bytes) -> set[int]:
     return types
 
 
+def parameter_sets(data: bytes) -> bytes:
+    """The SPS and PPS NAL units (with start codes) at the head of an Annex-B key frame."""
+    out, i = [], data.find(_START)
+    while i != -1 and i + 3 < len(data):
+        start = i - 1 if i > 0 and data[i - 1] == 0 else i
+        j = data.find(_START, i + 3)
+        end = len(data) if j == -1 else (j - 1 if data[j - 1] == 0 else j)
+        if data[i + 3] & 0x1F in (7, 8):
+            out.append(b"\x00" + data[start:end] if start == i else data[start:end])
+        i = j
+    return b"".join(out)
+
+
 class AnnexB:
     """Makes a demuxed H.264 stream WebRTC-ready: Annex-B, SPS/PPS before key frames.
 

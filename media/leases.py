@@ -7,7 +7,17 @@ that was too slow can never extend or drop a lease someone else has taken since.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Generic, TypeVar
+
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger("gridwatch.leases")
+T = TypeVar("T")
 
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
@@ -43,3 +53,59 @@ class Leases:
     async def holder_of(self, item: str) -> str | None:
         value = await self.redis.get(self.key(item))
         return value.decode() if value else None
+
+
+class LeasedWork(Generic[T]):
+    """One task per wanted item (a camera) whose lease this node holds.
+
+    Every lease_s/3 the wanted items are read again: a task whose item is no longer
+    wanted, or changed, is stopped and its lease released; one whose lease another
+    took is stopped; a free lease is taken and its task started.
+    """
+
+    def __init__(
+        self,
+        leases: Leases,
+        wanted: Callable[[], Awaitable[dict[str, T]]],
+        start: Callable[[str, T], Coroutine[None, None, None]],
+        period_s: float,
+    ):
+        self.leases = leases
+        self.wanted = wanted
+        self.start = start
+        self.period_s = period_s
+        self.running: dict[str, tuple[T, asyncio.Task]] = {}
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self._cycle()
+                except (RedisError, OSError) as e:
+                    log.warning("leases: redis unavailable",
+                                extra={"role": self.leases.role, "error": str(e)})  # fmt: skip
+                await asyncio.sleep(self.period_s)
+        finally:
+            for item in list(self.running):
+                await self._stop(item)
+
+    async def _cycle(self) -> None:
+        wanted = await self.wanted()
+        for item in list(self.running):
+            if item not in wanted or self.running[item][0] != wanted[item]:
+                await self._stop(item)
+                await self.leases.release(item)
+        for item, spec in wanted.items():
+            if not await self.leases.hold(item):
+                if item in self.running:  # lost it (we were too slow): the holder has it now
+                    await self._stop(item)
+                continue
+            if item not in self.running:
+                task = asyncio.create_task(self.start(item, spec), name=f"{self.leases.role}-{item}")
+                self.running[item] = (spec, task)
+
+    async def _stop(self, item: str) -> None:
+        _, task = self.running.pop(item)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -11,7 +11,6 @@ newest wins, so a slow detector skips frames and never builds a backlog.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -21,10 +20,9 @@ from dataclasses import dataclass
 import av
 import cv2
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from media.hub import StreamHub
-from media.leases import Leases
+from media.leases import LeasedWork, Leases
 from media.sources import parse_source
 from media.stream import Stream, StreamClosed
 
@@ -131,50 +129,20 @@ class Samplers:
         self.redis = redis
         self.hub = hub
         self.targets = targets
-        self.leases = Leases(redis, "media", holder, lease_s)
-        self.lease_s = lease_s
-        self.running: dict[str, tuple[Target, asyncio.Task]] = {}
+        self.work = LeasedWork(Leases(redis, "media", holder, lease_s), self._wanted,
+                               self._sample, lease_s / 3)  # fmt: skip
+
+    async def _wanted(self) -> dict[str, Target]:
+        return {t.camera: t for t in await self.targets()}
 
     async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    await self._cycle()
-                except (RedisError, OSError) as e:
-                    log.warning("sampler leases: redis unavailable", extra={"error": str(e)})
-                await asyncio.sleep(self.lease_s / 3)
-        finally:
-            for camera in list(self.running):
-                await self._stop(camera)
+        await self.work.run()
 
-    async def _cycle(self) -> None:
-        wanted = {t.camera: t for t in await self.targets()}
-        for camera in list(self.running):
-            if camera not in wanted or self.running[camera][0] != wanted[camera]:
-                await self._stop(camera)
-                await self.leases.release(camera)
-        for camera, target in wanted.items():
-            if not await self.leases.hold(camera):
-                if camera in self.running:  # lost it (we were too slow): the holder samples now
-                    await self._stop(camera)
-                continue
-            if camera not in self.running:
-                if target.detect_source:
-                    stream_id, source = f"{camera}@detect", target.detect_source
-                else:
-                    stream_id, source = camera, target.source
-                stream = self.hub.upsert(stream_id, parse_source(source))
-                sampler = Sampler(self.redis, camera, stream, target.fps)
-                self.running[camera] = (
-                    target,
-                    asyncio.create_task(sampler.run(), name=f"sampler-{camera}"),
-                )
-                log.info(
-                    "sampling", extra={"camera": camera, "stream": stream_id, "fps": target.fps}
-                )
-
-    async def _stop(self, camera: str) -> None:
-        _, task = self.running.pop(camera)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    async def _sample(self, camera: str, target: Target) -> None:
+        if target.detect_source:
+            stream_id, source = f"{camera}@detect", target.detect_source
+        else:
+            stream_id, source = camera, target.source
+        stream = self.hub.upsert(stream_id, parse_source(source))
+        log.info("sampling", extra={"camera": camera, "stream": stream_id, "fps": target.fps})
+        await Sampler(self.redis, camera, stream, target.fps).run()

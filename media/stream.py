@@ -86,6 +86,17 @@ class Consumer:
             self._queue.get_nowait()
         self._need_keyframe = True
 
+    def ready(self) -> list[av.Packet]:
+        """What is queued now, without waiting (a writer takes packets in batches)."""
+        out = []
+        while not self._queue.empty():
+            packet = self._queue.get_nowait()
+            if packet is None:
+                self._queue.put_nowait(None)  # closed: get() raises on it
+                break
+            out.append(packet)
+        return out
+
     async def get(self) -> av.Packet:
         if self.closed:
             raise StreamClosed(self.name)
@@ -176,6 +187,8 @@ class Stream:
         self._window_bytes = 0
         self._online_waiters: list[asyncio.Future[None]] = []
         self.loop = asyncio.get_running_loop()
+        # (wall time, pts) of the newest packet: maps any recent pts to wall-clock time.
+        self.anchor: tuple[float, int] = (time.time(), 0)
         # Set while a publisher that can make key frames on demand (WebRTC) feeds the stream.
         self.request_keyframe: Callable[[], None] | None = None
 
@@ -292,7 +305,13 @@ class Stream:
         self._set_offline(reason)
         log.info("stream publisher left", extra={"stream": self.id, "reason": reason})
 
+    def wall_of(self, pts: int) -> float:
+        """When a packet of this stream (90 kHz pts) was live, as Unix time."""
+        wall, at = self.anchor
+        return wall + (pts - at) / CLOCK_RATE
+
     def publish(self, packet: av.Packet) -> None:
+        self.anchor = (time.time(), packet.pts)
         st = self.state
         size = packet.size
         st.packets += 1

@@ -27,7 +27,8 @@ from media.publish import Publishers, forward_received_h264
 from media.rtmp import RtmpIngest
 from media.sampler import Samplers, Target
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from signaling import api, api_dispatch, api_tickets, keys, whep, whip, ws
+from recordings.service import Recordings
+from signaling import api, api_dispatch, api_recordings, api_tickets, keys, whep, whip, ws
 from signaling.auth import Tokens, auth_middleware, shared_secret
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
@@ -167,6 +168,15 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.close()
 
 
+async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
+    recordings = Recordings(app[keys.REDIS], app[keys.HUB], app[keys.CONFIG], app[keys.CAMERAS].all,
+                            app[keys.EVIDENCE], app[keys.TICKETS], NODE)  # fmt: skip
+    app[keys.RECORDINGS] = recordings
+    app[keys.METRICS].watch_recordings(recordings)
+    async with running(recordings.run()):
+        yield
+
+
 async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html")
 
@@ -187,7 +197,7 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app[keys.METRICS] = metrics
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
-    app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx])
+    app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx, recordings_ctx])
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
@@ -195,6 +205,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(ws.routes)
     app.router.add_routes(whep.routes)
     app.router.add_routes(whip.routes)
+    app.router.add_routes(api_recordings.routes)
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
     app.router.add_static("/static/", str(STATIC))

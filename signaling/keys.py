@@ -14,6 +14,7 @@ from media.onvif import Onvif
 from media.publish import Publishers
 from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
+from recordings.service import Recordings
 from signaling.auth import Tokens
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
@@ -39,3 +40,4 @@ SOCKETS = web.AppKey("sockets", Sockets)
 EVIDENCE = web.AppKey("evidence", EvidenceStore)
 PRESENCE = web.AppKey("presence", Presence)
 CALLS = web.AppKey("calls", Calls)
+RECORDINGS = web.AppKey("recordings", Recordings)

@@ -19,6 +19,7 @@ from media.hub import StreamHub
 from media.publish import Publishers
 from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
+from recordings.service import Recordings
 from signaling.calls import Calls
 from signaling.sockets import Sockets
 
@@ -111,6 +112,29 @@ class FieldCollector(Collector):
         yield g
 
 
+class RecordingsCollector(Collector):
+    def __init__(self, recordings: Recordings):
+        self.recordings = recordings
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        r = self.recordings
+        yield GaugeMetricFamily("gridwatch_recording_disk_full",
+                                "1 while recording is stopped for lack of disk space",
+                                float(r.disk_full))  # fmt: skip
+        g = GaugeMetricFamily("gridwatch_recording_active", "streams this node records",
+                              labels=["stream", "mode"])  # fmt: skip
+        for camera, rec in list(r.recorders.items()):
+            g.add_metric([camera, rec.plan.mode], 1.0)
+        yield g
+        c = CounterMetricFamily("gridwatch_recording_packets", "packets written to segments",
+                                labels=["stream"])  # fmt: skip
+        for camera, rec in list(r.recorders.items()):
+            c.add_metric([camera], rec.packets)
+        yield c
+        for name, n in r.counts.items():
+            yield CounterMetricFamily(f"gridwatch_recording_{name}", f"recording {name}", n)
+
+
 _DETECT_COUNTERS = {
     "frames": "sampled frames a detector worker took",
     "inferences": "frames the model ran on (the rest the motion gate let pass)",
@@ -188,6 +212,9 @@ class Metrics:
         self, sockets: Sockets, calls: Calls, publishers: Publishers, rtmp: RtmpIngest
     ) -> None:
         self.registry.register(FieldCollector(sockets, calls, publishers, rtmp))
+
+    def watch_recordings(self, recordings: Recordings) -> None:
+        self.registry.register(RecordingsCollector(recordings))
 
     def watch_detectors(self, redis: aioredis.Redis) -> None:
         self.detectors = DetectorCollector(redis)

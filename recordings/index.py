@@ -1,0 +1,66 @@
+"""The segment index in Redis, shared by every node: by camera, ordered by start time.
+
+`gw:rec:{camera}` (sorted set) path -> start; `gw:rec:{camera}:meta` (hash) path ->
+segment JSON; `gw:rec:cameras` (set) the cameras with segments. A segment is indexed
+when it opens (end null) and again when it closes, so a crash leaves an open entry
+that the next start repairs from the file.
+"""
+
+from __future__ import annotations
+
+import json
+
+import redis.asyncio as aioredis
+
+from recordings.segments import Segment
+
+LONGEST_S = 3600  # no segment is longer: bounds the look-back of a time-range query
+
+
+class SegmentIndex:
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+
+    async def put(self, seg: Segment) -> None:
+        await (
+            self.redis.pipeline(transaction=True)
+            .zadd(f"gw:rec:{seg.camera}", {seg.path: seg.start})
+            .hset(f"gw:rec:{seg.camera}:meta", seg.path, json.dumps(seg.as_json()))
+            .sadd("gw:rec:cameras", seg.camera)
+            .execute()
+        )
+
+    async def remove(self, seg: Segment) -> None:
+        await (
+            self.redis.pipeline(transaction=True)
+            .zrem(f"gw:rec:{seg.camera}", seg.path)
+            .hdel(f"gw:rec:{seg.camera}:meta", seg.path)
+            .execute()
+        )
+
+    async def _load(self, camera: str, paths: list[bytes]) -> list[Segment]:
+        if not paths:
+            return []
+        blobs = await self.redis.hmget(f"gw:rec:{camera}:meta", paths)
+        return [Segment(**json.loads(b)) for b in blobs if b]
+
+    async def between(self, camera: str, start: float, end: float) -> list[Segment]:
+        """Segments that overlap [start, end], oldest first."""
+        paths = await self.redis.zrangebyscore(f"gw:rec:{camera}", start - LONGEST_S, end)
+        segments = await self._load(camera, paths)
+        return [s for s in segments if s.start <= end and (s.end is None or s.end >= start)]
+
+    async def oldest(self, camera: str, count: int) -> list[Segment]:
+        return await self._load(camera, await self.redis.zrange(f"gw:rec:{camera}", 0, count - 1))
+
+    async def open_ones(self, camera: str) -> list[Segment]:
+        entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
+        segments = [Segment(**json.loads(b)) for b in entries.values()]
+        return [s for s in segments if s.end is None]
+
+    async def cameras(self) -> list[str]:
+        return sorted(c.decode() for c in await self.redis.smembers("gw:rec:cameras"))
+
+    async def usage(self, camera: str) -> int:
+        entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
+        return sum(json.loads(b)["size"] for b in entries.values())

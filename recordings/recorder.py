@@ -1,0 +1,160 @@
+"""A stream's recorder: a consumer of the stream that writes segments.
+
+`continuous` writes all the time, a new segment at the first key frame after
+`segment_s`. `events` keeps the last `pre_s` (from a key frame) in memory and writes
+only around marks (a violation, a dispatcher's mark): from `pre_s` before the mark to
+`post_s` after the last one. Packets are taken in batches and written in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+
+from media.stream import Stream, StreamClosed
+from recordings.segments import DiskFull, Segment, SegmentWriter
+
+log = logging.getLogger("gridwatch.recordings")
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # continuous | events
+    segment_s: float
+    pre_s: float
+    post_s: float
+
+
+class Recorder:
+    def __init__(
+        self,
+        root: Path,
+        camera: str,
+        stream: Stream,
+        plan: Plan,
+        on_segment: Callable[[Segment], Awaitable[None]],
+        disk_ok: Callable[[], bool],
+    ):
+        self.root = root
+        self.camera = camera
+        self.stream = stream
+        self.plan = plan
+        self.on_segment = on_segment  # indexes a segment as it opens and as it closes
+        self.disk_ok = disk_ok
+        self.writer: SegmentWriter | None = None
+        self.ring: collections.deque[tuple[float, av.Packet]] = collections.deque()
+        self.until = 0.0  # events mode: write until this wall time
+        self.pending_from: float | None = None  # events mode: a mark's pre-roll start
+        self.packets = 0
+
+    def mark(self, at: float, pre_s: float, post_s: float) -> None:
+        """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
+        self.until = max(self.until, at + post_s)
+        if self.writer is None:
+            start = at - pre_s
+            self.pending_from = start if self.pending_from is None else min(self.pending_from, start)
+
+    async def run(self) -> None:
+        consumer = self.stream.attach(f"recorder:{self.camera}")
+        log.info("recording", extra={"camera": self.camera, "mode": self.plan.mode})
+        try:
+            while True:
+                batch = [await consumer.get(), *consumer.ready()]
+                if not self.disk_ok():
+                    await self._finish()
+                    self.ring.clear()
+                    continue
+                try:
+                    events = await asyncio.to_thread(self._write, batch)
+                except DiskFull:
+                    log.error("disk full: recording stopped", extra={"camera": self.camera})
+                    events = [self._close()] if self.writer else []
+                for seg in events:
+                    await self.on_segment(seg)
+        except StreamClosed:
+            pass
+        finally:
+            consumer.close()
+            await self._finish()
+
+    async def _finish(self) -> None:
+        if self.writer is not None:
+            await self.on_segment(await asyncio.to_thread(self._close))
+
+    def _close(self) -> Segment:
+        writer, self.writer = self.writer, None
+        assert writer is not None
+        return writer.close()
+
+    def _open(self, first: av.Packet, wall: float, kind: str) -> Segment:
+        self.writer = SegmentWriter(self.root, self.camera, first, wall, kind)
+        return self.writer.segment
+
+    # thread side ---------------------------------------------------------------
+
+    def _write(self, batch: list[av.Packet]) -> list[Segment]:
+        """Write a batch; the segments opened or closed meanwhile, for the index."""
+        events: list[Segment] = []
+        for packet in batch:
+            self.packets += 1
+            wall = self.stream.wall_of(packet.pts)
+            if self.plan.mode == "events":
+                self._events(packet, wall, events)
+            else:
+                self._continuous(packet, wall, events)
+        return events
+
+    def _split(self, packet: av.Packet, wall: float) -> bool:
+        w = self.writer
+        return w is not None and packet.is_keyframe and wall - w.segment.start >= self.plan.segment_s
+
+    def _continuous(self, packet: av.Packet, wall: float, events: list[Segment]) -> None:
+        if self._split(packet, wall):
+            events.append(self._close())
+        if self.writer is None:
+            if not packet.is_keyframe:
+                return
+            events.append(self._open(packet, wall, "continuous"))
+        else:
+            self.writer.write(packet)
+
+    def _events(self, packet: av.Packet, wall: float, events: list[Segment]) -> None:
+        self.ring.append((wall, packet))
+        # Keep pre_s, from the key frame that starts it.
+        horizon = wall - self.plan.pre_s
+        while len(self.ring) > 1:
+            keyframes = [i for i, (w, p) in enumerate(self.ring) if p.is_keyframe and w <= horizon]
+            if len(keyframes) < 1 or keyframes[-1] == 0:
+                break
+            for _ in range(keyframes[-1]):
+                self.ring.popleft()
+        if self.writer is not None and (self._split(packet, wall) or (
+                packet.is_keyframe and wall > self.until)):  # fmt: skip
+            events.append(self._close())
+            if wall > self.until:
+                return
+        if self.writer is None and self.pending_from is not None:
+            start = self.pending_from
+            self.pending_from = None
+            backlog = list(self.ring)
+            first = max(
+                (i for i, (w, p) in enumerate(backlog) if p.is_keyframe and w <= start),
+                default=next((i for i, (_, p) in enumerate(backlog) if p.is_keyframe), None),
+            )
+            if first is None:
+                return
+            w0, p0 = backlog[first]
+            events.append(self._open(p0, w0, "event"))
+            for _, p in backlog[first + 1 :]:
+                self.writer.write(p)
+            return
+        if self.writer is None and packet.is_keyframe and wall <= self.until:
+            events.append(self._open(packet, wall, "event"))  # a segment split mid-event
+        elif self.writer is not None:
+            self.writer.write(packet)

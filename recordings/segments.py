@@ -1,0 +1,113 @@
+"""One recording segment: a camera's H.264 packets remuxed into fragmented MP4.
+
+No decode, no encode: packets are written as they came. The file is fragmented (a
+fragment per key frame or per second, whichever comes first) and flushed after every
+packet, so a server killed mid-segment leaves a file that plays to its last fragment.
+Blocking (file I/O): run it in a thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+
+from media.h264 import parameter_sets
+from media.stream import CLOCK_RATE, TIME_BASE
+
+FRAGMENTED = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "frag_duration": "1000000",  # microseconds: a fragment at least every second
+    "flush_packets": "1",
+}
+
+
+class DiskFull(OSError):
+    pass
+
+
+@dataclass
+class Segment:
+    camera: str
+    path: str  # relative to the recordings root: CAMERA/YYYY-MM-DD/HH-MM-SS.mmm.mp4
+    start: float  # Unix time of its first packet (a key frame)
+    end: float | None = None  # Unix time its last frame ends; None while it is written
+    size: int = 0
+    kind: str = "continuous"  # or "event"
+
+    def as_json(self) -> dict:
+        return {"camera": self.camera, "path": self.path, "start": self.start, "end": self.end,
+                "size": self.size, "kind": self.kind}  # fmt: skip
+
+
+def segment_path(camera: str, start: float) -> str:
+    t = datetime.fromtimestamp(start, UTC)
+    return f"{camera}/{t:%Y-%m-%d}/{t:%H-%M-%S}.{t.microsecond // 1000:03d}Z.mp4"
+
+
+class SegmentWriter:
+    def __init__(self, root: Path, camera: str, first: av.Packet, start: float, kind: str):
+        self.segment = Segment(camera, segment_path(camera, start), start, kind=kind)
+        self.file = root / self.segment.path
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        self._first_pts = first.pts
+        self._last_pts = first.pts
+        self._frame = CLOCK_RATE // 25  # one frame's duration, until measured
+        try:
+            self.out = av.open(str(self.file), "w", format="mp4", options=FRAGMENTED)
+            self.vstream = self.out.add_stream("h264", rate=25)
+            self.vstream.time_base = TIME_BASE
+            # The muxer builds the avcC box from Annex-B parameter sets.
+            self.vstream.codec_context.extradata = parameter_sets(bytes(first))
+        except OSError as e:
+            raise _disk(e) from e
+        self.write(first)
+
+    def write(self, packet: av.Packet) -> None:
+        if packet.pts is not None and packet.pts > self._last_pts:
+            self._frame = min(packet.pts - self._last_pts, CLOCK_RATE)
+            self._last_pts = packet.pts
+        packet.stream = self.vstream
+        try:
+            self.out.mux(packet)
+        except (OSError, av.FFmpegError) as e:
+            raise _disk(e) from e
+
+    def wall_end(self) -> float:
+        return self.segment.start + (self._last_pts - self._first_pts + self._frame) / CLOCK_RATE
+
+    def close(self) -> Segment:
+        try:
+            self.out.close()
+        except (OSError, av.FFmpegError):
+            pass  # the fragments already on disk are the segment
+        self.segment.end = self.wall_end()
+        self.segment.size = self.file.stat().st_size if self.file.exists() else 0
+        return self.segment
+
+
+def _disk(e: Exception) -> OSError:
+    if getattr(e, "errno", None) == errno.ENOSPC or "No space" in str(e):
+        return DiskFull(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return e if isinstance(e, OSError) else OSError(str(e))
+
+
+def probe_end(file: Path, start: float) -> tuple[float, int]:
+    """A segment left open by a crash: (its end as Unix time, size) from what it holds."""
+    first = last = None
+    try:
+        with av.open(str(file)) as c:
+            for packet in c.demux(video=0):
+                if packet.pts is None:
+                    continue
+                t = float(packet.pts * packet.time_base)
+                first = t if first is None else first
+                last = t
+    except (av.FFmpegError, OSError):
+        pass
+    size = file.stat().st_size if file.exists() else 0
+    return start + ((last - first) if first is not None else 0.0), size

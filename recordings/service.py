@@ -1,0 +1,287 @@
+"""Recordings on a node: which streams it records, marks, evidence clips, retention, disk.
+
+Each camera whose mode is not `off` is recorded by exactly one node (the `record`
+lease); a published stream (phone, drone) by the node it is published to, when a
+`recordings.streams` pattern asks for it. Marks (`gw:record:marks`, a stream every node
+reads) reach the camera's recorder: events mode writes around them; a mark that
+carries a ticket becomes an evidence clip attached to that ticket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import json
+import logging
+import shutil
+import time
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from dispatch.evidence import EvidenceStore
+from dispatch.tickets import TERMINAL, TicketStore
+from media.hub import StreamHub
+from media.leases import LeasedWork, Leases
+from media.sources import parse_source
+from recordings.clips import NoFootage, export
+from recordings.index import SegmentIndex
+from recordings.recorder import Plan, Recorder
+from recordings.segments import Segment, probe_end
+from signaling.config import Camera, Config, RecordConfig
+
+log = logging.getLogger("gridwatch.recordings")
+
+MARKS = "gw:record:marks"
+EVIDENCE_CLIPS = "gw:rec:evidence"  # sorted set: clip path -> ticket id, scored by creation
+GB = 1024**3
+
+
+async def add_mark(redis: aioredis.Redis, camera: str, at: float, ticket: str | None = None,
+                   folder: str | None = None) -> None:  # fmt: skip
+    """Ask whichever node records `camera` to keep [at - pre_s, at + post_s]; with a ticket,
+    to attach that as an evidence clip (its file in the evidence folder `folder`)."""
+    fields: dict[str, str | float] = {"camera": camera, "at": at}
+    if ticket:
+        fields |= {"ticket": ticket, "folder": folder or ticket}
+    await redis.xadd(MARKS, fields, maxlen=10_000, approximate=True)
+
+
+class Recordings:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        hub: StreamHub,
+        config: Config,
+        cameras,  # async () -> list[Camera]
+        evidence: EvidenceStore,
+        tickets: TicketStore,
+        node: str,
+    ):
+        self.redis = redis
+        self.hub = hub
+        self.cfg = config.recordings
+        self.lease_s = config.media.lease_s
+        self.cameras = cameras
+        self.evidence = evidence
+        self.tickets = tickets
+        self.root = (config.server.data_dir / "recordings").resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.index = SegmentIndex(redis)
+        self.work = LeasedWork(
+            Leases(redis, "record", node, self.lease_s), self._wanted, self._record, self.lease_s / 3
+        )
+        self.recorders: dict[str, Recorder] = {}
+        self.policies: dict[str, RecordConfig] = {}
+        self.disk_full = False
+        self.counts = {"segments": 0, "deleted": 0, "evidence_clips": 0, "marks": 0}
+        self._tasks: set[asyncio.Task] = set()
+
+    # which streams ------------------------------------------------------------
+
+    async def _wanted(self) -> dict[str, tuple[str, RecordConfig]]:
+        wanted: dict[str, tuple[str, RecordConfig]] = {}
+        camera: Camera
+        for camera in await self.cameras():
+            if camera.record.mode != "off":
+                wanted[camera.id] = (camera.source, camera.record)
+        for stream in list(self.hub.streams.values()):
+            if not stream.pushed:
+                continue
+            for pattern, policy in self.cfg.streams.items():
+                if policy.mode != "off" and fnmatch.fnmatchcase(stream.id, pattern):
+                    wanted[stream.id] = ("", policy)
+                    break
+        self.policies = {k: v[1] for k, v in wanted.items()}
+        return wanted
+
+    async def _record(self, camera: str, spec: tuple[str, RecordConfig]) -> None:
+        source, policy = spec
+        await self._repair(camera)  # we hold its lease now: nobody else writes its segments
+        stream = self.hub.upsert(camera, parse_source(source)) if source else self.hub.get(camera)
+        if stream is None:
+            return
+        plan = Plan(policy.mode, self.cfg.segment_s, self.cfg.pre_s, self.cfg.post_s)
+        recorder = Recorder(self.root, camera, stream, plan, self._indexed, lambda: not self.disk_full)
+        self.recorders[camera] = recorder
+        try:
+            await recorder.run()
+        finally:
+            self.recorders.pop(camera, None)
+
+    async def _indexed(self, seg: Segment) -> None:
+        await self.index.put(seg)
+        if seg.end is not None:
+            self.counts["segments"] += 1
+            log.info("segment written", extra={"camera": seg.camera, "path": seg.path,
+                                               "seconds": round(seg.end - seg.start, 1),
+                                               "bytes": seg.size})  # fmt: skip
+
+    async def _repair(self, camera: str) -> None:
+        """Segments a crashed recorder left open: their end and size, from the file."""
+        for seg in await self.index.open_ones(camera):
+            seg.end, seg.size = await asyncio.to_thread(probe_end, self.root / seg.path, seg.start)
+            await self.index.put(seg)
+            log.warning("segment left open by a crash, repaired",
+                        extra={"camera": camera, "path": seg.path})  # fmt: skip
+
+    # marks and evidence --------------------------------------------------------
+
+    async def mark(self, camera: str, at: float) -> None:
+        await add_mark(self.redis, camera, at)
+
+    async def _marks(self) -> None:
+        last = "$"
+        while True:
+            try:
+                reply = await self.redis.xread({MARKS: last}, block=5000, count=100)
+            except (RedisError, OSError) as e:
+                log.warning("marks: redis unavailable", extra={"error": str(e)})
+                await asyncio.sleep(1)
+                continue
+            for _, entries in reply:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    self._on_mark({k.decode(): v.decode() for k, v in fields.items()})
+
+    def _on_mark(self, mark: dict[str, str]) -> None:
+        recorder = self.recorders.get(mark["camera"])
+        if recorder is None:
+            return  # another node records it (or nobody does)
+        at = float(mark["at"])
+        self.counts["marks"] += 1
+        recorder.mark(at, self.cfg.pre_s, self.cfg.post_s)
+        if "ticket" in mark:
+            self._spawn(self._evidence_clip(mark["camera"], at, mark["ticket"], mark["folder"]))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _evidence_clip(self, camera: str, at: float, ticket_id: str, folder: str) -> None:
+        start, end = at - self.cfg.pre_s, at + self.cfg.post_s
+        # Wait until the post-roll is written and its segment indexed (it closes at the
+        # first key frame after it, or at the next split).
+        deadline = time.time() + self.cfg.post_s + max(self.cfg.segment_s, 10) + 30
+        while time.time() < deadline:
+            await asyncio.sleep(1)
+            segments = await self.index.between(camera, start, end)
+            if segments and all(s.end is not None for s in segments) and max(
+                s.end for s in segments) >= min(end, time.time() - 1):  # fmt: skip
+                break
+        segments = await self.index.between(camera, start, end)
+        rel, path = self.evidence.place(folder, "clip.mp4")
+        tmp = path.with_name("clip.part.mp4")  # never a half-written clip in a ticket
+        try:
+            seconds = await asyncio.to_thread(export, self.root, segments, start, end, tmp)
+        except NoFootage:
+            log.warning("no footage for an evidence clip", extra={"camera": camera, "ticket": ticket_id})
+            return
+        tmp.replace(path)
+        await self.redis.zadd(EVIDENCE_CLIPS, {rel: time.time()})
+        await self.redis.hset(f"{EVIDENCE_CLIPS}:tickets", rel, ticket_id)
+        ticket = await self.tickets.get(ticket_id)
+        if ticket is not None and rel not in ticket.evidence:
+            await self.tickets.annotate(ticket_id, "recorder", "evidence", f"clip {seconds:.0f} s",
+                                        evidence=[*ticket.evidence, rel][-32:])  # fmt: skip
+        self.counts["evidence_clips"] += 1
+        log.info("evidence clip", extra={"camera": camera, "ticket": ticket_id, "seconds": round(seconds, 1)})
+
+    # retention and disk ------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        free_mb = shutil.disk_usage(self.root).free / 1024**2
+        full = free_mb < self.cfg.min_free_mb
+        if full and not self.disk_full:
+            log.error("disk full: recording stopped",
+                      extra={"free_mb": round(free_mb), "min_free_mb": self.cfg.min_free_mb})  # fmt: skip
+            self._spawn(self.redis.publish("gw:events", json.dumps({
+                "type": "warning", "kind": "disk_full", "free_mb": round(free_mb),
+                "message": f"recordings disk has {free_mb:.0f} MB free; recording stopped"})))  # fmt: skip
+        elif not full and self.disk_full:
+            log.info("disk space back: recording resumed", extra={"free_mb": round(free_mb)})
+        self.disk_full = full
+
+    async def _delete(self, seg: Segment, why: str) -> None:
+        await asyncio.to_thread((self.root / seg.path).unlink, missing_ok=True)
+        await self.index.remove(seg)
+        self.counts["deleted"] += 1
+        log.info("segment deleted", extra={"camera": seg.camera, "path": seg.path, "why": why})
+
+    async def retention(self) -> None:
+        now = time.time()
+        usage: dict[str, int] = {}
+        for camera in await self.index.cameras():
+            policy = self.policies.get(camera) or await self._policy(camera)
+            keep_s = policy.retain_days * 86400
+            while True:  # by age, oldest first
+                oldest = await self.index.oldest(camera, 50)
+                old = [s for s in oldest if s.end is not None and s.end < now - keep_s]
+                for seg in old:
+                    await self._delete(seg, "age")
+                if len(old) < 50:
+                    break
+            usage[camera] = await self.index.usage(camera)
+            if policy.max_gb is not None:
+                usage[camera] = await self._trim(camera, usage[camera], policy.max_gb * GB, "camera quota")
+        if self.cfg.max_gb is not None:
+            total, limit = sum(usage.values()), self.cfg.max_gb * GB
+            while total > limit:
+                firsts = [(await self.index.oldest(c, 1), c) for c in usage]
+                candidates = [(segs[0], c) for segs, c in firsts if segs and segs[0].end is not None]
+                if not candidates:
+                    break
+                seg, camera = min(candidates, key=lambda x: x[0].start)
+                await self._delete(seg, "total quota")
+                total -= seg.size
+        await self._expire_evidence(now)
+
+    async def _trim(self, camera: str, used: int, limit: float, why: str) -> int:
+        while used > limit:
+            oldest = [s for s in await self.index.oldest(camera, 1) if s.end is not None]
+            if not oldest:
+                break
+            await self._delete(oldest[0], why)
+            used -= oldest[0].size
+        return used
+
+    async def _policy(self, camera: str) -> RecordConfig:
+        for c in await self.cameras():
+            if c.id == camera:
+                return c.record
+        return RecordConfig()
+
+    async def _expire_evidence(self, now: float) -> None:
+        """Evidence clips outlive the camera's retention: until their ticket ended + keep days."""
+        keep_s = self.cfg.evidence_keep_days * 86400
+        for rel, ticket_id in (await self.redis.hgetall(f"{EVIDENCE_CLIPS}:tickets")).items():
+            ticket = await self.tickets.get(ticket_id.decode())
+            ended = ticket is None or (ticket.state in TERMINAL and ticket.updated_at < now - keep_s)
+            if ended:
+                path = self.evidence.path(rel.decode())
+                if path is not None:
+                    await asyncio.to_thread(path.unlink, missing_ok=True)
+                await self.redis.hdel(f"{EVIDENCE_CLIPS}:tickets", rel)
+                await self.redis.zrem(EVIDENCE_CLIPS, rel)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            try:
+                self._check_disk()
+                await self.retention()
+            except (RedisError, OSError) as e:
+                log.warning("recordings housekeeping failed", extra={"error": str(e)})
+            await asyncio.sleep(self.cfg.check_s)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(t) for t in (self.work.run(), self._marks(), self._housekeeping())]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in [*tasks, *self._tasks]:
+                t.cancel()
+            for t in [*tasks, *self._tasks]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
