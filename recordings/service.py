@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-import json
 import logging
 import shutil
 import time
@@ -20,6 +19,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.events import Events
 from dispatch.evidence import EvidenceStore
 from dispatch.tickets import TERMINAL, TicketStore
 from media.hub import StreamHub
@@ -29,6 +29,7 @@ from recordings.clips import NoFootage, export
 from recordings.index import SegmentIndex
 from recordings.recorder import Plan, Recorder
 from recordings.segments import Segment, probe_end
+from signaling.access import WALL_ROLES
 from signaling.config import Camera, Config, RecordConfig
 
 log = logging.getLogger("gridwatch.recordings")
@@ -57,6 +58,7 @@ class Recordings:
         cameras,  # async () -> list[Camera]
         evidence: EvidenceStore,
         tickets: TicketStore,
+        events: Events,
         node: str,
     ):
         self.redis = redis
@@ -66,6 +68,7 @@ class Recordings:
         self.cameras = cameras
         self.evidence = evidence
         self.tickets = tickets
+        self.events = events
         self.root = (config.server.data_dir / "recordings").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = SegmentIndex(redis)
@@ -132,10 +135,13 @@ class Recordings:
         await add_mark(self.redis, camera, at)
 
     async def _marks(self) -> None:
-        last = "$"
+        last: bytes | str | None = None
         while True:
             try:
-                reply = await self.redis.xread({MARKS: last}, block=5000, count=100)
+                if last is None:  # from now on; kept across errors, so no mark is skipped
+                    newest = await self.redis.xrevrange(MARKS, count=1)
+                    last = newest[0][0] if newest else "0-0"
+                reply = await self.redis.xread({MARKS: last}, block=1000, count=100)
             except (RedisError, OSError) as e:
                 log.warning("marks: redis unavailable", extra={"error": str(e)})
                 await asyncio.sleep(1)
@@ -197,9 +203,10 @@ class Recordings:
         if full and not self.disk_full:
             log.error("disk full: recording stopped",
                       extra={"free_mb": round(free_mb), "min_free_mb": self.cfg.min_free_mb})  # fmt: skip
-            self._spawn(self.redis.publish("gw:events", json.dumps({
-                "type": "warning", "kind": "disk_full", "free_mb": round(free_mb),
-                "message": f"recordings disk has {free_mb:.0f} MB free; recording stopped"})))  # fmt: skip
+            # Into the wall users' inboxes: whoever signs in later still sees it.
+            warning = {"type": "warning", "kind": "disk_full", "free_mb": round(free_mb),
+                       "message": f"recordings disk has {free_mb:.0f} MB free; recording stopped"}  # fmt: skip
+            self._spawn(self.events.to_users(self.events.users_with(*WALL_ROLES), warning))
         elif not full and self.disk_full:
             log.info("disk space back: recording resumed", extra={"free_mb": round(free_mb)})
         self.disk_full = full

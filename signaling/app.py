@@ -170,7 +170,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     recordings = Recordings(app[keys.REDIS], app[keys.HUB], app[keys.CONFIG], app[keys.CAMERAS].all,
-                            app[keys.EVIDENCE], app[keys.TICKETS], NODE)  # fmt: skip
+                            app[keys.EVIDENCE], app[keys.TICKETS], app[keys.DISPATCH].events,
+                            NODE)  # fmt: skip
     app[keys.RECORDINGS] = recordings
     app[keys.METRICS].watch_recordings(recordings)
     async with running(recordings.run()):

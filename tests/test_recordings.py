@@ -4,6 +4,7 @@ playback, clip export, a crash mid-segment, retention, marks, access and paths."
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import time
@@ -71,7 +72,7 @@ async def test_continuous_segments_play_cover_the_time_and_answer_ranges(
         assert frames >= 2.5 * 25, s  # every frame decodes
         assert 2.0 <= seconds <= 5.0
         assert s["end"] - s["start"] == pytest.approx(seconds + 0.04, abs=0.3)
-    for a, b in zip(segs, segs[1:], strict=False):
+    for a, b in itertools.pairwise(segs):
         assert -0.1 <= b["start"] - a["end"] <= GOP_S, "gap between segments beyond one GOP"
     # A range in the middle of the second segment finds exactly that one.
     mid = (segs[1]["start"] + segs[1]["end"]) / 2
@@ -145,3 +146,160 @@ async def test_sigkill_mid_segment_leaves_a_playable_segment(camera, gridwatch_f
         await asyncio.sleep(0.5)
     assert repaired[0]["end"] - repaired[0]["start"] >= 3.0
     assert "segment left open by a crash, repaired" in gw.logs()
+
+
+async def test_events_mode_writes_only_around_a_mark(camera, gridwatch_factory, http):
+    gw = gridwatch_factory(camera_cfg(camera, {"mode": "events"}, pre_s=2, post_s=2, segment_s=60))
+    token = gw.token("dispatcher")
+    await asyncio.sleep(5)  # the pre-roll buffer fills; nothing is written yet
+    assert await segments(http, gw, token) == []
+    at = time.time()
+    async with http.post(gw.base + "/api/recordings/marks", headers=auth(token),
+                         json={"camera": "gate"}) as r:  # fmt: skip
+        assert r.status == 201
+        at = (await r.json())["at"]
+    (seg,) = await wait_closed(http, gw, token, 1, timeout=15)
+    assert seg["kind"] == "event"
+    # From the key frame at or before at - pre_s, to the first key frame after at + post_s.
+    assert at - 2 - GOP_S - 0.2 <= seg["start"] <= at - 2 + 0.2
+    assert at + 2 - 0.2 <= seg["end"] <= at + 2 + GOP_S + 0.5
+    await asyncio.sleep(3)
+    assert len(await segments(http, gw, token)) == 1  # and nothing after the post-roll
+    async with http.post(gw.base + "/api/recordings/marks", headers=auth(gw.token("viewer")),
+                         json={"camera": "gate"}) as r:  # fmt: skip
+        assert r.status == 403
+    async with http.post(gw.base + "/api/recordings/marks", headers=auth(token),
+                         json={"camera": "nope"}) as r:  # fmt: skip
+        assert r.status == 404
+
+
+async def test_evidence_clip_outlives_retention_by_age(camera, redis_server, gridwatch_factory, http):
+    retain_s = 8
+    gw = gridwatch_factory({
+        **camera_cfg(camera, {"mode": "continuous", "retain_days": retain_s / 86400},
+                     pre_s=2, post_s=2),
+        "redis": {"url": redis_server.url},
+    })  # fmt: skip
+    token = gw.token("dispatcher")
+    await wait_closed(http, gw, token, 1, timeout=20)
+    async with http.post(gw.base + "/api/tickets", headers=auth(token), json={
+            "category": "illegal_parking", "location": {"lat": 31.2, "lon": 120.9},
+            "camera": "gate", "source": "camera"}) as r:  # fmt: skip
+        assert r.status == 201, await r.text()
+        ticket = (await r.json())["id"]
+    # What dispatch does when a violation opens a ticket (gw:record:marks, the contract).
+    redis.Redis.from_url(redis_server.url).xadd(
+        "gw:record:marks", {"camera": "gate", "at": time.time() - 1, "ticket": ticket,
+                            "folder": "v-test"})  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        async with http.get(f"{gw.base}/api/tickets/{ticket}/evidence", headers=auth(token)) as r:
+            listed = {e["name"]: e for e in (await r.json())["evidence"]}
+        if "v-test/clip.mp4" in listed:
+            break
+        assert time.monotonic() < deadline, gw.logs()[-3000:]
+        await asyncio.sleep(0.5)
+    first = (await segments(http, gw, token))[0]
+    # Past the retention the first segments go, oldest first; the clip stays.
+    deadline = time.monotonic() + 30
+    while any(s["path"] == first["path"] for s in await segments(http, gw, token)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.5)
+    assert not (gw.workdir / "data" / "recordings" / first["path"]).exists()
+    now = time.time()
+    assert all(s["end"] is None or s["end"] >= now - retain_s - 3 for s in await segments(http, gw, token))
+    async with http.get(gw.base + listed["v-test/clip.mp4"]["url"], headers=auth(token)) as r:
+        assert r.status == 200
+        clip = gw.workdir / "evidence-clip.mp4"
+        clip.write_bytes(await r.read())
+    frames, seconds = decode_all(clip)
+    assert abs(seconds - 4.0) <= GOP_S + 0.1 and frames >= 3 * 25
+    assert "segment deleted" in gw.logs()
+
+
+async def test_quota_deletes_oldest_first_and_disk_full_stops_with_an_alarm(
+    camera, gridwatch_factory, http
+):
+    quota = 400_000  # bytes: about three 3 s segments of this camera
+    gw = gridwatch_factory(camera_cfg(camera, {"mode": "continuous", "max_gb": quota / 1024**3}))
+    token = gw.token("viewer")
+    first = (await wait_closed(http, gw, token, 1, timeout=20))[0]
+    deadline = time.monotonic() + 40
+    while any(s["path"] == first["path"] for s in await segments(http, gw, token)):
+        assert time.monotonic() < deadline, gw.logs()[-2000:]
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(1.5)  # one more check after the last close
+    closed = [s for s in await segments(http, gw, token) if s["end"] is not None]
+    newest = max(s["size"] for s in closed)
+    assert sum(s["size"] for s in closed) <= quota + newest
+    assert '"why": "camera quota"' in gw.logs()
+
+    full = gridwatch_factory(camera_cfg(camera, {"mode": "continuous"}, min_free_mb=1e12), name="full")
+    ws = await http.ws_connect(full.base + "/ws", headers=auth(full.token("viewer")))
+    deadline = time.monotonic() + 10
+    warning = None
+    while warning is None:
+        msg = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
+        if msg.get("type") == "warning" and msg.get("kind") == "disk_full":
+            warning = msg
+    await ws.close()
+    assert full.metrics()["gridwatch_recording_disk_full"] == 1
+    await asyncio.sleep(4)
+    assert await segments(http, full, full.token("viewer")) == []
+    assert "disk full: recording stopped" in full.logs()
+    async with http.get(full.base + "/healthz") as r:
+        assert r.status == 200
+
+
+async def test_recordings_need_a_token_a_role_and_a_path_inside(
+    camera, gridwatch_factory, http, users
+):
+    users = [dict(u, watch=["gate"]) if u["username"] == "officer2" else u for u in users]
+    gw = gridwatch_factory({**camera_cfg(camera, {"mode": "continuous"}), "users": users})
+    segs = await wait_closed(http, gw, gw.token("viewer"), 1, timeout=20)
+    url = gw.base + segs[0]["url"]
+    async with http.get(url) as r:
+        assert r.status == 401
+    async with http.get(url, headers=auth(gw.token("officer"))) as r:
+        assert r.status == 403  # his config gives him no cameras
+    async with http.get(url, headers=auth(gw.token("officer2"))) as r:
+        assert r.status == 200  # watch: [gate]
+    async with http.get(gw.base + "/api/recordings", headers=auth(gw.token("officer")),
+                        params={"camera": "gate", "from": 0, "to": time.time()}) as r:  # fmt: skip
+        assert r.status == 403
+    data = gw.workdir / "data"
+    (data / "recordings" / "gate" / "evil.mp4").symlink_to(data.parent / "config.yaml")
+    (data / "recordings" / "gate" / "other.mp4").symlink_to(data / "recordings" / segs[0]["path"])
+    token = gw.token("admin")
+    for raw in ["/recordings/../config.yaml", "/recordings/gate/../../config.yaml",
+                "/recordings/%2e%2e/config.yaml", "/recordings/gate/%2e%2e%2f%2e%2e%2fconfig.yaml",
+                "/recordings//etc/passwd", "/recordings/%2fetc%2fpasswd",
+                "/recordings/gate/evil.mp4", "/recordings/gate/nope.mp4",
+                "/recordings/gate%5c..%5c..%5cconfig.yaml"]:  # fmt: skip
+        async with http.get(URL(gw.base + raw, encoded=True), headers=auth(token)) as r:
+            assert 400 <= r.status < 500, raw
+            assert r.status != 200
+            assert "password_hash" not in await r.text()
+    # A link inside the folder is served as what it points to, under that camera's rules.
+    async with http.get(gw.base + "/recordings/gate/other.mp4", headers=auth(token)) as r:
+        assert r.status == 200
+
+
+async def test_a_published_drone_stream_is_recorded(gridwatch_factory, http):
+    from support.whip_client import publish
+
+    gw = gridwatch_factory({"recordings": {"segment_s": 2, "min_free_mb": 0, "check_s": 1,
+                                           "streams": {"drone-*": {"mode": "continuous"}}},
+                            "media": {"lease_s": 1.5}})  # fmt: skip
+    token = gw.token("admin")
+    pc, _ = await publish(http, gw.base, "drone-5", token)
+    try:
+        deadline = time.monotonic() + 30
+        while not [s for s in await segments(http, gw, token, camera="drone-5") if s["end"]]:
+            assert time.monotonic() < deadline, gw.logs()[-2000:]
+            await asyncio.sleep(0.5)
+    finally:
+        await pc.close()
+    seg = next(s for s in await segments(http, gw, token, camera="drone-5") if s["end"])
+    frames, _ = decode_all(gw.workdir / "data" / "recordings" / seg["path"])
+    assert frames >= 20
