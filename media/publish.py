@@ -29,13 +29,12 @@ from aiortc.codecs.base import Decoder
 from aiortc.exceptions import OperationError
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from media.h264 import H264Encoder, nal_types
 from media.hub import StreamHub
 from media.sources import Source
 from media.stream import TIME_BASE, Stream
-from media.webrtc import OfferError
+from media.webrtc import OfferError, use_for_h264
 
 log = logging.getLogger("gridwatch.publish")
 
@@ -55,19 +54,11 @@ class PassthroughH264(Decoder):
 
 
 def forward_received_h264() -> None:
-    """Make aiortc's receivers pass H.264 through instead of decoding it (idempotent).
+    """Make aiortc's receivers pass H.264 through instead of decoding it.
 
     This node never shows received video itself: what it receives, it forwards.
     """
-    original = getattr(rtcrtpreceiver.get_decoder, "__wrapped__", rtcrtpreceiver.get_decoder)
-
-    def get_decoder(codec: RTCRtpCodecParameters) -> Decoder:
-        if codec.mimeType.lower() == "video/h264":
-            return PassthroughH264()
-        return original(codec)
-
-    get_decoder.__wrapped__ = original  # type: ignore[attr-defined]
-    rtcrtpreceiver.get_decoder = get_decoder
+    use_for_h264(rtcrtpreceiver, "get_decoder", PassthroughH264)
 
 
 def push_source(stream_id: str, via: str) -> Source:

@@ -10,7 +10,8 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from types import ModuleType
 
 import aioice.ice
 import av
@@ -23,7 +24,6 @@ from aiortc import (
     RTCSessionDescription,
     rtcrtpsender,
 )
-from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -78,17 +78,27 @@ class SharedPacketizer(AiortcH264Encoder):
         return result
 
 
-def share_h264_packetization() -> None:
-    """Make aiortc's senders use SharedPacketizer for H.264 (idempotent)."""
-    original = getattr(rtcrtpsender.get_encoder, "__wrapped__", rtcrtpsender.get_encoder)
+def use_for_h264(module: ModuleType, name: str, factory: Callable[[], object]) -> None:
+    """Replace aiortc's codec factory `module.name` for H.264 only (idempotent).
 
-    def get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
+    aiortc looks its encoders and decoders up through these module functions: wrapping
+    them is how we extend it without forking it.
+    """
+    current = getattr(module, name)
+    original = getattr(current, "__wrapped__", current)
+
+    def pick(codec: RTCRtpCodecParameters):
         if codec.mimeType.lower() == "video/h264":
-            return SharedPacketizer()
+            return factory()
         return original(codec)
 
-    get_encoder.__wrapped__ = original  # type: ignore[attr-defined]
-    rtcrtpsender.get_encoder = get_encoder
+    pick.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(module, name, pick)
+
+
+def share_h264_packetization() -> None:
+    """Make aiortc's senders use SharedPacketizer for H.264."""
+    use_for_h264(rtcrtpsender, "get_encoder", SharedPacketizer)
 
 
 def rtc_configuration(ice_servers: Iterable[dict[str, object]]) -> RTCConfiguration:

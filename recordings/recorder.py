@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from media.stream import Stream, StreamClosed
 from recordings.segments import DiskFull, Segment, SegmentWriter
 
 log = logging.getLogger("gridwatch.recordings")
+DISK_RETRY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Recorder:
         self.until = 0.0  # events mode: write until this wall time
         self.pending_from: float | None = None  # events mode: a mark's pre-roll start
         self.packets = 0
+        self.stalled_until = 0.0
 
     def mark(self, at: float, pre_s: float, post_s: float) -> None:
         """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
@@ -66,15 +69,17 @@ class Recorder:
         try:
             while True:
                 batch = [await consumer.get(), *consumer.ready()]
-                if not self.disk_ok():
+                if not self.disk_ok() or time.monotonic() < self.stalled_until:
                     await self._finish()
                     self.ring.clear()
                     continue
                 try:
                     events = await asyncio.to_thread(self._write, batch)
                 except DiskFull:
+                    # What is on disk stays playable; try again once space may be back.
                     log.error("disk full: recording stopped", extra={"camera": self.camera})
-                    events = [self._close()] if self.writer else []
+                    self.stalled_until = time.monotonic() + DISK_RETRY_S
+                    events = [await asyncio.to_thread(self._close)] if self.writer else []
                 for seg in events:
                     await self.on_segment(seg)
         except StreamClosed:

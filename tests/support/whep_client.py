@@ -65,20 +65,26 @@ async def _consume(viewer: Viewer, track, keep: int, on_frame) -> None:
 
 
 async def negotiate(
-    http: aiohttp.ClientSession, base: str, stream: str, token: str, pc: RTCPeerConnection
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    token: str,
+    pc: RTCPeerConnection,
+    protocol: str = "whep",
 ) -> tuple[str, float]:
-    """Offer `pc` (with its transceivers and handlers set) over WHEP; (Location, POST time)."""
+    """Offer `pc` (with its transceivers and handlers set) over WHEP or WHIP; (Location,
+    POST time)."""
     await pc.setLocalDescription(await pc.createOffer())
     posted = time.monotonic()
     async with http.post(
-        f"{base}/whep/{stream}",
+        f"{base}/{protocol}/{stream}",
         data=pc.localDescription.sdp,
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
     ) as r:
         body = await r.text()
         if r.status != 201:
             await pc.close()
-            raise RuntimeError(f"WHEP {r.status}: {body}")
+            raise RuntimeError(f"{protocol.upper()} {r.status}: {body}")
         location = r.headers["Location"]
     await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
     return location, posted

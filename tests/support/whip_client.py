@@ -14,16 +14,15 @@ import numpy as np
 from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
-    RTCSessionDescription,
     VideoStreamTrack,
     rtcrtpsender,
 )
 from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import convert_timebase
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from media.webrtc import rtc_configuration, use_host_addresses
+from media.webrtc import rtc_configuration, use_for_h264, use_host_addresses
+from support.whep_client import negotiate
 
 use_host_addresses(["127.0.0.1"])  # the network rule: publishers stay on loopback
 VIDEO_TIME_BASE = fractions.Fraction(1, 90000)
@@ -66,15 +65,7 @@ class LongGopEncoder(Encoder):
 
 
 def use_long_gop() -> None:
-    original = getattr(rtcrtpsender.get_encoder, "__wrapped__", rtcrtpsender.get_encoder)
-
-    def get_encoder(codec: RTCRtpCodecParameters) -> Encoder:
-        if codec.mimeType.lower() == "video/h264":
-            return LongGopEncoder()
-        return original(codec)
-
-    get_encoder.__wrapped__ = original
-    rtcrtpsender.get_encoder = get_encoder
+    use_for_h264(rtcrtpsender, "get_encoder", LongGopEncoder)
 
 
 class MovingPicture(VideoStreamTrack):
@@ -105,16 +96,5 @@ async def publish(
     transceiver.setCodecPreferences(
         [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
     )
-    await pc.setLocalDescription(await pc.createOffer())
-    async with http.post(
-        f"{base}/whip/{stream}",
-        data=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    ) as r:
-        body = await r.text()
-        if r.status != 201:
-            await pc.close()
-            raise RuntimeError(f"WHIP {r.status}: {body}")
-        location = r.headers["Location"]
-    await pc.setRemoteDescription(RTCSessionDescription(body, "answer"))
+    location, _ = await negotiate(http, base, stream, token, pc, "whip")
     return pc, location
