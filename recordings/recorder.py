@@ -23,6 +23,7 @@ from recordings.segments import DiskFull, Segment, SegmentWriter
 
 log = logging.getLogger("gridwatch.recordings")
 DISK_RETRY_S = 10.0
+IDLE_CLOSE_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,14 @@ class Recorder:
         log.info("recording", extra={"camera": self.camera, "mode": self.plan.mode})
         try:
             while True:
-                batch = [await consumer.get(), *consumer.ready()]
+                try:
+                    first = await asyncio.wait_for(consumer.get(), IDLE_CLOSE_S)
+                except TimeoutError:
+                    # The source went quiet (a camera offline, a phone that left): the
+                    # segment ends where its pictures end, not whenever they resume.
+                    await self._finish()
+                    continue
+                batch = [first, *consumer.ready()]
                 if not self.disk_ok() or time.monotonic() < self.stalled_until:
                     await self._finish()
                     self.ring.clear()
@@ -82,11 +90,19 @@ class Recorder:
                     events = [await asyncio.to_thread(self._close)] if self.writer else []
                 for seg in events:
                     await self.on_segment(seg)
+                self._ask_for_keyframe()
         except StreamClosed:
             pass
         finally:
             consumer.close()
             await self._finish()
+
+    def _ask_for_keyframe(self) -> None:
+        """A WebRTC publisher sends key frames rarely: ask for one when a split is due."""
+        w, request = self.writer, self.stream.request_keyframe
+        if w is not None and request is not None:
+            if self.stream.wall_of(w.last_pts) - w.segment.start >= self.plan.segment_s:
+                request()
 
     async def _finish(self) -> None:
         if self.writer is not None:

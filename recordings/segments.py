@@ -55,7 +55,7 @@ class SegmentWriter:
         self.file = root / self.segment.path
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self._first_pts = first.pts
-        self._last_pts = first.pts
+        self.last_pts = first.pts
         self._frame = CLOCK_RATE // 25  # one frame's duration, until measured
         try:
             self.out = av.open(str(self.file), "w", format="mp4", options=FRAGMENTED)
@@ -68,9 +68,9 @@ class SegmentWriter:
         self.write(first)
 
     def write(self, packet: av.Packet) -> None:
-        if packet.pts is not None and packet.pts > self._last_pts:
-            self._frame = min(packet.pts - self._last_pts, CLOCK_RATE)
-            self._last_pts = packet.pts
+        if packet.pts is not None and packet.pts > self.last_pts:
+            self._frame = min(packet.pts - self.last_pts, CLOCK_RATE)
+            self.last_pts = packet.pts
         packet.stream = self.vstream
         try:
             self.out.mux(packet)
@@ -78,7 +78,7 @@ class SegmentWriter:
             raise _disk(e) from e
 
     def wall_end(self) -> float:
-        return self.segment.start + (self._last_pts - self._first_pts + self._frame) / CLOCK_RATE
+        return self.segment.start + (self.last_pts - self._first_pts + self._frame) / CLOCK_RATE
 
     def close(self) -> Segment:
         try:

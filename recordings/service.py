@@ -64,6 +64,7 @@ class Recordings:
         self.redis = redis
         self.hub = hub
         self.cfg = config.recordings
+        self.record_calls = config.calls.record
         self.lease_s = config.media.lease_s
         self.cameras = cameras
         self.evidence = evidence
@@ -89,10 +90,13 @@ class Recordings:
         for camera in await self.cameras():
             if camera.record.mode != "off":
                 wanted[camera.id] = (camera.source, camera.record)
+        patterns = dict(self.cfg.streams)
+        if self.record_calls:
+            patterns.setdefault("call-*", RecordConfig(mode="continuous"))
         for stream in list(self.hub.streams.values()):
             if not stream.pushed:
                 continue
-            for pattern, policy in self.cfg.streams.items():
+            for pattern, policy in patterns.items():
                 if policy.mode != "off" and fnmatch.fnmatchcase(stream.id, pattern):
                     wanted[stream.id] = ("", policy)
                     break

@@ -129,6 +129,16 @@ return call
 """
 
 
+def record_stream(call_id: str, side: str) -> str:
+    return f"call-{call_id[:16]}-{side}"
+
+
+async def may_publish_call(redis: aioredis.Redis, username: str, stream: str) -> bool:
+    """A recorded call's side is published by the party it belongs to, and nobody else."""
+    owner = await redis.get(f"gw:callrec:{stream}")
+    return owner is not None and owner.decode() == username
+
+
 class Refused(Exception):
     """A well-formed message that may not be done; the sender gets an error event."""
 
@@ -307,6 +317,16 @@ class Calls:
         stop = {"type": "call.hangup", "call": msg.call, "reason": "answered_elsewhere"}
         await self._callee_devices(call, stop, client.device)
         log.info("call accepted", extra={"call": msg.call, "device": client.device})
+        if self.config.calls.record:
+            await self._record(msg.call, call["caller"], call["caller_device"], "caller")
+            await self._record(msg.call, client.user, client.device, "callee")
+
+    async def _record(self, call_id: str, user: str, device: str, side: str) -> None:
+        """Ask a party to publish its side of the call to the server, to be recorded."""
+        stream = record_stream(call_id, side)
+        await self.redis.set(f"gw:callrec:{stream}", user, ex=ACTIVE_TTL_S)
+        await self.sockets.to_user(user, {"type": "call.record", "call": call_id, "stream": stream},
+                                   device)  # fmt: skip
 
     async def _hangup_notice(self, call: dict[str, str], reason: str, **extra: str) -> None:
         event = {"type": "call.hangup", "call": call["id"], "reason": reason, **extra}

@@ -99,6 +99,9 @@ class CallsConfig(Strict):
     # Per socket: call invites, and everything else, per 10 s; past 3x that the socket closes.
     invites_per_10s: Annotated[int, Field(ge=1, le=1000)] = 5
     messages_per_10s: Annotated[int, Field(ge=10, le=100_000)] = 400
+    # Recorded calls: media still flows browser to browser, and each side also publishes
+    # its camera to the server (WHIP, stream call-ID-caller / call-ID-callee), recorded.
+    record: bool = False
 
 
 class RtmpConfig(Strict):

@@ -16,6 +16,7 @@ from media.webrtc import OfferError
 from signaling import keys
 from signaling.access import may_publish
 from signaling.auth import Principal
+from signaling.calls import may_publish_call
 from signaling.config import CAMERA_ID
 from signaling.http_errors import JsonError
 from signaling.sdp_http import answer_response, read_offer
@@ -28,7 +29,10 @@ async def check_publish(app: web.Application, principal: Principal, stream_id: s
     """The rules for any publisher (WHIP or RTMP), as JsonErrors."""
     if not re.fullmatch(CAMERA_ID, stream_id):
         raise JsonError(400, f"stream id {stream_id[:80]!r} must match {CAMERA_ID}", "bad_stream")
-    if not may_publish(app[keys.CONFIG], principal, stream_id):
+    if stream_id.startswith("call-"):
+        if not await may_publish_call(app[keys.REDIS], principal.username, stream_id):
+            raise JsonError(403, f"{stream_id!r} is not a side of a call of yours")
+    elif not may_publish(app[keys.CONFIG], principal, stream_id):
         raise JsonError(
             403, f"{principal.role} {principal.username!r} may not publish to {stream_id!r}"
         )

@@ -121,3 +121,42 @@ async def test_wall_pulls_the_phone_camera_and_calls_browser_to_browser(gridwatc
     await wall.click("#call-hangup")
     await phone.wait_for_selector("#call[hidden]", state="attached", timeout=5000)
     await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=5000)
+
+
+@pytest.mark.browser
+async def test_a_recorded_call_records_both_sides(gridwatch_factory, browser, http):
+    gw = gridwatch_factory({
+        "calls": {"record": True}, "media": {"lease_s": 1.5},
+        "recordings": {"segment_s": 2, "min_free_mb": 0, "check_s": 1},
+    })  # fmt: skip
+    phone = await sign_in(await browser.new_context(), gw)
+    desk = await connect(http, gw.base, gw.token("dispatcher"), "dispatcher", "desk-1")
+    try:
+        await desk.send(type="call.invite", to="officer")
+        call = (await desk.expect("call.ringing"))["call"]
+        await phone.wait_for_selector("#ring:not([hidden])", timeout=5000)
+        await phone.click("#accept")
+        await desk.expect("call.accept", call=call)
+        record = await desk.expect("call.record", call=call)
+        assert record["stream"] == f"call-{call[:16]}-caller"
+        await desk.offer(call)
+        assert await desk.wait_frames(10, timeout=20)
+        # The browser's side reaches the server as well, while the call itself stays
+        # browser to aiortc (frames above). Nobody else may publish that side.
+        callee = f"call-{call[:16]}-callee"
+        headers = {"Authorization": f"Bearer {gw.token('officer2')}", "Content-Type": "application/sdp"}
+        async with http.post(f"{gw.base}/whip/{callee}", data="v=0\r\n", headers=headers) as r:
+            assert r.status == 403
+        token = gw.token("dispatcher")
+        for _ in range(100):
+            async with http.get(gw.base + "/api/recordings", headers={"Authorization": f"Bearer {token}"},
+                                params={"camera": callee, "from": 0, "to": 4e9}) as r:  # fmt: skip
+                done = [s for s in (await r.json())["segments"] if s["end"]]
+            if done:
+                break
+            await phone.wait_for_timeout(200)
+        else:
+            raise AssertionError("the officer's side of the call was not recorded")
+        assert done[0]["size"] > 0
+    finally:
+        await desk.close()

@@ -73,8 +73,10 @@ async function camera(audio) {
 
 // The phone's camera to the server over WHIP (for the wall, the recorder, the detectors).
 class WhipPublisher {
-  async start(stream) {
-    this.media = await camera(false);
+  // `media`: a camera already open (a recorded call's); its tracks stay its owner's.
+  async start(stream, media = null) {
+    this.own = media === null;
+    this.media = media || await camera(false);
     this.pc = new RTCPeerConnection({ iceServers: [] });
     for (const track of this.media.getTracks()) this.pc.addTransceiver(track, { direction: "sendonly" });
     await this.pc.setLocalDescription(await this.pc.createOffer());
@@ -90,7 +92,7 @@ class WhipPublisher {
     if (this.resource) api(this.resource, { method: "DELETE" }).catch(() => {});
     this.resource = null;
     if (this.pc) this.pc.close();
-    if (this.media) for (const t of this.media.getTracks()) t.stop();
+    if (this.media && this.own) for (const t of this.media.getTracks()) t.stop();
     this.pc = this.media = null;
   }
 }
@@ -102,7 +104,11 @@ class Call {
     Object.assign(this, { signal, id, peer, remote, local, offerer: false });
     this.iceServers = iceServers || [];
   }
-  async open() {
+  open() {
+    this.opening = this.opening || this._open();  // offer, answer and record share one
+    return this.opening;
+  }
+  async _open() {
     this.media = await camera(true);
     if (this.local) this.local.srcObject = this.media;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
@@ -118,14 +124,14 @@ class Call {
   }
   async offer(restart = false) {
     this.offerer = true;
-    if (!this.pc) await this.open();
+    await this.open();
     if (restart) this.pc.restartIce();
     await this.pc.setLocalDescription(await this.pc.createOffer({ iceRestart: restart }));
     await waitGathering(this.pc);
     this.signal.send({ type: "sdp", call: this.id, sdp: this.pc.localDescription.toJSON() });
   }
   async onSdp(sdp) {
-    if (!this.pc) await this.open();
+    await this.open();
     await this.pc.setRemoteDescription(sdp);
     if (sdp.type === "offer") {
       await this.pc.setLocalDescription(await this.pc.createAnswer());
@@ -136,8 +142,15 @@ class Call {
   async onIce(candidate) {
     if (this.pc && this.pc.remoteDescription) await this.pc.addIceCandidate(candidate).catch(() => {});
   }
+  // A recorded call: this side's camera also goes to the server, which records it.
+  async record(stream) {
+    await this.open();
+    this.recording = new WhipPublisher();
+    await this.recording.start(stream, this.media);
+  }
   hangup() { this.signal.send({ type: "call.hangup", call: this.id }); this.end(); }
   end() {
+    if (this.recording) this.recording.stop();
     if (this.pc) this.pc.close();
     if (this.media) for (const t of this.media.getTracks()) t.stop();
     this.pc = this.media = null;

@@ -107,6 +107,7 @@ class Desk {
       case "call.ringing": this.startCall(m.call, m.to, m.ice_servers); this.notice(`Calling ${m.to}…`); break;
       case "call.accept": if (mine) await this.call.offer(); break;
       case "sdp": if (mine) await this.call.onSdp(m.sdp); break;
+      case "call.record": if (mine) await this.call.record(m.stream); break;
       case "ice": if (mine) await this.call.onIce(m.candidate); break;
       case "call.transfer": this.notice(`Handing over to ${m.to}…`); break;
       case "call.hangup":

@@ -82,6 +82,7 @@ async function onMessage(m) {
       break;
     case "call.transfer": handover = m.new_call; notice(`Handing over to ${m.to}…`); break;
     case "sdp": if (call && call.id === m.call) await call.onSdp(m.sdp); break;
+    case "call.record": if (call && call.id === m.call) await call.record(m.stream); break;
     case "ice": if (call && call.id === m.call) await call.onIce(m.candidate); break;
     case "call.hangup":
       // A transferred call goes on with the new desk, which rings as a new call.
