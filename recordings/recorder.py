@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class Recorder:
         self.pending_from: float | None = None  # events mode: a mark's pre-roll start
         self.packets = 0
         self.stalled_until = 0.0
+        # A cancelled write goes on in its thread: closing must wait for it, never race it.
+        self._io = threading.Lock()
 
     def mark(self, at: float, pre_s: float, post_s: float) -> None:
         """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
@@ -70,7 +73,9 @@ class Recorder:
         try:
             while True:
                 try:
-                    first = await asyncio.wait_for(consumer.get(), IDLE_CLOSE_S)
+                    # Not wait_for: on 3.11 it can swallow a cancel that races a packet.
+                    async with asyncio.timeout(IDLE_CLOSE_S):
+                        first = await consumer.get()
                 except TimeoutError:
                     # The source went quiet (a camera offline, a phone that left): the
                     # segment ends where its pictures end, not whenever they resume.
@@ -87,7 +92,8 @@ class Recorder:
                     # What is on disk stays playable; try again once space may be back.
                     log.error("disk full: recording stopped", extra={"camera": self.camera})
                     self.stalled_until = time.monotonic() + DISK_RETRY_S
-                    events = [await asyncio.to_thread(self._close)] if self.writer else []
+                    closed = await asyncio.to_thread(self._close)
+                    events = [closed] if closed else []
                 for seg in events:
                     await self.on_segment(seg)
                 self._ask_for_keyframe()
@@ -105,13 +111,13 @@ class Recorder:
                 request()
 
     async def _finish(self) -> None:
-        if self.writer is not None:
-            await self.on_segment(await asyncio.to_thread(self._close))
+        if self.writer is not None and (seg := await asyncio.to_thread(self._close)):
+            await self.on_segment(seg)
 
-    def _close(self) -> Segment:
-        writer, self.writer = self.writer, None
-        assert writer is not None
-        return writer.close()
+    def _close(self) -> Segment | None:
+        with self._io:
+            writer, self.writer = self.writer, None
+            return writer.close() if writer is not None else None
 
     def _open(self, first: av.Packet, wall: float, kind: str) -> Segment:
         self.writer = SegmentWriter(self.root, self.camera, first, wall, kind)
@@ -121,6 +127,10 @@ class Recorder:
 
     def _write(self, batch: list[av.Packet]) -> list[Segment]:
         """Write a batch; the segments opened or closed meanwhile, for the index."""
+        with self._io:
+            return self._write_locked(batch)
+
+    def _write_locked(self, batch: list[av.Packet]) -> list[Segment]:
         events: list[Segment] = []
         for packet in batch:
             self.packets += 1
@@ -131,13 +141,19 @@ class Recorder:
                 self._continuous(packet, wall, events)
         return events
 
+    def _swap(self) -> Segment:
+        """Close the current segment (the caller holds the I/O lock)."""
+        writer, self.writer = self.writer, None
+        assert writer is not None
+        return writer.close()
+
     def _split(self, packet: av.Packet, wall: float) -> bool:
         w = self.writer
         return w is not None and packet.is_keyframe and wall - w.segment.start >= self.plan.segment_s
 
     def _continuous(self, packet: av.Packet, wall: float, events: list[Segment]) -> None:
         if self._split(packet, wall):
-            events.append(self._close())
+            events.append(self._swap())
         if self.writer is None:
             if not packet.is_keyframe:
                 return
@@ -157,7 +173,7 @@ class Recorder:
                 self.ring.popleft()
         if self.writer is not None and (self._split(packet, wall) or (
                 packet.is_keyframe and wall > self.until)):  # fmt: skip
-            events.append(self._close())
+            events.append(self._swap())
             if wall > self.until:
                 return
         if self.writer is None and self.pending_from is not None:

@@ -55,6 +55,9 @@ def demo_config(port: int, data_dir: Path, passwords: dict[str, str]) -> Config:
             "server": {"host": "127.0.0.1", "port": port, "data_dir": data_dir},
             "webrtc": {"ice_servers": [], "host_addresses": ["127.0.0.1"]},
             "media": {"idle_grace_s": 5},
+            "rtmp": {"host": "127.0.0.1", "port": 1935},  # a drone (ffmpeg) may push here
+            # Main Street records around each violation; its tickets get a clip.
+            "recordings": {"pre_s": 10, "post_s": 10, "min_free_mb": 200},
             "users": [
                 {"username": "admin", "password_hash": hash_password(passwords["admin"]), "role": "admin"},
                 {"username": OFFICER, "password_hash": hash_password(passwords[OFFICER]), "role": "officer"},
@@ -68,6 +71,7 @@ def demo_config(port: int, data_dir: Path, passwords: dict[str, str]) -> Config:
                     "source": f"file:{street_video(data_dir).resolve()}",
                     "position": {"lat": CENTRE[0], "lon": CENTRE[1]},
                     "detect": {"fps": 2},
+                    "record": {"mode": "events", "retain_days": 1},
                     "zones": [
                         {"name": "road", "kind": "no_parking", "polygon": ROAD, "dwell_s": 20},
                         {"name": "pavement", "kind": "no_stall", "polygon": PAVEMENT, "dwell_s": 30},

@@ -128,7 +128,14 @@ async def test_demo_serves_cameras_and_a_ticket_opens_within_a_minute(tmp_path, 
                 await asyncio.sleep(1)
         first = tickets[-1]
         assert first["category"] == "illegal_parking" and first["assignee"] == "p-017"
-        assert len(first["evidence"]) == 3
+        assert len([e for e in first["evidence"] if e.endswith(".jpg")]) == 3
+        # Main Street records in events mode: the violation's clip joins its evidence.
+        async with asyncio.timeout(60):
+            while not any(e.endswith("/clip.mp4") for e in first["evidence"]):
+                await asyncio.sleep(1)
+                async with http.get(f"{base}/api/tickets/{first['id']}",
+                                    headers={"Authorization": f"Bearer {token}"}) as r:  # fmt: skip
+                    first = await r.json()
     finally:
         stop(proc)
 

@@ -52,6 +52,7 @@ async def run(path: Path, n: int, seconds: float, record: bool, root: Path) -> t
     async with asyncio.timeout(60):
         while not all(s.gop for s in streams):
             await asyncio.sleep(0.1)
+    print(f"  {n} cameras online", flush=True)
     await asyncio.sleep(2)
     meter = CpuMeter(os.getpid())
     before = sum(r.packets for r in recorders)
@@ -121,11 +122,16 @@ def main() -> None:
     base = transcode(path, args.baseline_cameras, args.seconds, args.fps) / args.baseline_cameras
     print(f"decode+encode: {base * 100:.1f}% of a core per camera "
           f"({2 / base:.1f} cameras per 2 cores)", flush=True)  # fmt: skip
+    asyncio.run(measure(path, args, base))
+
+
+async def measure(path: Path, args: argparse.Namespace, base: float) -> None:
     for n in (int(c) for c in args.counts.split(",")):
         root = Path(tempfile.mkdtemp(prefix="gw-rec-bench-"))
         try:
-            ingest, _, _ = asyncio.run(run(path, n, args.seconds, False, root))
-            cores, packets, segments = asyncio.run(run(path, n, args.seconds, True, root))
+            ingest, _, _ = await run(path, n, args.seconds, False, root)
+            print(f"  ingest only, {n} cameras: {ingest / n * 100:.2f}% of a core each", flush=True)
+            cores, packets, segments = await run(path, n, args.seconds, True, root)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         per = cores / n
