@@ -175,6 +175,9 @@ class Recorder:
                 packet.is_keyframe and wall > self.until)):  # fmt: skip
             events.append(self._swap())
             if wall > self.until:
+                # What the ring held is on disk now: a next mark's pre-roll starts here,
+                # never inside the segment just written.
+                self.ring = collections.deque([(wall, packet)])
                 return
         if self.writer is None and self.pending_from is not None:
             start = self.pending_from

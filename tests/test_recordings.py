@@ -303,3 +303,16 @@ async def test_a_published_drone_stream_is_recorded(gridwatch_factory, http):
     seg = next(s for s in await segments(http, gw, token, camera="drone-5") if s["end"])
     frames, _ = decode_all(gw.workdir / "data" / "recordings" / seg["path"])
     assert frames >= 20
+
+
+async def test_events_segments_never_overlap(camera, gridwatch_factory, http):
+    gw = gridwatch_factory(camera_cfg(camera, {"mode": "events"}, pre_s=3, post_s=1, segment_s=60))
+    token = gw.token("dispatcher")
+    await asyncio.sleep(4)
+    for _ in range(2):  # the second mark's pre-roll reaches back into the first event
+        async with http.post(gw.base + "/api/recordings/marks", headers=auth(token),
+                             json={"camera": "gate"}) as r:  # fmt: skip
+            assert r.status == 201
+        await asyncio.sleep(3)
+    first, second = await wait_closed(http, gw, token, 2, timeout=15)
+    assert second["start"] >= first["end"] - 0.1
