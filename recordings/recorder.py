@@ -19,12 +19,13 @@ from pathlib import Path
 
 import av
 
-from media.stream import Stream, StreamClosed
+from media.stream import CLOCK_RATE, Stream, StreamClosed
 from recordings.segments import DiskFull, Segment, SegmentWriter
 
 log = logging.getLogger("gridwatch.recordings")
 DISK_RETRY_S = 10.0
 IDLE_CLOSE_S = 3.0
+REANCHOR_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,16 @@ class Recorder:
         self.stalled_until = 0.0
         # A cancelled write goes on in its thread: closing must wait for it, never race it.
         self._io = threading.Lock()
+        self._anchor: tuple[float, int] | None = None  # (wall, pts)
 
     def mark(self, at: float, pre_s: float, post_s: float) -> None:
         """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
         self.until = max(self.until, at + post_s)
         if self.writer is None:
             start = at - pre_s
-            self.pending_from = start if self.pending_from is None else min(self.pending_from, start)
+            self.pending_from = (
+                start if self.pending_from is None else min(self.pending_from, start)
+            )
 
     async def run(self) -> None:
         consumer = self.stream.attach(f"recorder:{self.camera}")
@@ -134,12 +138,24 @@ class Recorder:
         events: list[Segment] = []
         for packet in batch:
             self.packets += 1
-            wall = self.stream.wall_of(packet.pts)
+            wall = self._wall(packet.pts)
             if self.plan.mode == "events":
                 self._events(packet, wall, events)
             else:
                 self._continuous(packet, wall, events)
         return events
+
+    def _wall(self, pts: int) -> float:
+        """Wall time of a packet on the recorder's own steady clock, so that segments
+        abut exactly; it follows the stream's arrival clock only past REANCHOR_S (a
+        source that stalled, or drifts), not through network jitter."""
+        live = self.stream.wall_of(pts)
+        if (
+            self._anchor is None
+            or abs(self._anchor[0] + (pts - self._anchor[1]) / CLOCK_RATE - live) > REANCHOR_S
+        ):
+            self._anchor = (live, pts)
+        return self._anchor[0] + (pts - self._anchor[1]) / CLOCK_RATE
 
     def _swap(self) -> Segment:
         """Close the current segment (the caller holds the I/O lock)."""
@@ -149,7 +165,9 @@ class Recorder:
 
     def _split(self, packet: av.Packet, wall: float) -> bool:
         w = self.writer
-        return w is not None and packet.is_keyframe and wall - w.segment.start >= self.plan.segment_s
+        return (
+            w is not None and packet.is_keyframe and wall - w.segment.start >= self.plan.segment_s
+        )
 
     def _continuous(self, packet: av.Packet, wall: float, events: list[Segment]) -> None:
         if self._split(packet, wall):
