@@ -26,6 +26,7 @@ log = logging.getLogger("gridwatch.recordings")
 DISK_RETRY_S = 10.0
 IDLE_CLOSE_S = 3.0
 REANCHOR_S = 2.0
+MARK_LATENCY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,9 @@ class Recorder:
 
     def _events(self, packet: av.Packet, wall: float, events: list[Segment]) -> None:
         self.ring.append((wall, packet))
-        # Keep pre_s, from the key frame that starts it.
-        horizon = wall - self.plan.pre_s
+        # Keep pre_s, from the key frame that starts it, and a margin for a mark that
+        # reaches us late (Redis, a loaded node): its pre-roll must still be here.
+        horizon = wall - self.plan.pre_s - MARK_LATENCY_S
         while len(self.ring) > 1:
             keyframes = [i for i, (w, p) in enumerate(self.ring) if p.is_keyframe and w <= horizon]
             if len(keyframes) < 1 or keyframes[-1] == 0:

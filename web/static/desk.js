@@ -2,8 +2,6 @@
 // The dispatcher's desk on the wall: who is online, calls with officers (either side may
 // call), an officer's phone camera pulled onto the wall, and a call handed to another desk.
 
-let desk = null;
-
 class Desk {
   constructor() {
     this.people = new Map();  // user -> presence

@@ -2,6 +2,7 @@
 // The command wall: sign in, then one WHEP player per camera.
 
 const players = new Map();
+let desk = null;  // the dispatcher's desk (desk.js), once signed in as one
 
 function showLogin() {
   if (desk) { desk.close(); desk = null; }
