@@ -13,6 +13,8 @@ APT_TEST=(chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstre
   gstreamer1.0-plugins-bad gstreamer1.0-libav)
 
 packages=("${APT_RUN[@]}")
+# npm installs the pages' libraries (web/package-lock.json); Debian's nodejs brings it.
+command -v npm >/dev/null || packages+=(nodejs npm)
 # The detectors (ultralytics, with torch pinned to the build on this machine's disk).
 extras="[detect]"
 if [[ "${1:-}" == "--test" ]]; then
@@ -38,4 +40,6 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 echo "==> pip install -e .$extras"
 .venv/bin/pip install -q --disable-pip-version-check -e ".$extras"
+echo "==> npm ci --prefix web (the pages' libraries, pinned by web/package-lock.json)"
+npm ci --prefix web --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error
 echo "==> installed: .venv/bin/gridwatch"

@@ -3,7 +3,8 @@
 `gw:inbox:{user}` (stream) holds what a user must see even if he was offline when it
 happened; `gw:user:{user}` (pub/sub) tells whichever node holds his socket to look.
 Ticket changes for everyone who watches the wall go on `gw:events` (pub/sub), published
-by the ticket store with each transition.
+by the ticket store with each transition, and so do officers' positions and statuses;
+alerts (`dispatch.alerts`) have a channel and a store of their own.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ import redis.asyncio as aioredis
 INBOX_MAXLEN = 1000
 
 
-class Events:
-    def __init__(self, redis: aioredis.Redis, roles: dict[str, str]):
-        self.redis = redis
-        self.roles = roles  # username -> role, from the config
+WALL = "gw:events"
 
-    def users_with(self, *roles: str) -> list[str]:
-        return sorted(u for u, r in self.roles.items() if r in roles)
+
+class Events:
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+
+    async def to_walls(self, event: dict) -> None:
+        """Send now to every wall socket on every node (not kept: walls reload on reconnect)."""
+        await self.redis.publish(WALL, json.dumps(event))
 
     async def to_users(self, users: Iterable[str], event: dict) -> None:
         blob = json.dumps(event)

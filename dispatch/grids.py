@@ -63,6 +63,17 @@ class Grids:
         hits = self.tree.query(Point(lon, lat), predicate="intersects")
         return self.names[min(hits)] if len(hits) else None
 
+    async def states(self, names: list[str], now: float | None = None) -> dict[str, dict]:
+        """Each grid's {count: tickets in the window, warning: raised in this window}."""
+        now = time.time() if now is None else now
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.zcount(f"gw:grid:{name}:tickets", now - self.window_s, "+inf")
+            pipe.exists(f"gw:grid:{name}:warned")
+        got = await pipe.execute()
+        return {name: {"count": got[2 * i], "warning": bool(got[2 * i + 1])}
+                for i, name in enumerate(names)}  # fmt: skip
+
     async def count(self, grid: str, ticket_id: str, now: float | None = None) -> int | None:
         """Count a new ticket; returns the window's count when it raises the warning."""
         now = time.time() if now is None else now

@@ -6,6 +6,7 @@ fix and duty state, `gw:track:{id}` the history (a stream, trimmed by age).
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -88,6 +89,11 @@ class OfficerState:
             return "stale"
         return "busy" if self.ticket else "available"
 
+    def view(self, stale_s: float, now: float) -> dict:
+        """What the API and the wall show: {id, status, lat, lon, fix_time, ticket}."""
+        return {"id": self.id, "status": self.status(stale_s, now), "lat": self.lat,
+                "lon": self.lon, "fix_time": self.fix_time, "ticket": self.ticket}  # fmt: skip
+
 
 class Officers:
     def __init__(self, redis: aioredis.Redis, retain_s: float):
@@ -157,13 +163,24 @@ class Officers:
 
     async def track(self, officer: str, since: float, until: float | None = None) -> list[Fix]:
         """The officer's fixes with fix time in [since, until], oldest first."""
+        return (await self.tracks([officer], since, until))[officer]
+
+    async def tracks(
+        self, officers: list[str], since: float, until: float | None = None
+    ) -> dict[str, list[Fix]]:
+        """Several officers' fixes with fix time in [since, until], in one round trip."""
         start = max(0, int((since - MAX_CLOCK_SKEW_S - 60) * 1000))  # stream ids are arrival times
-        entries = await self.redis.xrange(f"gw:track:{officer}", min=f"{start}-0")
-        fixes = [Fix.model_validate_json(fields[b"fix"]) for _, fields in entries]
-        return sorted(
-            (f for f in fixes if f.time >= since and (until is None or f.time <= until)),
-            key=lambda f: f.time,
-        )
+        pipe = self.redis.pipeline(transaction=False)
+        for officer in officers:
+            pipe.xrange(f"gw:track:{officer}", min=f"{start}-0")
+        out = {}
+        for officer, entries in zip(officers, await pipe.execute(), strict=True):
+            fixes = [Fix.model_construct(**json.loads(fields[b"fix"])) for _, fields in entries]
+            out[officer] = sorted(
+                (f for f in fixes if f.time >= since and (until is None or f.time <= until)),
+                key=lambda f: f.time,
+            )
+        return out
 
     async def nearby(
         self, lat: float, lon: float, radius_m: float, count: int

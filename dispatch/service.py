@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from redis.exceptions import RedisError
 
 from dispatch import detections
+from dispatch.alerts import Alerts
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.grids import Grids
@@ -23,7 +24,6 @@ from signaling.config import DispatchConfig
 log = logging.getLogger("gridwatch.dispatch")
 
 ACTIVE = {"dispatched", "accepted", "on_scene"}  # the assignee is busy with the ticket
-SUPERVISOR_ROLES = ("admin", "dispatcher")
 ACTION_EVENTS = {"dispatch": "dispatched"}
 FIRST_RADIUS_M = 250.0
 MAX_CANDIDATES = 4096
@@ -43,11 +43,14 @@ class Dispatch:
         officers: Officers,
         deadlines: Deadlines,
         events: Events,
+        alerts: Alerts,
         grids: Grids,
         cfg: DispatchConfig,
         dismiss_s: float = 86400.0,
     ):
         self.tickets = tickets
+        self.alerts = alerts
+        self._changed: set[str] = set()  # officers the wall has not heard about yet
         self.dismiss_s = dismiss_s
         self.officers = officers
         self.deadlines = deadlines
@@ -65,8 +68,11 @@ class Dispatch:
         if grid and (count := await self.grids.count(grid, ticket.id)):
             warning = {"type": "warning", "grid": grid, "count": count, "window_s": self.grids.window_s,
                        "threshold": self.grids.threshold, "ticket": ticket.id}  # fmt: skip
-            # Through the inboxes: live on every wall, and kept for whoever is away.
-            await self.events.to_users(self.events.users_with(*SUPERVISOR_ROLES, "viewer"), warning)
+            await self.alerts.raise_(
+                warning, "surge", key=f"surge:{grid}", grid=grid, ticket=ticket.id,
+                message=f"grid {grid}: {count} tickets within {self.grids.window_s:.0f} s "
+                        f"(threshold {self.grids.threshold})",
+            )  # fmt: skip
             log.warning("grid surge", extra={"grid": grid, "count": count})
         if self.cfg.mode(ticket.category) == "auto":
             ticket = await self.offer_next(ticket)
@@ -91,6 +97,7 @@ class Dispatch:
         tid = after.id
         # The officers concerned hear of it even when offline: it waits in their inbox.
         concerned = {o for o in (before.assignee, after.assignee) if o}
+        self.note_officers(*concerned)  # busy or free again: the wall's map shows it
         if concerned:
             event = {
                 "type": f"ticket.{ACTION_EVENTS.get(action, action)}",
@@ -202,21 +209,40 @@ class Dispatch:
         ticket = await self.tickets.annotate(
             ticket.id, SYSTEM, "unassigned", reason or "", note=reason
         )
-        await self.events.to_users(
-            self.events.users_with(*SUPERVISOR_ROLES),
-            {
-                "type": "ticket.unassigned",
-                "ticket": ticket.model_dump(mode="json"),
-                "reason": reason,
-            },
-        )
+        await self.alerts.raise_(
+            {"type": "ticket.unassigned", "ticket": ticket.model_dump(mode="json"), "reason": reason},
+            "unassigned", f"{ticket.id}: nobody to send: {reason}", key=f"unassigned:{ticket.id}",
+            ticket=ticket.id,
+        )  # fmt: skip
         log.warning("no officer for ticket", extra={"ticket": ticket.id, "reason": reason})
         return ticket
 
     # tracks and arrival -----------------------------------------------------------
 
+    def note_officers(self, *officers: str) -> None:
+        """Officers whose position, duty or status changed: the walls hear of them within
+        `run_officer_feed`'s interval, in one message per node."""
+        self._changed.update(officers)
+
+    async def run_officer_feed(self, interval_s: float = 0.5) -> None:
+        """Publish the officers noted since the last round as one `officers` event."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self._changed:
+                continue
+            ids, self._changed = sorted(self._changed), set()
+            try:
+                states = await self.officers.states(ids)
+                now = time.time()
+                await self.events.to_walls({"type": "officers", "stale_s": self.cfg.stale_s,
+                                            "officers": [s.view(self.cfg.stale_s, now) for s in states]})  # fmt: skip
+            except (RedisError, OSError) as e:
+                self._changed.update(ids)  # sent with the next round
+                log.warning("officer feed: redis unavailable", extra={"error": str(e)})
+
     async def on_fixes(self, latest: dict[str, Fix]) -> None:
         """Mark officers on scene when their newest fix is within the arrival radius."""
+        self.note_officers(*latest)
         for officer, fix in latest.items():
             state = await self.officers.state(officer)
             if not state.ticket:
@@ -281,9 +307,13 @@ class Dispatch:
             return
         payload = {"ticket": ticket.model_dump(mode="json"), "step": name}
         if remind:
-            await self.events.to_users(
-                [ticket.assignee] if ticket.assignee else [], {"type": "ticket.reminder", **payload}
-            )
+            reminder = {"type": "ticket.reminder", **payload}
+            await self.events.to_users([ticket.assignee] if ticket.assignee else [], reminder)
+            due = self.cfg.remind_before_s
+            await self.alerts.raise_(
+                reminder, "reminder", key=f"reminder:{ticket_id}:{name}", ticket=ticket_id,
+                message=f"{ticket_id}: {name} due in {due:.0f} s ({ticket.assignee or 'unassigned'})",
+            )  # fmt: skip
             return
         if name == "accept":
             await self.act(ticket_id, "decline", ticket.assignee or SYSTEM, SYSTEM,
@@ -293,9 +323,11 @@ class Dispatch:
             ticket_id, SYSTEM, "overdue", f"{name} deadline passed", overdue=True
         )
         payload["ticket"] = ticket.model_dump(mode="json")
-        await self.events.to_users(
-            self.events.users_with(*SUPERVISOR_ROLES), {"type": "ticket.escalation", **payload}
-        )
+        await self.alerts.raise_(
+            {"type": "ticket.escalation", **payload}, "escalation", level="critical",
+            key=f"escalation:{ticket_id}:{name}", ticket=ticket_id,
+            message=f"{ticket_id}: {name} deadline passed ({ticket.assignee or 'unassigned'})",
+        )  # fmt: skip
         log.warning(
             "deadline passed", extra={"ticket": ticket_id, "step": name, "officer": ticket.assignee}
         )

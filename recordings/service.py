@@ -19,7 +19,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from dispatch.events import Events
+from dispatch.alerts import Alerts
 from dispatch.evidence import EvidenceStore
 from dispatch.tickets import TERMINAL, TicketStore
 from media.hub import StreamHub
@@ -29,7 +29,6 @@ from recordings.clips import NoFootage, export
 from recordings.index import SegmentIndex
 from recordings.recorder import Plan, Recorder
 from recordings.segments import Segment, probe_end
-from signaling.access import WALL_ROLES
 from signaling.config import Camera, Config, RecordConfig
 
 log = logging.getLogger("gridwatch.recordings")
@@ -58,7 +57,7 @@ class Recordings:
         cameras,  # async () -> list[Camera]
         evidence: EvidenceStore,
         tickets: TicketStore,
-        events: Events,
+        alerts: Alerts,
         node: str,
     ):
         self.redis = redis
@@ -69,7 +68,8 @@ class Recordings:
         self.cameras = cameras
         self.evidence = evidence
         self.tickets = tickets
-        self.events = events
+        self.alerts = alerts
+        self.node = node
         self.root = (config.server.data_dir / "recordings").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = SegmentIndex(redis)
@@ -207,10 +207,12 @@ class Recordings:
         if full and not self.disk_full:
             log.error("disk full: recording stopped",
                       extra={"free_mb": round(free_mb), "min_free_mb": self.cfg.min_free_mb})  # fmt: skip
-            # Into the wall users' inboxes: whoever signs in later still sees it.
+            # An alert: it stays on every wall, for whoever signs in later too, until acknowledged.
+            message = f"recordings disk of {self.node} has {free_mb:.0f} MB free; recording stopped"
             warning = {"type": "warning", "kind": "disk_full", "free_mb": round(free_mb),
-                       "message": f"recordings disk has {free_mb:.0f} MB free; recording stopped"}  # fmt: skip
-            self._spawn(self.events.to_users(self.events.users_with(*WALL_ROLES), warning))
+                       "node": self.node, "message": message}  # fmt: skip
+            self._spawn(self.alerts.raise_(warning, "disk_full", message, key=f"disk_full:{self.node}",
+                                           level="critical"))  # fmt: skip
         elif not full and self.disk_full:
             log.info("disk space back: recording resumed", extra={"free_mb": round(free_mb)})
         self.disk_full = full

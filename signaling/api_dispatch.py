@@ -54,16 +54,30 @@ async def post_fixes(request: web.Request) -> web.Response:
 
 @routes.get("/api/officers")
 async def list_officers(request: web.Request) -> web.Response:
+    """Every officer's status and latest fix; `?tail_s=N` (at most an hour) adds his track
+    of the last N seconds as `tail`: [[lon, lat, time], ...], oldest first."""
     require(request, *WATCH_ROLES)
+    try:
+        tail_s = float(request.query.get("tail_s", 0))
+    except ValueError:
+        raise JsonError(400, "tail_s: must be a number of seconds") from None
+    if not 0 <= tail_s <= 3600:
+        raise JsonError(400, "tail_s: must be between 0 and 3600")
+    cfg = request.app[keys.CONFIG]
     officers = request.app[keys.OFFICERS]
-    stale_s = request.app[keys.CONFIG].dispatch.stale_s
+    ids = _officer_ids(request)
     now = time.time()
+    tails = await officers.tracks(ids, now - tail_s) if tail_s else {}
+    known = {o.id: o for o in cfg.officers}
     out = []
-    for oid in _officer_ids(request):
-        st = await officers.state(oid)
-        out.append({"id": oid, "status": st.status(stale_s, now), "lat": st.lat, "lon": st.lon,
-                    "fix_time": st.fix_time, "ticket": st.ticket})  # fmt: skip
-    return web.json_response({"officers": out})
+    for st in await officers.states(ids):
+        view = st.view(cfg.dispatch.stale_s, now)
+        if o := known.get(st.id):
+            view |= {"name": o.name, "grid": o.grid}
+        if tail_s:
+            view["tail"] = [[f.lon, f.lat, f.time] for f in tails[st.id]]
+        out.append(view)
+    return web.json_response({"officers": out, "stale_s": cfg.dispatch.stale_s})
 
 
 def _window(request: web.Request) -> tuple[float, float | None]:
@@ -96,4 +110,5 @@ async def set_duty(request: web.Request) -> web.Response:
     if not isinstance(on_duty, bool):
         raise JsonError(400, "on_duty: must be true or false")
     await request.app[keys.OFFICERS].set_duty(oid, on_duty)
+    request.app[keys.DISPATCH].note_officers(oid)
     return web.json_response({"id": oid, "on_duty": on_duty})

@@ -8,15 +8,15 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Coroutine
-from importlib import resources
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.alerts import Alerts
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.evidence import EvidenceStore
-from dispatch.grids import Grids, load_grids
+from dispatch.grids import Grids
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
 from dispatch.tickets import Location, TicketStore
@@ -28,8 +28,19 @@ from media.rtmp import RtmpIngest
 from media.sampler import Samplers, Target
 from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
 from recordings.service import Recordings
-from signaling import api, api_dispatch, api_recordings, api_tickets, keys, whep, whip, ws
+from signaling import (
+    api,
+    api_dispatch,
+    api_recordings,
+    api_tickets,
+    api_wall,
+    keys,
+    whep,
+    whip,
+    ws,
+)
 from signaling.auth import Tokens, auth_middleware, shared_secret
+from signaling.basemap import load_basemap
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
 from signaling.config import Config
@@ -39,6 +50,7 @@ from signaling.presence import Presence
 from signaling.redis_server import EmbeddedRedis
 from signaling.sockets import Sockets
 from signaling.whip import rtmp_authorizer
+from web import STATIC, vendor_dirs
 
 log = logging.getLogger("gridwatch.server")
 NODE = f"{socket.gethostname()}-{os.getpid()}"  # this node, in leases and presence
@@ -81,12 +93,13 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     redis = app[keys.REDIS]
     tickets = TicketStore(redis)
     officers = Officers(redis, cfg.dispatch.track_retain_s)
-    events = Events(redis, {u.username: u.role for u in cfg.users})
-    polygons = load_grids(cfg.grids.geojson) if cfg.grids.geojson else {}
-    grids = Grids(redis, polygons, cfg.grids.warn.window_s, cfg.grids.warn.threshold)
-    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, grids, cfg.dispatch,
+    events, alerts = Events(redis), Alerts(redis)
+    grids = app[keys.GRIDS] = Grids(redis, app[keys.MAP].grids, cfg.grids.warn.window_s,
+                                    cfg.grids.warn.threshold)  # fmt: skip
+    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, alerts, grids, cfg.dispatch,
                         cfg.detectors.dismiss_s)  # fmt: skip
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
+    app[keys.ALERTS] = alerts
     sockets = Sockets(redis)
     app[keys.SOCKETS] = sockets
     presence = Presence(redis, sockets, NODE)
@@ -106,6 +119,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     verifications = VerificationConsumer(redis, dispatch, evidence, claim)
     async with running(
         dispatch.run_deadlines(),
+        dispatch.run_officer_feed(),
         sockets.run(),
         presence.run(),
         violations.run(),
@@ -170,7 +184,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     recordings = Recordings(app[keys.REDIS], app[keys.HUB], app[keys.CONFIG], app[keys.CAMERAS].all,
-                            app[keys.EVIDENCE], app[keys.TICKETS], app[keys.DISPATCH].events,
+                            app[keys.EVIDENCE], app[keys.TICKETS], app[keys.ALERTS],
                             NODE)  # fmt: skip
     app[keys.RECORDINGS] = recordings
     app[keys.METRICS].watch_recordings(recordings)
@@ -186,7 +200,13 @@ async def phone(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "phone.html")
 
 
-STATIC = resources.files("web") / "static"
+def add_vendor_routes(app: web.Application) -> None:
+    dirs, missing = vendor_dirs()
+    if missing:  # the API and the media work on; the pages cannot
+        log.error("web libraries missing: run ./install.sh (npm ci --prefix web)",
+                  extra={"missing": missing})  # fmt: skip
+    for name, path in dirs.items():
+        app.router.add_static(f"/vendor/{name}/", path)
 
 
 def create_app(config: Config) -> web.Application:
@@ -197,12 +217,14 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app[keys.METRICS] = metrics
+    app[keys.MAP] = load_basemap(config)  # ConfigError here: check-config reports it first
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
     app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx, recordings_ctx])
     app.router.add_get("/metrics", metrics.handler)
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
     app.router.add_routes(api_dispatch.routes)
+    app.router.add_routes(api_wall.routes)
     app.router.add_routes(ws.routes)
     app.router.add_routes(whep.routes)
     app.router.add_routes(whip.routes)
@@ -210,4 +232,5 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
     app.router.add_static("/static/", str(STATIC))
+    add_vendor_routes(app)
     return app

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter, ValidationError
 
+from dispatch.events import WALL
 from media.hub import StreamHub
 from media.sources import parse_source, redact
 from media.stream import Stream
@@ -77,6 +79,11 @@ class CameraStore:
     async def all(self) -> list[Camera]:
         return await stored_cameras(self.redis)
 
+    async def many(self, ids: list[str]) -> list[Camera]:
+        """The cameras among `ids` that exist, in one round trip."""
+        blobs = await self.redis.hmget(KEY, ids) if ids else []
+        return [Camera.model_validate_json(b) for b in blobs if b]
+
     async def get(self, camera_id: str) -> Camera | None:
         blob = await self.redis.hget(KEY, camera_id)
         return Camera.model_validate_json(blob) if blob else None
@@ -90,14 +97,20 @@ class CameraStore:
         else:
             await self.redis.hset(KEY, camera.id, blob)
         self.hub.upsert(camera.id, parse_source(camera.source))
+        await self._changed(camera.id, deleted=False)
         log.info("camera saved", extra={"camera": camera.id, "source": redact(camera.source)})
 
     async def delete(self, camera_id: str) -> bool:
         removed = await self.redis.hdel(KEY, camera_id)
         self.hub.remove(camera_id)
         if removed:
+            await self._changed(camera_id, deleted=True)
             log.info("camera deleted", extra={"camera": camera_id})
         return bool(removed)
+
+    async def _changed(self, camera_id: str, *, deleted: bool) -> None:
+        # Walls add, rename or drop the camera's tile and marker at once.
+        await self.redis.publish(WALL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
 
     async def stream(self, camera_id: str) -> Stream | None:
         """The camera's stream on this node, created from the store on first use."""

@@ -49,15 +49,11 @@ async def _serve(
 
 
 def load_checked(path: Path | None) -> Config:
-    """The config, with the files it names (grids) read and checked too."""
-    config = load_config(path)
-    if config.grids.geojson:
-        from dispatch.grids import GridError, load_grids
+    """The config, with the files it names (grids, map layers) read and checked too."""
+    from signaling.basemap import load_basemap
 
-        try:
-            load_grids(config.grids.geojson)
-        except GridError as e:
-            raise ConfigError([str(e)]) from None
+    config = load_config(path)
+    load_basemap(config)
     return config
 
 

@@ -211,6 +211,42 @@ class Officer(Strict):
     grid: str | None = None
 
 
+class MapLayer(Strict):
+    name: Annotated[str, Field(pattern=CAMERA_ID)]
+    geojson: Path  # a FeatureCollection the centre provides (roads, buildings, ...)
+    kind: Literal["roads", "buildings", "water", "green", "other"] = "other"  # how it is drawn
+
+
+class MapConfig(Strict):
+    """The wall's base map: the centre's own GeoJSON layers and, optionally, a tile server
+    it runs itself. Nothing is fetched from outside: a closed network has no public tiles."""
+
+    center: Position | None = None  # None: the middle of the cameras that have a position
+    zoom: Annotated[int, Field(ge=1, le=22)] = 16
+    tile_url: str | None = None  # e.g. http://tiles.centre.local/{z}/{x}/{y}.png
+    tile_attribution: Annotated[str, Field(max_length=200)] = ""
+    tile_max_zoom: Annotated[int, Field(ge=1, le=24)] = 19
+    layers: Annotated[list[MapLayer], Field(max_length=32)] = []
+
+    @field_validator("tile_url")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not re.match(r"^(https?://[^\s/]+)?/\S*$", v):
+                raise ValueError("must be an http(s) URL or a path on this server")
+            missing = [p for p in ("{z}", "{x}", "{y}") if p not in v]
+            if missing:
+                raise ValueError(f"must contain {', '.join(missing)}")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_layers(self) -> MapConfig:
+        names = [layer.name for layer in self.layers]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"layers: duplicate names {dupes}")
+        return self
+
+
 class GridWarn(Strict):
     window_s: Annotated[int, Field(gt=0)] = 3600
     threshold: Annotated[int, Field(gt=0)] = 10
@@ -307,6 +343,7 @@ class Config(Strict):
     cameras: list[Camera] = []
     officers: list[Officer] = []
     grids: GridsConfig = GridsConfig()
+    map: MapConfig = MapConfig()
     dispatch: DispatchConfig = DispatchConfig()
     detectors: DetectorsConfig = DetectorsConfig()
 

@@ -26,6 +26,7 @@ import yaml
 
 from signaling.auth import hash_password
 from signaling.config import Config
+from signaling.demo_map import place, write_district
 from signaling.processes import die_with_parent
 
 log = logging.getLogger("gridwatch.demo")
@@ -33,11 +34,12 @@ log = logging.getLogger("gridwatch.demo")
 STREET = "main-street"
 CENTRE = (31.2601, 120.9203)  # lat, lon of the demo street camera
 OFFICER = "p-017"
+# id, source, where it stands (metres north and east of the street camera)
 DEMO_CAMERAS = [
-    ("crossroads", "lavfi:testsrc2=size=960x540:rate=25"),
-    ("market-street", "lavfi:smptehdbars=size=960x540:rate=25"),
-    ("school-gate", "lavfi:mandelbrot=size=640x360:rate=15"),
-    ("wall-clock", "clock:640x368@25"),
+    ("crossroads", "lavfi:testsrc2=size=960x540:rate=25", (175, 175)),
+    ("market-street", "lavfi:smptehdbars=size=960x540:rate=25", (-175, -175)),
+    ("school-gate", "lavfi:mandelbrot=size=640x360:rate=15", (350, -350)),
+    ("wall-clock", "clock:640x368@25", (0, 350)),
 ]
 
 
@@ -50,6 +52,7 @@ def street_video(data_dir: Path) -> Path:
 def demo_config(port: int, data_dir: Path, passwords: dict[str, str]) -> Config:
     from detectors.scenarios import PAVEMENT, ROAD
 
+    district = write_district(CENTRE, data_dir / "map")
     return Config.model_validate(
         {
             "server": {"host": "127.0.0.1", "port": port, "data_dir": data_dir},
@@ -62,10 +65,17 @@ def demo_config(port: int, data_dir: Path, passwords: dict[str, str]) -> Config:
                 {"username": "admin", "password_hash": hash_password(passwords["admin"]), "role": "admin"},
                 {"username": OFFICER, "password_hash": hash_password(passwords[OFFICER]), "role": "officer"},
             ],
-            "officers": [{"id": OFFICER, "name": "Wang Lei (simulated)"}],
+            "officers": [{"id": OFFICER, "name": "Wang Lei (simulated)", "grid": "north-2"}],
+            # The district around the cameras: its streets, buildings, canal and park, and
+            # four grids (a surge of 5 tickets in an hour raises a warning).
+            "map": {"center": {"lat": CENTRE[0], "lon": CENTRE[1]}, "zoom": 16, "layers": [
+                {"name": name, "geojson": path, "kind": name}
+                for name, path in district.items() if name != "grids"]},
+            "grids": {"geojson": district["grids"], "warn": {"window_s": 3600, "threshold": 5}},
             "cameras": [
-                *({"id": cid, "name": cid.replace("-", " ").title(), "source": src}
-                  for cid, src in DEMO_CAMERAS),
+                *({"id": cid, "name": cid.replace("-", " ").title(), "source": src,
+                   "position": place(CENTRE, *where)}
+                  for cid, src, where in DEMO_CAMERAS),
                 {
                     "id": STREET, "name": "Main Street (detection)",
                     "source": f"file:{street_video(data_dir).resolve()}",

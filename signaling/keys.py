@@ -5,7 +5,9 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.alerts import Alerts
 from dispatch.evidence import EvidenceStore
+from dispatch.grids import Grids
 from dispatch.officers import Officers
 from dispatch.service import Dispatch
 from dispatch.tickets import TicketStore
@@ -16,6 +18,7 @@ from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
 from recordings.service import Recordings
 from signaling.auth import Tokens
+from signaling.basemap import BaseMap
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
 from signaling.config import Config
@@ -41,3 +44,6 @@ EVIDENCE = web.AppKey("evidence", EvidenceStore)
 PRESENCE = web.AppKey("presence", Presence)
 CALLS = web.AppKey("calls", Calls)
 RECORDINGS = web.AppKey("recordings", Recordings)
+ALERTS = web.AppKey("alerts", Alerts)
+GRIDS = web.AppKey("grids", Grids)
+MAP = web.AppKey("map", BaseMap)

@@ -1,6 +1,7 @@
 """This node's /ws connections, and the one Redis subscriber that feeds them.
 
-`gw:events` (every ticket change) goes to those who watch the wall, `gw:user:{name}`
+`gw:events` (every ticket change, officers' positions) goes to those who watch the
+wall, `gw:alerts` to those who answer alerts, `gw:user:{name}`
 wake-ups to that user's sockets. What is addressed to a user lives in his inbox
 stream until he acknowledges it, so a phone that was offline gets everything when it
 reconnects. What only matters now (a call ringing, an SDP answer, presence) is not
@@ -19,6 +20,9 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from dispatch.alerts import ALERT_ROLES
+from dispatch.alerts import CHANNEL as ALERTS
+from dispatch.events import WALL
 from signaling.auth import Principal
 
 log = logging.getLogger("gridwatch.ws")
@@ -103,7 +107,7 @@ class Sockets:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe("gw:events", "gw:presence")
+                await pubsub.subscribe(WALL, ALERTS, "gw:presence")
                 await pubsub.psubscribe("gw:user:*", "gw:to:*")
                 # Anything sent while we were not subscribed is in the inboxes.
                 await self._wake(list(self.by_user))
@@ -111,8 +115,10 @@ class Sockets:
                     channel = message["channel"].decode() if message.get("channel") else ""
                     if message["type"] == "message" and channel == "gw:presence":
                         await self._everyone(json.loads(message["data"]))
+                    elif message["type"] == "message" and channel == ALERTS:
+                        await self._roles(json.loads(message["data"]), ALERT_ROLES)
                     elif message["type"] == "message":
-                        await self._wall(json.loads(message["data"]))
+                        await self._roles(json.loads(message["data"]), WALL_ROLES)
                     elif message["type"] == "pmessage" and channel.startswith("gw:to:"):
                         await self._direct(channel[6:], json.loads(message["data"]))
                     elif message["type"] == "pmessage":
@@ -124,10 +130,10 @@ class Sockets:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
-    async def _wall(self, event: dict) -> None:
+    async def _roles(self, event: dict, roles: tuple[str, ...]) -> None:
         for clients in list(self.by_user.values()):
             for c in list(clients):
-                if c.role in WALL_ROLES:
+                if c.role in roles:
                     await c.send(event)
 
     async def _wake(self, users: list[str]) -> None:

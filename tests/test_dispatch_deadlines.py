@@ -98,7 +98,10 @@ async def test_reminder_then_escalation_to_the_right_roles(gw, http):
     assert "ticket.escalation" not in socks["officer"].types()
     assert "ticket.escalation" not in socks["viewer"].types()  # a viewer is no supervisor
     assert "ticket.reminder" not in socks["officer2"].types()
-    assert "ticket.reminder" not in socks["dispatcher"].types()
+    # Supervisors get the reminder too, as an alert that stays until acknowledged.
+    alert = (await socks["dispatcher"].wait_for("ticket.reminder", 1))["alert"]
+    assert alert["kind"] == "reminder" and alert["ticket"] == tid
+    assert "ticket.reminder" not in socks["viewer"].types()
     # The wall sees every change of the ticket as it happens.
     assert {"ticket.created", "ticket.dispatch", "ticket.accept", "ticket.overdue"} <= set(
         socks["viewer"].types()

@@ -235,7 +235,7 @@ async def test_quota_deletes_oldest_first_and_disk_full_stops_with_an_alarm(
     assert '"why": "camera quota"' in gw.logs()
 
     full = gridwatch_factory(camera_cfg(camera, {"mode": "continuous"}, min_free_mb=1e12), name="full")
-    ws = await http.ws_connect(full.base + "/ws", headers=auth(full.token("viewer")))
+    ws = await http.ws_connect(full.base + "/ws", headers=auth(full.token("dispatcher")))
     deadline = time.monotonic() + 10
     warning = None
     while warning is None:

@@ -51,7 +51,7 @@ async def test_wall_signs_in_and_plays_every_camera(gridwatch_factory, browser, 
     await page.wait_for_selector(".tile[data-camera=dead][data-state=offline]", timeout=10000)
     why = await page.get_attribute(".tile[data-camera=dead] .state", "title")
     assert why and "127.0.0.1" in why
-    assert "North gate" in await page.inner_text("#wall")
+    assert "North gate" in await page.inner_text("#videowall")
     assert await page.is_hidden("#login")
     await page.screenshot(path=str(tmp_path / "wall.png"))
     m = gw.metrics()

@@ -24,6 +24,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from common import ratio, start_gridwatch
 
+from dispatch.alerts import Alerts
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.grids import Grids
@@ -48,7 +49,8 @@ async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> Non
         TicketStore(redis),
         officers,
         Deadlines(redis),
-        Events(redis, {}),
+        Events(redis),
+        Alerts(redis),
         Grids(redis, {}, 60, 10),
         cfg,
     )

@@ -1,16 +1,28 @@
-"use strict";
 // What the wall and the officer's phone share: the API, sign-in, the /ws signal channel,
 // a WHIP publisher and a point-to-point call.
 
-const $ = (sel) => document.querySelector(sel);
+export const $ = (sel) => document.querySelector(sel);
 
-async function api(path, options = {}) {
+// fetch with the session cookie; a 401 anywhere means the session is over.
+export async function api(path, options = {}) {
   const r = await fetch(path, { credentials: "same-origin", ...options });
   if (r.status === 401) { document.dispatchEvent(new Event("signed-out")); throw new Error("signed out"); }
   return r;
 }
 
-function waitGathering(pc) {
+// JSON from the API, or an Error carrying the server's message.
+export async function getJson(path, options = {}) {
+  const r = await api(path, options);
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) throw Object.assign(new Error(body.message || `${r.status} ${r.statusText}`), { status: r.status });
+  return body;
+}
+
+export function postJson(path, data, method = "POST") {
+  return getJson(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(data) });
+}
+
+export function waitGathering(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
@@ -20,7 +32,7 @@ function waitGathering(pc) {
 }
 
 // The login form: calls onSignedIn once the session cookie is set.
-function bindLogin(form, errorBox, onSignedIn) {
+export function bindLogin(form, errorBox, onSignedIn) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     const data = new FormData(form);
@@ -37,9 +49,11 @@ function bindLogin(form, errorBox, onSignedIn) {
 }
 
 // /ws with a device id that survives reloads and reconnects (a call survives a dropped
-// socket for calls.reconnect_s), reconnecting after a second.
-class Signal {
-  constructor(onMessage) {
+// socket for calls.reconnect_s), reconnecting after a second. `onState(up)` hears the
+// socket open and close; every event that carries an inbox id is acknowledged once the
+// handler has taken it, so a reload never replays it.
+export class Signal {
+  constructor(onMessage, onState = () => {}) {
     this.device = localStorage.getItem("gw-device");
     if (!this.device) {
       this.device = Array.from(crypto.getRandomValues(new Uint8Array(8)),
@@ -47,14 +61,23 @@ class Signal {
       localStorage.setItem("gw-device", this.device);
     }
     this.onMessage = onMessage;
+    this.onState = onState;
     this.closed = false;
     this.connect();
   }
   connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     this.ws = new WebSocket(`${scheme}://${location.host}/ws?device=${this.device}`);
-    this.ws.onmessage = (e) => this.onMessage(JSON.parse(e.data));
-    this.ws.onclose = () => { if (!this.closed) setTimeout(() => this.connect(), 1000); };
+    this.ws.onopen = () => this.onState(true);
+    this.ws.onmessage = async (e) => {
+      const m = JSON.parse(e.data);
+      try { await this.onMessage(m); } finally { if (m.id) this.send({ type: "ack", id: m.id }); }
+    };
+    this.ws.onclose = () => {
+      if (this.closed) return;
+      this.onState(false);
+      setTimeout(() => this.connect(), 1000);
+    };
   }
   send(message) {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(message));
@@ -72,7 +95,7 @@ async function camera(audio) {
 }
 
 // The phone's camera to the server over WHIP (for the wall, the recorder, the detectors).
-class WhipPublisher {
+export class WhipPublisher {
   // `media`: a camera already open (a recorded call's); its tracks stay its owner's.
   async start(stream, media = null) {
     this.own = media === null;
@@ -99,7 +122,7 @@ class WhipPublisher {
 
 // One side of a call: the inviting side offers once accepted; either side answers any
 // offer (an ICE restart after a network change is just a new offer).
-class Call {
+export class Call {
   constructor(signal, id, peer, iceServers, { remote, local }) {
     Object.assign(this, { signal, id, peer, remote, local, offerer: false });
     this.iceServers = iceServers || [];

@@ -1,4 +1,5 @@
-"use strict";
+import { $, api, bindLogin, Call, Signal, WhipPublisher } from "./common.js";
+
 // The officer's phone: presence, calls with the command centre, the camera on request,
 // and GPS fixes for dispatch.
 

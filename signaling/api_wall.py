@@ -1,0 +1,141 @@
+"""REST for the command wall: the base map and the grids' state, alerts and their
+acknowledgement, the published streams a wall can show, and each user's wall layout."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from dispatch.alerts import ALERT_ROLES, AlertError
+from signaling import keys
+from signaling.access import WALL_ROLES, may_watch
+from signaling.auth import require
+from signaling.http_errors import JsonError, read_json, validated
+
+routes = web.RouteTableDef()
+
+StreamId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+
+
+class WallLayout(BaseModel):
+    """A user's video wall: tiles per page, the page shown, cameras left off the wall and
+    published streams (drones, phones) put on it, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    layout: Literal[1, 4, 9, 16] = 9
+    page: Annotated[int, Field(ge=0, le=10_000)] = 0
+    hidden: Annotated[list[StreamId], Field(max_length=20_000)] = []
+    streams: Annotated[list[StreamId], Field(max_length=64)] = []
+
+
+@routes.get("/api/map")
+async def base_map(request: web.Request) -> web.Response:
+    """Where the map starts, the tile server (if the centre runs one) and the layers."""
+    require(request, *WALL_ROLES, "officer")
+    basemap = request.app[keys.MAP]
+    cfg = basemap.config
+    center = cfg.center.model_dump() if cfg.center else None
+    if center is None:
+        placed = [c.position for c in await request.app[keys.CAMERAS].all() if c.position]
+        if placed:
+            center = {"lat": sum(p.lat for p in placed) / len(placed),
+                      "lon": sum(p.lon for p in placed) / len(placed)}  # fmt: skip
+    return web.json_response(
+        {
+            "center": center,
+            "zoom": cfg.zoom,
+            "tile_url": cfg.tile_url,
+            "tile_attribution": cfg.tile_attribution,
+            "tile_max_zoom": cfg.tile_max_zoom,
+            "layers": [
+                {"name": name, "kind": kind, "url": f"/api/map/layers/{name}"}
+                for name, (kind, _) in basemap.layers.items()
+            ],
+            "grids": {"url": "/api/map/grids", "count": len(basemap.grids)},
+        }
+    )
+
+
+@routes.get("/api/map/layers/{name}")
+async def map_layer(request: web.Request) -> web.Response:
+    require(request, *WALL_ROLES, "officer")
+    layer = request.app[keys.MAP].layers.get(request.match_info["name"])
+    if layer is None:
+        raise JsonError(404, f"no map layer {request.match_info['name']!r}")
+    return web.Response(body=layer[1], content_type="application/geo+json",
+                        headers={"Cache-Control": "private, max-age=3600"})  # fmt: skip
+
+
+@routes.get("/api/map/grids")
+async def map_grids(request: web.Request) -> web.Response:
+    """The grids as GeoJSON, each with its tickets in the surge window and whether it warns."""
+    require(request, *WALL_ROLES)
+    basemap, grids = request.app[keys.MAP], request.app[keys.GRIDS]
+    counts = await grids.states(list(basemap.grids))
+    features = [
+        {**f, "properties": {**f["properties"], **counts[f["properties"]["name"]]}}
+        for f in basemap.grid_features
+    ]
+    return web.json_response({"type": "FeatureCollection", "features": features,
+                              "window_s": grids.window_s, "threshold": grids.threshold})  # fmt: skip
+
+
+@routes.get("/api/alerts")
+async def list_alerts(request: web.Request) -> web.Response:
+    """Open alerts (or `?state=acked`: acknowledged in the last week), newest first."""
+    require(request, *ALERT_ROLES)
+    state = request.query.get("state", "open")
+    if state not in ("open", "acked"):
+        raise JsonError(400, "state: must be open or acked")
+    alerts = await request.app[keys.ALERTS].list(state)  # type: ignore[arg-type]
+    return web.json_response({"alerts": [a.model_dump(mode="json") for a in alerts]})
+
+
+@routes.post("/api/alerts/{id}/ack")
+async def ack_alert(request: web.Request) -> web.Response:
+    principal = require(request, *ALERT_ROLES)
+    try:
+        alert = await request.app[keys.ALERTS].ack(request.match_info["id"], principal.username)
+    except AlertError as e:
+        raise JsonError(e.status, str(e)) from None
+    return web.json_response(alert.model_dump(mode="json"))
+
+
+@routes.get("/api/streams")
+async def published_streams(request: web.Request) -> web.Response:
+    """Streams published to this node (drones, phones, encoders) that the caller may watch."""
+    principal = require(request, *WALL_ROLES, "officer")
+    cfg = request.app[keys.CONFIG]
+    out = []
+    for stream in list(request.app[keys.HUB].streams.values()):
+        if not stream.pushed or not may_watch(cfg, principal, stream.id):
+            continue
+        st = stream.state
+        out.append({"id": stream.id, "via": stream.source.kind, "online": st.online,
+                    "width": st.width, "height": st.height})  # fmt: skip
+    return web.json_response({"streams": sorted(out, key=lambda s: s["id"])})
+
+
+def _layout_key(username: str) -> str:
+    return f"gw:layout:{username}"
+
+
+@routes.get("/api/me/layout")
+async def get_layout(request: web.Request) -> web.Response:
+    principal = require(request, *WALL_ROLES)
+    blob = await request.app[keys.REDIS].get(_layout_key(principal.username))
+    try:
+        layout = WallLayout.model_validate_json(blob) if blob else WallLayout()
+    except ValidationError:  # saved by an older version: start from the default
+        layout = WallLayout()
+    return web.json_response(layout.model_dump())
+
+
+@routes.put("/api/me/layout")
+async def put_layout(request: web.Request) -> web.Response:
+    principal = require(request, *WALL_ROLES)
+    layout = validated(WallLayout, await read_json(request), "invalid_layout")
+    await request.app[keys.REDIS].set(_layout_key(principal.username), layout.model_dump_json())
+    return web.json_response(layout.model_dump())
