@@ -57,6 +57,7 @@ class AlertError(Exception):
         self.status = status
 
 
+# ARGV: id, key, time raised, alert JSON, event, channel
 _RAISE = """
 local open = redis.call('HGET', KEYS[3], ARGV[2])
 if open then return open end
@@ -109,7 +110,7 @@ class Alerts:
         blob = alert.model_dump(mode="json")
         got = await self._raise(
             keys=_KEYS[:3],
-            args=[alert.id, json.dumps(blob), now, key, json.dumps({**event, "alert": blob}), CHANNEL],
+            args=[alert.id, key, now, json.dumps(blob), json.dumps({**event, "alert": blob}), CHANNEL],
         )  # fmt: skip
         return got.decode() if isinstance(got, bytes) else str(got)
 

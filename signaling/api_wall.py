@@ -113,7 +113,7 @@ async def published_streams(request: web.Request) -> web.Response:
         if not stream.pushed or not may_watch(cfg, principal, stream.id):
             continue
         st = stream.state
-        out.append({"id": stream.id, "via": stream.source.kind, "online": st.online,
+        out.append({"id": stream.id, "via": stream.source.params.get("via"), "online": st.online,
                     "width": st.width, "height": st.height})  # fmt: skip
     return web.json_response({"streams": sorted(out, key=lambda s: s["id"])})
 

@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import re
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from playwright.async_api import async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Route, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -87,13 +92,77 @@ CHROMIUM_ARGS = [
 ]
 
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for data:, blob: and about: URLs and for any URL to 127.0.0.0/8 or ::1."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about", "chrome-error"):
+        return True
+    host = parts.hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class GuardedBrowser:
+    """Chromium for one test: a request from any of its pages to anything but loopback is
+    stopped before it leaves and recorded (the `browser` fixture then fails the test), and
+    every page is kept as a screenshot when the test ends."""
+
+    def __init__(self, browser: Browser):
+        self.browser = browser
+        self.pages: list[Page] = []
+        self.outside: list[str] = []
+
+    def _check(self, url: str) -> bool:
+        if is_loopback_url(url):
+            return True
+        self.outside.append(url)
+        return False
+
+    async def _route(self, route: Route) -> None:
+        if self._check(route.request.url):
+            await route.continue_()
+        else:
+            await route.abort("blockedbyclient")
+
+    def _page(self, page: Page) -> None:
+        if page not in self.pages:
+            self.pages.append(page)
+            page.on("websocket", lambda ws: self._check(ws.url))
+
+    async def new_context(self, **options) -> BrowserContext:
+        context = await self.browser.new_context(**options)
+        await context.route("**/*", self._route)
+        context.on("page", self._page)
+        return context
+
+    async def new_page(self, **options) -> Page:
+        page = await (await self.new_context(**options)).new_page()
+        self._page(page)
+        return page
+
+    async def screenshots(self, name: str) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for i, page in enumerate(self.pages):
+            if not page.is_closed():
+                with contextlib.suppress(PlaywrightError):
+                    await page.screenshot(path=str(ARTIFACTS / f"{name}-{i}.png"), timeout=5000)
+
+
 @pytest.fixture
-async def browser():
+async def browser(request):
     async with async_playwright() as p:
         b = await p.chromium.launch(
             executable_path=CHROMIUM,
             args=CHROMIUM_ARGS,  # playwright gives each launch a fresh profile of its own
             headless=True,
         )
-        yield b
+        guarded = GuardedBrowser(b)
+        yield guarded
+        await guarded.screenshots(re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid))
         await b.close()
+        assert not guarded.outside, f"the pages reached outside loopback: {guarded.outside[:5]}"

@@ -25,7 +25,7 @@ export class Desk {
 
   // The officer's phone camera as a tile (the phone publishes once asked).
   pull(stream) {
-    if (!store.layout.streams.includes(stream)) store.setLayout({ streams: [stream, ...store.layout.streams] });
+    store.addStream(stream);
     store.expectStream(stream);
   }
 

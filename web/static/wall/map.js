@@ -100,7 +100,7 @@ class MapLayers {
       let e = this.officers.get(o.id);
       if (!e) {
         e = { marker: divMarker([o.lat, o.lon], "officer-marker", { officer: o.id }).addTo(this.map),
-          tail: L.polyline([], { weight: 3, opacity: 0.6, interactive: false }).addTo(this.map) };
+          tail: L.polyline([], { weight: 3, opacity: 0.6, interactive: false, className: "tail" }).addTo(this.map) };
         this.officers.set(o.id, e);
       }
       e.marker.setLatLng([o.lat, o.lon]);
@@ -108,7 +108,7 @@ class MapLayers {
       if (el) { el.dataset.status = status; el.dataset.lat = o.lat; el.dataset.lon = o.lon; }
       e.marker.bindTooltip(`${o.name || o.id} · ${label(status)}${o.ticket ? ` · ${o.ticket}` : ""}`);
       e.tail.setLatLngs((o.tail || []).map(([lon, lat]) => [lat, lon]));
-      e.tail.setStyle({ className: `tail st-${status}`, color: STATUS_COLOURS[status] });
+      e.tail.setStyle({ color: STATUS_COLOURS[status] });
     }
   }
 

@@ -16,6 +16,7 @@ class Store {
     this.staleS = 120;
     this.alerts = new Map();    // id -> {alert, event}, open alerts
     this.toasts = [];           // new tickets just reported: {ticket, until}
+    this.toasted = new Set();   // tickets that have popped up once
     this.cameras = new Map();   // id -> camera (with its live state)
     this.streams = new Map();   // published streams (drones, phones) on this node
     this.presence = new Map();  // user -> presence
@@ -56,15 +57,37 @@ class Store {
 
   // --- loading -----------------------------------------------------------------
 
+  // Events that arrive while the snapshot is on its way are held and applied after it:
+  // the snapshot may have been read before they happened.
   async load() {
     const sup = this.supervisor;
-    const [cameras, streams, tickets, officers, alerts] = await Promise.all([
-      getJson("/api/cameras"),
-      getJson("/api/streams"),
-      sup ? getJson("/api/tickets?limit=1000") : null,
-      sup ? getJson(`/api/officers?tail_s=${TAIL_S}`) : null,
-      sup ? getJson("/api/alerts") : null,
-    ]);
+    this.held = this.held || [];
+    this.loads = (this.loads || 0) + 1;
+    let got;
+    try {
+      got = await Promise.all([
+        getJson("/api/cameras"),
+        getJson("/api/streams"),
+        sup ? getJson("/api/tickets?limit=1000") : null,
+        sup ? getJson(`/api/officers?tail_s=${TAIL_S}`) : null,
+        sup ? getJson("/api/alerts") : null,
+      ]);
+    } catch (err) {
+      if (--this.loads === 0) this.replay();
+      throw err;
+    }
+    this.apply(...got);
+    if (--this.loads === 0) this.replay();
+  }
+
+  replay() {
+    const held = this.held || [];
+    this.held = null;
+    for (const m of held) this.onEvent(m);
+  }
+
+  apply(cameras, streams, tickets, officers, alerts) {
+    const sup = this.supervisor;
     this.cameras = new Map(cameras.cameras.map((c) => [c.id, c]));
     this.streams = new Map(streams.streams.map((s) => [s.id, s]));
     if (sup) {
@@ -122,6 +145,7 @@ class Store {
   // --- live events ----------------------------------------------------------------
 
   onEvent(m) {
+    if (this.held) { this.held.push(m); return; }
     if (m.alert) this.addAlert(m);
     if (m.type === "alert.ack") {
       this.alerts.delete(m.alert.id);
@@ -139,11 +163,14 @@ class Store {
   }
 
   putTicket(ticket, type) {
+    if (type === "ticket.created" && !this.toasted.has(ticket.id)) {
+      this.toasted.add(ticket.id);
+      this.toast(ticket);
+    }
     const known = this.tickets.get(ticket.id);
-    if (known && known.updated_at > ticket.updated_at) return;  // an older event, late
+    if (known && known.updated_at >= ticket.updated_at) return;  // seen already, or older
     this.tickets.set(ticket.id, ticket);
     this.seen.set(ticket.id, performance.now());
-    if (type === "ticket.created") this.toast(ticket);
     this.emit("tickets");
     if (this.selected === ticket.id) this.emit("selected");
   }
@@ -229,6 +256,11 @@ class Store {
     const streams = this.layout.streams.filter((id) => !this.cameras.has(id))
       .map((id) => ({ id, name: id, kind: this.streams.get(id)?.via || "stream" }));
     return [...streams, ...cams];
+  }
+
+  // A published stream onto the wall, first, and the page that shows it.
+  addStream(id) {
+    if (!this.layout.streams.includes(id)) this.setLayout({ streams: [id, ...this.layout.streams], page: 0 });
   }
 
   setLayout(changes) {

@@ -79,7 +79,8 @@ function Sources() {
     if (s.kind === "camera") {
       store.setLayout({ hidden: hidden.has(s.id) ? store.layout.hidden.filter((h) => h !== s.id) : [...store.layout.hidden, s.id] });
     } else {
-      store.setLayout({ streams: onWall.has(s.id) ? store.layout.streams.filter((h) => h !== s.id) : [...store.layout.streams, s.id] });
+      if (onWall.has(s.id)) store.setLayout({ streams: store.layout.streams.filter((h) => h !== s.id) });
+      else store.addStream(s.id);
     }
   };
   return html`
