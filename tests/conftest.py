@@ -16,6 +16,7 @@ from playwright.async_api import Error as PlaywrightError
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 from support.procs import GridwatchServer, RedisServer, RtspServer, hashed_users
 
 if not shutil.which("redis-server"):
@@ -73,23 +74,6 @@ async def http() -> aiohttp.ClientSession:
 def scenario_videos(tmp_path_factory) -> Path:
     """Where the scenario videos are rendered, once per test session."""
     return tmp_path_factory.mktemp("scenario-videos")
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--allow-loopback-in-peer-connection",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    # Chromium hides host candidates behind mDNS names that aiortc cannot resolve.
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-]
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"

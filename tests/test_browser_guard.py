@@ -4,8 +4,10 @@ and named, so a page that would need the internet (a CDN, public tiles) fails it
 from __future__ import annotations
 
 import pytest
-from conftest import CHROMIUM, CHROMIUM_ARGS, GuardedBrowser, is_loopback_url
+from conftest import GuardedBrowser, is_loopback_url
 from playwright.async_api import async_playwright
+
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 
 
 def test_loopback_urls():

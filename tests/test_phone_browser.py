@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from test_whep_rtsp import stream_metric
 
+from support.browser import MEDIA_MS
 from support.call_client import connect
 from support.procs import PASSWORDS
 from support.whep_client import view
@@ -33,9 +34,9 @@ async def test_phone_publishes_its_camera_when_the_dispatcher_asks(gridwatch_fac
         await desk.send(type="publish.request", to="officer")
         requested = await desk.expect("publish.requested")
         assert requested["stream"] == "phone-officer"
-        await page.wait_for_selector("#sharing:not([hidden])", timeout=10000)
+        await page.wait_for_selector("#sharing:not([hidden])", timeout=MEDIA_MS)
         viewer = await view(http, gw.base, "phone-officer", token)
-        assert await viewer.wait_frames(20, timeout=15), "no frames from the phone's camera"
+        assert await viewer.wait_frames(20, timeout=MEDIA_MS / 1000), "no frames from the phone's camera"
         _, frame = viewer.frames[-1]
         assert (frame.width, frame.height) == (640, 480)  # Chromium's fake camera
         m = gw.metrics()
@@ -67,24 +68,24 @@ async def test_dispatcher_calls_the_phone_and_both_see_each_other(gridwatch_fact
     try:
         await desk.send(type="call.invite", to="officer")
         call = (await desk.expect("call.ringing"))["call"]
-        await page.wait_for_selector("#ring:not([hidden])", timeout=5000)
+        await page.wait_for_selector("#ring:not([hidden])", timeout=10000)
         assert await page.inner_text("#ring-from") == "dispatcher"
         await page.click("#accept")
         await desk.expect("call.accept", call=call)
         await desk.offer(call)
-        assert await desk.wait_frames(20, timeout=20), "no video from the phone"
+        assert await desk.wait_frames(20, timeout=MEDIA_MS / 1000), "no video from the phone"
         # The phone shows the dispatcher's picture (aiortc's 320x240), and it moves.
         await page.wait_for_function(
-            "() => document.querySelector('#remote').videoWidth === 320", timeout=15000
+            "() => document.querySelector('#remote').videoWidth === 320", timeout=MEDIA_MS
         )
         t0 = await page.eval_on_selector("#remote", "v => v.currentTime")
         await page.wait_for_timeout(1000)
         assert await page.eval_on_selector("#remote", "v => v.currentTime") > t0
-        await page.wait_for_selector("#status[data-state=in_call]", timeout=5000)
+        await page.wait_for_selector("#status[data-state=in_call]", timeout=10000)
 
         await page.click("#hangup")
         assert (await desk.expect("call.hangup", call=call))["by"] == "officer"
-        await page.wait_for_selector("#status[data-state=available]", timeout=5000)
+        await page.wait_for_selector("#status[data-state=available]", timeout=10000)
     finally:
         await desk.close()
 
@@ -102,25 +103,25 @@ async def test_wall_pulls_the_phone_camera_and_calls_browser_to_browser(gridwatc
     await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=10000)
 
     await wall.click(f"{officer} .camera")
-    await phone.wait_for_selector("#sharing:not([hidden])", timeout=10000)
-    await wall.wait_for_selector(".tile[data-camera=phone-officer][data-state=playing]", timeout=15000)
+    await phone.wait_for_selector("#sharing:not([hidden])", timeout=MEDIA_MS)
+    await wall.wait_for_selector(".tile[data-camera=phone-officer][data-state=playing]", timeout=MEDIA_MS)
     size = await wall.eval_on_selector(
         ".tile[data-camera=phone-officer] video", "v => [v.videoWidth, v.videoHeight]"
     )
     assert size == [640, 480]
 
     await wall.click(f"{officer} .call")
-    await phone.wait_for_selector("#ring:not([hidden])", timeout=5000)
+    await phone.wait_for_selector("#ring:not([hidden])", timeout=10000)
     await phone.click("#accept")
     # Media flows browser to browser: each side shows the other's fake camera.
     for page, video in ((wall, "#call-remote"), (phone, "#remote")):
         await page.wait_for_function(
-            f"() => document.querySelector('{video}').videoWidth === 640", timeout=15000
+            f"() => document.querySelector('{video}').videoWidth === 640", timeout=MEDIA_MS
         )
-    await wall.wait_for_selector(f"{officer}[data-status=in_call]", timeout=5000)
+    await wall.wait_for_selector(f"{officer}[data-status=in_call]", timeout=10000)
     await wall.click("#call-hangup")
-    await phone.wait_for_selector("#call[hidden]", state="attached", timeout=5000)
-    await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=5000)
+    await phone.wait_for_selector("#call[hidden]", state="attached", timeout=10000)
+    await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=10000)
 
 
 @pytest.mark.browser
@@ -134,13 +135,13 @@ async def test_a_recorded_call_records_both_sides(gridwatch_factory, browser, ht
     try:
         await desk.send(type="call.invite", to="officer")
         call = (await desk.expect("call.ringing"))["call"]
-        await phone.wait_for_selector("#ring:not([hidden])", timeout=5000)
+        await phone.wait_for_selector("#ring:not([hidden])", timeout=10000)
         await phone.click("#accept")
         await desk.expect("call.accept", call=call)
         record = await desk.expect("call.record", call=call)
         assert record["stream"] == f"call-{call[:16]}-caller"
         await desk.offer(call)
-        assert await desk.wait_frames(10, timeout=20)
+        assert await desk.wait_frames(10, timeout=MEDIA_MS / 1000)
         # The browser's side reaches the server as well, while the call itself stays
         # browser to aiortc (frames above). Nobody else may publish that side.
         callee = f"call-{call[:16]}-callee"

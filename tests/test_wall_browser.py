@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from support.browser import MEDIA_MS
 from support.procs import PASSWORDS, free_port
 
 
@@ -37,8 +38,8 @@ async def test_wall_signs_in_and_plays_every_camera(gridwatch_factory, browser, 
     await page.fill("input[name=username]", "viewer")
     await page.fill("input[name=password]", PASSWORDS["viewer"])
     await page.click("button[type=submit]")
-    await page.wait_for_selector(".tile[data-camera=north][data-state=playing]", timeout=15000)
-    await page.wait_for_selector(".tile[data-camera=south][data-state=playing]", timeout=15000)
+    await page.wait_for_selector(".tile[data-camera=north][data-state=playing]", timeout=MEDIA_MS)
+    await page.wait_for_selector(".tile[data-camera=south][data-state=playing]", timeout=MEDIA_MS)
     live = ".tile[data-camera=north] video, .tile[data-camera=south] video"
     sizes = await page.eval_on_selector_all(
         live, "vs => vs.map(v => [v.videoWidth, v.videoHeight, v.currentTime])"

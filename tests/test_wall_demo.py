@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from support.browser import MEDIA_MS
 from support.procs import GRIDWATCH, free_port, stop
 from support.wall import SEEN_SCRIPT, frames_decoded, sign_in, tile_coverage
 
@@ -126,7 +127,7 @@ async def test_every_demo_tile_plays_and_the_tiles_fill_the_wall(demo, browser, 
     page = await browser.new_page(viewport={"width": size[0], "height": size[1]})
     await sign_in(page, demo.base, "admin", demo.password)
     for camera in DEMO_CAMERAS:
-        await page.wait_for_selector(f".tile[data-camera={camera}][data-state=playing]", timeout=20000)
+        await page.wait_for_selector(f".tile[data-camera={camera}][data-state=playing]", timeout=MEDIA_MS)
     before = await frames_decoded(page)
     assert set(before) == DEMO_CAMERAS
     await page.wait_for_timeout(1500)

@@ -12,6 +12,7 @@ import time
 import pytest
 from test_dispatch_deadlines import connect
 
+from support.browser import MEDIA_MS
 from support.procs import PASSWORDS
 from support.wall import SEEN_SCRIPT, sign_in, wait_marker_at
 from support.whep_client import view
@@ -140,7 +141,7 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
     })  # fmt: skip
     page = await wall(browser, gw)
     for cam in ("gate", "yard"):
-        await page.wait_for_selector(f".tile[data-camera={cam}][data-state=playing]", timeout=15000)
+        await page.wait_for_selector(f".tile[data-camera={cam}][data-state=playing]", timeout=MEDIA_MS)
 
     # The camera dies: no signal, then offline with the reason, within 5 s.
     rtsp.stop()
@@ -154,7 +155,12 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
     # Cameras added and deleted through the API: tiles come and go within 5 s.
     await post(http, gw, "/api/cameras", {"id": "dock", "name": "Dock", "source": "lavfi:testsrc2=size=320x180:rate=10"},
                "admin")  # fmt: skip
-    await page.wait_for_selector(".tile[data-camera=dock][data-state=playing]", timeout=10000)
+    await page.wait_for_selector(".tile[data-camera=dock]", timeout=5000)
+    await page.wait_for_selector(".tile[data-camera=dock][data-state=playing]", timeout=MEDIA_MS)
+    renamed = {"id": "dock", "name": "Loading dock", "source": "lavfi:testsrc2=size=320x180:rate=10"}
+    async with http.put(gw.base + "/api/cameras/dock", json=renamed, headers=headers(gw, "admin")) as r:
+        assert r.status == 200
+    await page.wait_for_selector(".tile[data-camera=dock] .name:text-is('Loading dock')", timeout=5000)
     async with http.delete(gw.base + "/api/cameras/yard", headers=headers(gw, "admin")) as r:
         assert r.status == 200
     await page.wait_for_selector(".tile[data-camera=yard]", state="detached", timeout=5000)
@@ -164,7 +170,7 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
     await page.wait_for_selector("#ws-banner", timeout=5000)
     gw.start()
     await page.wait_for_selector("#ws-banner", state="detached", timeout=20000)
-    await page.wait_for_selector(".tile[data-camera=dock][data-state=playing]", timeout=30000)
+    await page.wait_for_selector(".tile[data-camera=dock][data-state=playing]", timeout=MEDIA_MS)
 
 
 @pytest.mark.browser
@@ -218,7 +224,7 @@ async def test_layouts_pages_focus_and_published_sources_are_kept_per_user(gridw
         await page.uncheck("#sources-menu input[data-source=cam-0]")
         await page.click("#sources-button")
         # It comes first, and the wall turns to the page that shows it.
-        await page.wait_for_selector(".tile[data-camera=drone-1][data-state=playing]", timeout=15000)
+        await page.wait_for_selector(".tile[data-camera=drone-1][data-state=playing]", timeout=MEDIA_MS)
         assert await page.inner_text("#page") == "1 / 2"
     finally:
         drone.terminate()
@@ -250,7 +256,7 @@ async def test_roles_officers_go_to_their_phone_viewers_get_video_and_logout_end
     await officer.wait_for_url(gw.base + "/phone", timeout=10000)
 
     viewer = await wall(browser, gw, "viewer")
-    await viewer.wait_for_selector(".tile[data-camera=gate][data-state=playing]", timeout=15000)
+    await viewer.wait_for_selector(".tile[data-camera=gate][data-state=playing]", timeout=MEDIA_MS)
     for panel in ("#board", "#map", "#alerts", "#people", "#show-stats"):
         assert await viewer.locator(panel).count() == 0, panel
     assert gw.metrics()['gridwatch_stream_viewers{stream="gate"}'] == 1

@@ -7,6 +7,7 @@ export const TERMINAL = new Set(["closed", "rejected", "cancelled"]);
 export const SUPERVISORS = ["admin", "dispatcher"];
 const TAIL_S = 300;  // how much of each officer's track the map draws behind him
 const TOAST_S = 20;  // a new violation's pop-up stays this long (or until clicked)
+const KEEP_DONE = 300;  // ended tickets the board keeps (a wall runs for days; the API has the rest)
 
 class Store {
   constructor() {
@@ -171,8 +172,21 @@ class Store {
     if (known && known.updated_at >= ticket.updated_at) return;  // seen already, or older
     this.tickets.set(ticket.id, ticket);
     this.seen.set(ticket.id, performance.now());
+    if (TERMINAL.has(ticket.state)) this.prune();
     this.emit("tickets");
     if (this.selected === ticket.id) this.emit("selected");
+  }
+
+  // Only the newest KEEP_DONE ended tickets stay in the page, so its memory stays flat.
+  prune() {
+    const done = [...this.tickets.values()].filter((t) => TERMINAL.has(t.state));
+    if (done.length <= KEEP_DONE + 50) return;
+    done.sort((a, b) => a.updated_at - b.updated_at);
+    for (const t of done.slice(0, done.length - KEEP_DONE)) {
+      if (t.id === this.selected) continue;
+      this.tickets.delete(t.id);
+      this.seen.delete(t.id);
+    }
   }
 
   putOfficer(o) {
