@@ -32,6 +32,11 @@ class EvidenceStore:
         tmp.replace(path)  # never a half-written picture, even if the node dies here
         return rel
 
+    def remove(self, rel: str) -> None:
+        """Delete a file saved moments ago that its ticket could not take."""
+        if (path := self.path(rel)) is not None:
+            path.unlink(missing_ok=True)
+
     def path(self, rel: str) -> Path | None:
         """The file for a name a ticket lists; None if it is not a file inside the root."""
         path = (self.root / rel).resolve()

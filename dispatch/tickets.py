@@ -25,6 +25,7 @@ STATES: tuple[str, ...] = State.__args__  # type: ignore[attr-defined]
 TERMINAL = {"closed", "rejected", "cancelled"}
 SUPERVISORS = frozenset({"admin", "dispatcher"})
 SYSTEM = "system"  # deadline timers, detectors, track-based arrival
+MAX_EVIDENCE = 32  # files a ticket lists
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class NewTicket(BaseModel):
     description: Annotated[str, Field(max_length=2000)] = ""
     camera: str | None = None
     detection: Detection | None = None  # camera tickets: the zone and box the detector saw
-    evidence: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=32)] = []
+    evidence: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=MAX_EVIDENCE)] = []
 
 
 class Ticket(NewTicket):
@@ -127,6 +128,7 @@ if ARGV[5] ~= ARGV[4] then
   redis.call('ZADD', KEYS[4], ARGV[6], ARGV[1])
 end
 redis.call('XADD', KEYS[2], '*', 'entry', ARGV[7])
+if ARGV[9] ~= '' then redis.call('ZADD', 'gw:assigned:' .. ARGV[9], ARGV[6], ARGV[1]) end
 redis.call('PUBLISH', 'gw:events', ARGV[8])
 return 1
 """
@@ -200,6 +202,11 @@ class TicketStore:
         ids.sort(key=lambda x: -x[1])
         return await self.fetch([raw.decode() for raw, _ in ids[:limit]])
 
+    async def assigned(self, officer: str, limit: int = 100) -> list[Ticket]:
+        """The tickets ever assigned to `officer` (`gw:assigned:{officer}`), newest first."""
+        ids = await self.redis.zrevrange(f"gw:assigned:{officer}", 0, limit - 1)
+        return await self.fetch([raw.decode() for raw in ids])
+
     async def changed_since(self, since: float) -> list[Ticket]:
         ids: list[bytes] = []
         for s in STATES:
@@ -256,6 +263,19 @@ class TicketStore:
             return ticket.model_copy(update={**fields, "updated_at": time.time()})
 
         return (await self._update(ticket_id, change, label, who, SYSTEM, why))[1]
+
+    async def add_evidence(self, ticket_id: str, who: str, role: str, names: list[str], why: str) -> Ticket:
+        """Append evidence files (logged as `evidence`); applied to the newest version on
+        every retry, so two uploads at once both stay. TransitionError 409 when the ticket
+        would hold more than MAX_EVIDENCE files: evidence is never dropped to make room."""
+
+        def change(ticket: Ticket) -> Ticket:
+            new = [n for n in names if n not in ticket.evidence]
+            if len(ticket.evidence) + len(new) > MAX_EVIDENCE:
+                raise TransitionError(409, f"ticket {ticket_id} holds {MAX_EVIDENCE} evidence files already", [])
+            return ticket.model_copy(update={"evidence": [*ticket.evidence, *new], "updated_at": time.time()})
+
+        return (await self._update(ticket_id, change, "evidence", who, role, why))[1]
 
     async def _update(
         self, ticket_id, change, action, who, role, why, retries: int = 8

@@ -78,8 +78,16 @@ async def logout(request: web.Request) -> web.Response:
 
 @routes.get("/api/me")
 async def me(request: web.Request) -> web.Response:
+    """Who is signed in; an officer also gets his name, whether he is on duty, and how
+    often his phone must send a fix (`heartbeat_s`)."""
     p = request["principal"]
-    return web.json_response({"username": p.username, "role": p.role})
+    data: dict = {"username": p.username, "role": p.role}
+    if p.role == "officer":
+        cfg = request.app[keys.CONFIG]
+        state = await request.app[keys.OFFICERS].state(p.username)
+        named = next((o.name for o in cfg.officers if o.id == p.username), None)
+        data |= {"name": named, "on_duty": state.on_duty, "heartbeat_s": cfg.tracks.heartbeat_s}
+    return web.json_response(data)
 
 
 async def _camera(request: web.Request) -> Camera:

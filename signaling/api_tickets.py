@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import secrets
 import time
 
+import cv2
+import numpy as np
 from aiohttp import web
 
 from dispatch.stats import report
-from dispatch.tickets import STATES, NewTicket, Ticket, TransitionError, allowed_actions
+from dispatch.tickets import STATES, TERMINAL, NewTicket, Ticket, TransitionError, allowed_actions
 from signaling import keys
 from signaling.auth import Principal, require
 from signaling.http_errors import JsonError, read_json, validated
@@ -57,8 +61,13 @@ async def list_tickets(request: web.Request) -> web.Response:
         limit = min(1000, max(1, int(request.query.get("limit", "100"))))
     except ValueError:
         raise JsonError(400, "limit: must be an integer") from None
-    tickets = await request.app[keys.TICKETS].list(state, limit)
-    return web.json_response({"tickets": [_view(t) for t in tickets if _visible(principal, t)]})
+    store = request.app[keys.TICKETS]
+    if principal.role == "officer":  # his own, however many others there are
+        tickets = [t for t in await store.assigned(principal.username, limit)
+                   if _visible(principal, t) and state in (None, t.state)]  # fmt: skip
+    else:
+        tickets = await store.list(state, limit)
+    return web.json_response({"tickets": [_view(t) for t in tickets]})
 
 
 async def _ticket(request: web.Request, principal: Principal) -> Ticket:
@@ -114,6 +123,50 @@ async def ticket_evidence(request: web.Request) -> web.Response:
             ],
         }
     )  # fmt: skip
+
+
+PHOTO_TYPES = {b"\xff\xd8\xff": ("image/jpeg", "jpg"), b"\x89PNG\r\n\x1a\n": ("image/png", "png")}
+PHOTO_STATES = {"accepted", "on_scene", "resolved"}  # the assignee's photos: at the scene
+
+
+def _decoded_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a picture that really decodes; None otherwise."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    return None if image is None else (image.shape[1], image.shape[0])
+
+
+@routes.post("/api/tickets/{id}/evidence")
+async def upload_photo(request: web.Request) -> web.Response:
+    """A photo from the scene (the officer resolving the ticket, or a dispatcher): the
+    body is the JPEG or PNG itself, checked by its content, at most server.max_photo_bytes;
+    stored with the ticket's evidence and logged. 201 {name, url}."""
+    principal = require(request, "officer", "admin", "dispatcher")
+    ticket = await _ticket(request, principal)
+    if principal.role == "officer" and ticket.state not in PHOTO_STATES:
+        raise JsonError(409, f"ticket {ticket.id} is {ticket.state}: photos are taken at the scene")
+    if ticket.state in TERMINAL:
+        raise JsonError(409, f"ticket {ticket.id} is {ticket.state}: its evidence is closed")
+    limit = request.app[keys.CONFIG].server.max_photo_bytes
+    data = await request.content.read(limit + 1)  # not request.read(): its cap is for JSON
+    if len(data) > limit:
+        raise JsonError(413, f"a photo is at most {limit // 1024} KB")
+    kind = next((t for magic, t in PHOTO_TYPES.items() if data.startswith(magic)), None)
+    if kind is None:
+        raise JsonError(415, "a photo must be a JPEG or PNG file", "unsupported_media_type")
+    size = await asyncio.to_thread(_decoded_size, data)
+    if size is None:
+        raise JsonError(415, f"the {kind[1].upper()} does not decode", "unsupported_media_type")
+    store = request.app[keys.EVIDENCE]
+    name = f"photo-{int(time.time() * 1000)}-{secrets.token_hex(2)}.{kind[1]}"
+    rel = await asyncio.to_thread(store.save, f"{ticket.key or ticket.id}-photos", name, data)
+    why = f"photo {name} ({size[0]}x{size[1]}, {len(data) // 1024} KB)"
+    try:
+        await request.app[keys.TICKETS].add_evidence(ticket.id, principal.username, principal.role, [rel], why)
+    except TransitionError as e:
+        await asyncio.to_thread(store.remove, rel)
+        raise JsonError(e.status, str(e)) from None
+    log.info("photo added", extra={"ticket": ticket.id, "user": principal.username, "bytes": len(data)})
+    return web.json_response({"name": rel, "url": f"/api/tickets/{ticket.id}/evidence/{rel}"}, status=201)
 
 
 @routes.get("/api/tickets/{id}/evidence/{name:.+}")

@@ -78,6 +78,21 @@ class PublishRequest(Message):
     stop: bool = False
 
 
+class PublishAnswer(Message):
+    """The officer's answer to a camera request (or his own stop): to the dispatcher."""
+
+    to: UserName
+    accepted: bool
+    reason: Annotated[str, Field(max_length=200)] = ""
+
+
+class CallMedia(CallRef):
+    """What a party sends in a call (his camera failed, he muted): told to the other."""
+
+    audio: bool
+    video: bool
+
+
 MESSAGES: dict[str, type[Message]] = {
     "call.invite": Invite,
     "call.accept": CallRef,
@@ -87,6 +102,8 @@ MESSAGES: dict[str, type[Message]] = {
     "sdp": Sdp,
     "ice": Ice,
     "publish.request": PublishRequest,
+    "publish.answer": PublishAnswer,
+    "call.media": CallMedia,
 }
 
 _INVITE = """
@@ -236,8 +253,10 @@ class Calls:
             Invite: self.invite,
             Sdp: self.relay,
             Ice: self.relay,
+            CallMedia: self.relay,
             Transfer: self.transfer,
             PublishRequest: self.publish_request,
+            PublishAnswer: self.publish_answer,
         }.get(type(message))
         if handler is None:
             handler = {
@@ -387,7 +406,7 @@ class Calls:
         log.info("call not answered", extra={"call": call_id, "callee": ended["callee"]})
         await self._ended(ended)
 
-    async def relay(self, client: Client, msg: Sdp | Ice) -> None:
+    async def relay(self, client: Client, msg: Sdp | Ice | CallMedia) -> None:
         call = await self._get(msg.call)
         side = self._side(call, client)
         if side is None:
@@ -428,6 +447,18 @@ class Calls:
         await client.send({"type": "publish.requested", "to": msg.to, "stream": stream,
                            "stop": msg.stop})  # fmt: skip
         log.info("camera requested", extra={"officer": msg.to, "by": client.user, "stop": msg.stop})
+
+    async def publish_answer(self, client: Client, msg: PublishAnswer) -> None:
+        """Consent: the officer shares his camera, refuses (with a reason) or stops."""
+        if client.role != "officer":
+            raise Refused("forbidden", "only an officer answers for his camera")
+        if self.roles.get(msg.to) not in DESK:
+            raise Refused("forbidden", f"{msg.to!r} is not a dispatcher")
+        event = {"type": "publish.answer", "officer": client.user, "stream": phone_stream(client.user),
+                 "accepted": msg.accepted, "reason": msg.reason}  # fmt: skip
+        await self.sockets.to_user(msg.to, event)
+        log.info("camera request answered", extra={"officer": client.user, "to": msg.to,
+                                                   "accepted": msg.accepted, "reason": msg.reason})  # fmt: skip
 
     # sockets coming and going ----------------------------------------------
 

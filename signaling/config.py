@@ -28,6 +28,8 @@ class ServerConfig(Strict):
     port: Annotated[int, Field(ge=0, le=65535)] = 8080
     data_dir: Path = Path("./var")
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # A photo an officer uploads as evidence (JPEG or PNG, checked by its content).
+    max_photo_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 10 * 1024 * 1024
     token_ttl_s: Annotated[int, Field(ge=60)] = 12 * 3600
     secret: str | None = None
 
@@ -247,6 +249,12 @@ class MapConfig(Strict):
         return self
 
 
+class TracksConfig(Strict):
+    # A phone sends a fix at least this often, standing still too (its page keeps the
+    # fixes it could not send, with their own times, and sends them when back online).
+    heartbeat_s: Annotated[float, Field(ge=1, le=300)] = 10.0
+
+
 class GridWarn(Strict):
     window_s: Annotated[int, Field(gt=0)] = 3600
     threshold: Annotated[int, Field(gt=0)] = 10
@@ -344,8 +352,16 @@ class Config(Strict):
     officers: list[Officer] = []
     grids: GridsConfig = GridsConfig()
     map: MapConfig = MapConfig()
+    tracks: TracksConfig = TracksConfig()
     dispatch: DispatchConfig = DispatchConfig()
     detectors: DetectorsConfig = DetectorsConfig()
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> Config:
+        if self.tracks.heartbeat_s * 2 > self.dispatch.stale_s:
+            raise ValueError("tracks.heartbeat_s: must be at most half of dispatch.stale_s, "
+                             "or a standing officer goes stale between two fixes")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> Config:

@@ -78,8 +78,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                                    "device": device, "peer": request.remote})  # fmt: skip
     try:
         ice = app[keys.CALLS].ice_servers
-        await client.send({"type": "hello", "user": client.user, "role": client.role,
-                           "device": device, "ice_servers": ice})  # fmt: skip
+        await client.send({"type": "hello", "user": client.user, "role": client.role, "device": device,
+                           "ice_servers": ice, "heartbeat_s": app[keys.CONFIG].tracks.heartbeat_s})  # fmt: skip
         await presence.online(client)
         await client.send({"type": "presence.list", "users": await presence.everyone()})
         await client.start()
