@@ -200,6 +200,12 @@ async def phone(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "phone.html")
 
 
+async def service_worker(request: web.Request) -> web.FileResponse:
+    # At the root, so that it may look after /phone; always checked for a newer version.
+    return web.FileResponse(STATIC / "sw.js", headers={"Content-Type": "text/javascript",
+                                                        "Cache-Control": "no-cache"})  # fmt: skip
+
+
 def add_vendor_routes(app: web.Application) -> None:
     dirs, missing = vendor_dirs()
     if missing:  # the API and the media work on; the pages cannot
@@ -231,6 +237,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(api_recordings.routes)
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
+    app.router.add_get("/sw.js", service_worker)
     app.router.add_static("/static/", str(STATIC))
     add_vendor_routes(app)
     return app

@@ -128,7 +128,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = demo.demo_config(args.port, args.data_dir, passwords)
     banner = (
         f"\n  Gridwatch demo: http://127.0.0.1:{args.port}/\n"
-        f"  log in as  admin / {passwords['admin']}\n"
+        f"  log in as  admin / {passwords['admin']}   (the command wall)\n"
+        f"  officer    {demo.OFFICER} / {passwords[demo.OFFICER]}   (http://127.0.0.1:{args.port}/phone: sign in and\n"
+        f"             you are the patrol officer; the simulation hands him over until you leave)\n"
         f"  ({len(config.cameras)} demo cameras; on {demo.STREET} a vehicle parks and a stall is\n"
         f"   set up every 90 s: tickets open, and officer {demo.OFFICER} (simulated) takes them.\n"
         f"   Ctrl-C stops)\n"

@@ -153,10 +153,20 @@ async def patrol(base: str, username: str, password: str, speed_mps: float = 6.0
         walk = Walk(offset(*CENTRE, radius_m, 0), speed_mps * period_s, radius_m)
         while True:
             try:
-                await walk.step(http, headers, username)
+                if await taken_over(http, headers, username):
+                    walk.on_scene_since = None  # a person has his phone: he walks and decides
+                else:
+                    await walk.step(http, headers, username)
             except (aiohttp.ClientError, KeyError, ValueError) as e:  # the server is busy or gone
                 log.warning("demo officer", extra={"error": str(e)})
             await asyncio.sleep(period_s)
+
+
+async def taken_over(http: aiohttp.ClientSession, headers: dict, username: str) -> bool:
+    """Whether a person is signed in as this officer on a phone (a /ws device online)."""
+    async with http.get("/api/presence", headers=headers) as r:
+        users = (await r.json())["users"]
+    return any(u["user"] == username and u["devices"] for u in users)
 
 
 class Walk:

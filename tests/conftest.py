@@ -94,9 +94,10 @@ def is_loopback_url(url: str) -> bool:
 class GuardedBrowser:
     """Chromium for one test: a request from any of its pages to anything but loopback is
     stopped before it leaves and recorded (the `browser` fixture then fails the test), and
-    every page is kept as a screenshot when the test ends."""
+    every page is kept as a screenshot when the test ends. `browser` is None for a
+    persistent profile (its one context is guarded instead)."""
 
-    def __init__(self, browser: Browser):
+    def __init__(self, browser: Browser | None):
         self.browser = browser
         self.pages: list[Page] = []
         self.outside: list[str] = []
@@ -118,11 +119,15 @@ class GuardedBrowser:
             self.pages.append(page)
             page.on("websocket", lambda ws: self._check(ws.url))
 
-    async def new_context(self, **options) -> BrowserContext:
-        context = await self.browser.new_context(**options)
+    async def guard(self, context: BrowserContext) -> BrowserContext:
         await context.route("**/*", self._route)
         context.on("page", self._page)
+        for page in context.pages:
+            self._page(page)
         return context
+
+    async def new_context(self, **options) -> BrowserContext:
+        return await self.guard(await self.browser.new_context(**options))
 
     async def new_page(self, **options) -> Page:
         page = await (await self.new_context(**options)).new_page()
@@ -138,15 +143,42 @@ class GuardedBrowser:
 
 
 @pytest.fixture
-async def browser(request):
+async def browsers(request):
+    """Launches guarded Chromiums for one test, `await browsers(*extra_flags)`; each is
+    screenshot and closed when the test ends, and a request outside loopback fails it."""
     async with async_playwright() as p:
-        b = await p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,  # playwright gives each launch a fresh profile of its own
-            headless=True,
-        )
-        guarded = GuardedBrowser(b)
-        yield guarded
-        await guarded.screenshots(re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid))
-        await b.close()
-        assert not guarded.outside, f"the pages reached outside loopback: {guarded.outside[:5]}"
+        launched: list[GuardedBrowser] = []
+
+        contexts: list[BrowserContext] = []
+
+        async def launch(*flags: str) -> GuardedBrowser:
+            # Playwright gives each launch a fresh profile of its own.
+            b = await p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *flags], headless=True)
+            launched.append(guarded := GuardedBrowser(b))
+            return guarded
+
+        async def persistent(profile: Path, **options) -> BrowserContext:
+            """A browser with a profile on disk (not incognito: an app can be installed)."""
+            context = await p.chromium.launch_persistent_context(
+                str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, **options)
+            launched.append(guarded := GuardedBrowser(None))
+            contexts.append(context)
+            return await guarded.guard(context)
+
+        launch.persistent = persistent
+        yield launch
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid)
+        for i, guarded in enumerate(launched):
+            await guarded.screenshots(name if i == 0 else f"{name}-b{i}")
+            if guarded.browser:
+                await guarded.browser.close()
+        for context in contexts:
+            await context.close()
+        outside = [url for g in launched for url in g.outside]
+        assert not outside, f"the pages reached outside loopback: {outside[:5]}"
+
+
+@pytest.fixture
+async def browser(browsers) -> GuardedBrowser:
+    """One guarded Chromium (see `browsers`)."""
+    return await browsers()

@@ -34,7 +34,11 @@ async def test_phone_publishes_its_camera_when_the_dispatcher_asks(gridwatch_fac
         await desk.send(type="publish.request", to="officer")
         requested = await desk.expect("publish.requested")
         assert requested["stream"] == "phone-officer"
+        # Nothing is shown until the officer agrees.
+        await page.click("#camera-share")
         await page.wait_for_selector("#sharing:not([hidden])", timeout=MEDIA_MS)
+        answer = await desk.expect("publish.answer")
+        assert answer["accepted"] is True and answer["officer"] == "officer"
         viewer = await view(http, gw.base, "phone-officer", token)
         assert await viewer.wait_frames(20, timeout=MEDIA_MS / 1000), "no frames from the phone's camera"
         _, frame = viewer.frames[-1]
@@ -103,6 +107,7 @@ async def test_wall_pulls_the_phone_camera_and_calls_browser_to_browser(gridwatc
     await wall.wait_for_selector(f"{officer}[data-status=available]", timeout=10000)
 
     await wall.click(f"{officer} .camera")
+    await phone.click("#camera-share")
     await phone.wait_for_selector("#sharing:not([hidden])", timeout=MEDIA_MS)
     await wall.wait_for_selector(".tile[data-camera=phone-officer][data-state=playing]", timeout=MEDIA_MS)
     size = await wall.eval_on_selector(

@@ -1,7 +1,9 @@
-"""The command wall on `gridwatch demo`, as a dispatcher uses it: a violation reaches the
+"""`gridwatch demo` as a dispatcher and an officer use it: a violation reaches the wall's
 board and pops up with its snapshot at once, its detail has the pictures, the clip, the
 audit log and the officer's track, and the dispatcher closes it once the camera has
-verified it; every demo tile plays and the tiles fill the screen at 1080p and at 4K."""
+verified it; every demo tile plays and the tiles fill the screen at 1080p and at 4K; and
+a person who signs in as the demo's officer on the phone page takes the next violation
+from the ring to the photo that resolves it."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ DEMO_CAMERAS = {"crossroads", "market-street", "school-gate", "wall-clock", "mai
 class Demo:
     base: str
     password: str
+    officer_password: str
     proc: subprocess.Popen
     log: Path
 
@@ -42,15 +45,17 @@ def demo(tmp_path_factory) -> Demo:
             stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
         )  # fmt: skip
     try:
-        password = None
+        password = officer = None
         deadline = time.monotonic() + 120
-        while password is None and time.monotonic() < deadline:
+        while officer is None and time.monotonic() < deadline:
             line = proc.stdout.readline()
             assert line, f"the demo exited:\n{log.read_text()[-3000:]}"
             if m := re.search(r"log in as\s+admin / (\S+)", line):
                 password = m[1]
-        assert password, "the demo printed no login"
-        yield Demo(f"http://127.0.0.1:{port}", password, proc, log)
+            if m := re.search(r"officer\s+p-017 / (\S+)", line):
+                officer = m[1]
+        assert password and officer, "the demo printed no logins"
+        yield Demo(f"http://127.0.0.1:{port}", password, officer, proc, log)
     finally:
         stop(proc, timeout=20)
 
@@ -138,3 +143,76 @@ async def test_every_demo_tile_plays_and_the_tiles_fill_the_wall(demo, browser, 
     assert await page.locator("#map path.leaflet-interactive.grid").count() == 4
     assert await page.locator("#map .cam-marker").count() == len(DEMO_CAMERAS)
     await page.wait_for_selector("#map .officer-marker[data-officer=p-017]", timeout=10000)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(480)
+async def test_a_person_takes_the_demo_officers_phone_and_works_a_violation(demo, browser, http):
+    # He takes over between two cases: the simulated officer has none open.
+    async with asyncio.timeout(240):
+        while any(t["assignee"] == "p-017" and t["state"] in ("dispatched", "accepted", "on_scene")
+                  for t in (await api(http, demo, "/api/tickets?limit=50"))["tickets"]):  # fmt: skip
+            await asyncio.sleep(1)
+    start = {"latitude": 31.2612, "longitude": 120.9203}  # ~120 m north of the street camera
+    context = await browser.new_context(viewport={"width": 412, "height": 915}, geolocation=start,
+                                        permissions=["geolocation"])  # fmt: skip
+    phone = await context.new_page()
+    await phone.goto(demo.base + "/phone")
+    await phone.fill("input[name=username]", "p-017")
+    await phone.fill("input[name=password]", demo.officer_password)
+    await phone.click("button[type=submit]")
+    await phone.wait_for_selector("#status[data-state=available]", timeout=10000)
+    wall = await browser.new_page(viewport={"width": 1920, "height": 1080})
+    await sign_in(wall, demo.base, "admin", demo.password)
+
+    # The next illegal parking rings on his phone, with its picture; stalls he declines.
+    async with asyncio.timeout(240):
+        while True:
+            await phone.wait_for_selector("#offer", timeout=200000)
+            tid = await phone.get_attribute("#offer", "data-ticket")
+            ticket = await api(http, demo, f"/api/tickets/{tid}")
+            if ticket["category"] == "illegal_parking":
+                break
+            await phone.click("#decline-ticket")
+            await phone.click("#decline-confirm")
+            await phone.wait_for_selector(f"#offer[data-ticket={tid}]", state="detached")
+    await phone.wait_for_function("() => document.querySelector('#offer img.snapshot')?.naturalWidth > 0")
+    assert int(await phone.get_attribute("#offer .far", "data-distance")) > 50
+    await phone.click("#accept-ticket")
+    await phone.wait_for_selector(f"#working[data-ticket={tid}][data-state=accepted]")
+    assert (await phone.get_attribute("#navigate", "href")).startswith("geo:")
+
+    # He walks there; the server sees him arrive from his track.
+    here = [start["latitude"], start["longitude"]]
+    goal = [ticket["location"]["lat"], ticket["location"]["lon"]]
+    for i in range(1, 21):
+        point = [here[k] + (goal[k] - here[k]) * i / 20 for k in (0, 1)]
+        await context.set_geolocation({"latitude": point[0], "longitude": point[1]})
+        await asyncio.sleep(0.5)
+    await phone.wait_for_selector(f"#working[data-ticket={tid}][data-state=on_scene]", timeout=15000)
+
+    # A photo from his camera and a note resolve it; the wall shows the photo.
+    await phone.click("#open-camera")
+    await phone.wait_for_function("() => document.querySelector('.camera video')?.videoWidth > 0", timeout=MEDIA_MS)
+    await phone.click("#take-photo")
+    await phone.wait_for_selector(".photos img.photo")
+    await phone.fill("#resolve-note", "driver found, vehicle moved")
+    await phone.click("#resolve-ticket")
+    await phone.wait_for_selector(f"#working[data-ticket={tid}][data-state=resolved]")
+    await wall.click(f"li.ticket[data-ticket={tid}]")
+    await wall.wait_for_function(
+        "() => document.querySelector('#detail figure[data-evidence*=\"-photos/\"] img')?.naturalWidth > 0",
+        timeout=10000,
+    )
+    # The camera verifies the spot is clear; the dispatcher closes it on the wall.
+    await wall.wait_for_selector(f"li.ticket[data-ticket={tid}][data-state=verified]", timeout=180000)
+    await wall.click("#detail button[data-action=close]")
+    await wall.wait_for_selector("#detail[data-state=closed]", timeout=10000)
+    done = await api(http, demo, f"/api/tickets/{tid}")
+    assert done["state"] == "closed"
+    actions = [(e["action"], e["who"]) for e in done["log"]]
+    assert ("accept", "p-017") in actions and ("resolve", "p-017") in actions
+    assert ("arrive", "p-017") in actions  # from his track, not a button
+    assert any(e["action"] == "evidence" and e["why"].startswith("photo ") for e in done["log"])
+    resolve = next(e for e in done["log"] if e["action"] == "resolve")
+    assert resolve["why"] == "driver found, vehicle moved"

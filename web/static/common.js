@@ -85,37 +85,60 @@ export class Signal {
   close() { this.closed = true; this.ws.close(); }
 }
 
-async function camera(audio) {
-  try {
-    return await navigator.mediaDevices.getUserMedia({ video: true, audio });
-  } catch (err) {
-    if (!audio) throw err;
-    return navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+// Every capture track this page has opened, so that a page can show none is left live.
+export const captures = [];
+
+// The camera and microphone. A call whose camera fails goes on with sound alone (and one
+// whose microphone fails, with the picture alone): {stream, audio, video}.
+export async function openMedia({ video = true, audio = true } = {}) {
+  const attempts = [{ video, audio }];
+  if (video && audio) attempts.push({ video: false, audio: true }, { video: true, audio: false });
+  let failure;
+  for (const want of attempts) {
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia(want);
+      captures.push(...stream.getTracks());
+      return { stream, audio: stream.getAudioTracks().length > 0, video: stream.getVideoTracks().length > 0 };
+    } catch (err) { failure = err; }
   }
+  throw failure;
+}
+
+export function stopTracks(stream) {
+  if (stream) for (const t of stream.getTracks()) t.stop();
 }
 
 // The phone's camera to the server over WHIP (for the wall, the recorder, the detectors).
+// stop() wins over a start() still under way: whatever that start opens is closed.
 export class WhipPublisher {
+  constructor() { this.run = 0; }
+
   // `media`: a camera already open (a recorded call's); its tracks stay its owner's.
   async start(stream, media = null) {
-    this.own = media === null;
-    this.media = media || await camera(false);
-    this.pc = new RTCPeerConnection({ iceServers: [] });
-    for (const track of this.media.getTracks()) this.pc.addTransceiver(track, { direction: "sendonly" });
+    const run = ++this.run;
+    const own = media === null;
+    const opened = media || (await openMedia({ video: true, audio: false })).stream;
+    if (run !== this.run) { if (own) stopTracks(opened); throw new Error("stopped"); }
+    Object.assign(this, { own, media: opened, pc: new RTCPeerConnection({ iceServers: [] }) });
+    for (const track of opened.getTracks()) this.pc.addTransceiver(track, { direction: "sendonly" });
     await this.pc.setLocalDescription(await this.pc.createOffer());
     await waitGathering(this.pc);
+    if (run !== this.run) throw new Error("stopped");
     const r = await api(`/whip/${encodeURIComponent(stream)}`, {
       method: "POST", headers: { "Content-Type": "application/sdp" }, body: this.pc.localDescription.sdp,
     });
     if (r.status !== 201) { const err = (await r.json()).message; this.stop(); throw new Error(err); }
     this.resource = r.headers.get("Location");
+    if (run !== this.run) { this.stop(); throw new Error("stopped"); }
     await this.pc.setRemoteDescription({ type: "answer", sdp: await r.text() });
   }
+
   stop() {
+    this.run++;
     if (this.resource) api(this.resource, { method: "DELETE" }).catch(() => {});
     this.resource = null;
     if (this.pc) this.pc.close();
-    if (this.media && this.own) for (const t of this.media.getTracks()) t.stop();
+    if (this.own) stopTracks(this.media);
     this.pc = this.media = null;
   }
 }
@@ -132,7 +155,11 @@ export class Call {
     return this.opening;
   }
   async _open() {
-    this.media = await camera(true);
+    const opened = await openMedia({ video: true, audio: true });
+    if (this.ended) { stopTracks(opened.stream); throw new Error("the call has ended"); }
+    this.media = opened.stream;
+    this.sending = { audio: opened.audio, video: opened.video, muted: false };
+    this.tellMedia();
     if (this.local) this.local.srcObject = this.media;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
@@ -171,11 +198,23 @@ export class Call {
     this.recording = new WhipPublisher();
     await this.recording.start(stream, this.media);
   }
+  // The other side is told what it gets: audio only when this camera failed, muted.
+  tellMedia() {
+    const { audio, video, muted } = this.sending;
+    this.signal.send({ type: "call.media", call: this.id, audio: audio && !muted, video });
+  }
+  setMuted(muted) {
+    if (!this.media) return;
+    for (const t of this.media.getAudioTracks()) t.enabled = !muted;
+    this.sending.muted = muted;
+    this.tellMedia();
+  }
   hangup() { this.signal.send({ type: "call.hangup", call: this.id }); this.end(); }
   end() {
+    this.ended = true;
     if (this.recording) this.recording.stop();
     if (this.pc) this.pc.close();
-    if (this.media) for (const t of this.media.getTracks()) t.stop();
+    stopTracks(this.media);
     this.pc = this.media = null;
   }
 }

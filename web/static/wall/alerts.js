@@ -3,7 +3,7 @@
 // snapshot.
 import { useState } from "preact/hooks";
 import { store } from "./store.js";
-import { age, html, label, now, snapshotOf, useTick, useTopics } from "./view.js";
+import { age, html, label, now, snapshotOf, useTick, useTopics } from "../ui.js";
 
 const KIND = { reminder: "Reminder", escalation: "Escalation", unassigned: "Nobody to send",
   surge: "Grid surge", disk_full: "Disk full" };
@@ -23,7 +23,7 @@ function AlertCard({ alert }) {
 }
 
 export function Alerts() {
-  useTopics("alerts");
+  useTopics(store, "alerts");
   useTick(10000);
   const alerts = [...store.alerts.values()].map((a) => a.alert).sort((a, b) => b.at - a.at);
   return html`
@@ -34,7 +34,7 @@ export function Alerts() {
 }
 
 export function Toasts() {
-  useTopics("toasts", "tickets");
+  useTopics(store, "toasts", "tickets");
   const live = store.toasts.filter((t) => t.until > Date.now());
   return html`
     <div id="toasts">

@@ -2,7 +2,7 @@
 // category, grid, overdue, unassigned), and a click opens the ticket's detail.
 import { useLayoutEffect, useState } from "preact/hooks";
 import { store, TERMINAL } from "./store.js";
-import { age, html, label, now, STATE_LABELS, useTick, useTopics } from "./view.js";
+import { age, html, label, now, STATE_LABELS, useTick, useTopics } from "../ui.js";
 
 const MAX_ROWS = 300;  // past this the board asks for narrower filters
 const ORDER = ["new", "reassigned", "dispatched", "accepted", "on_scene", "suspended", "resolved",
@@ -46,7 +46,7 @@ function Row({ t }) {
 }
 
 export function Board() {
-  useTopics("tickets", "selected");
+  useTopics(store, "tickets", "selected");
   useTick(5000);
   const [f, setF] = useState({ state: "open", category: "", grid: "", overdue: false, unassigned: false });
   const all = [...store.tickets.values()];

@@ -3,7 +3,7 @@
 // to another desk.
 import { Call } from "../common.js";
 import { store } from "./store.js";
-import { html, label, useTopics } from "./view.js";
+import { html, label, useTopics } from "../ui.js";
 
 export class Desk {
   constructor(signal) {
@@ -12,6 +12,7 @@ export class Desk {
     this.call = null;     // the Call in progress
     this.notice = "";
     this.remote = null;   // the <video> that shows the officer
+    this.peerMedia = null; // what the officer sends in the call: {audio, video}
   }
 
   set(changes) { Object.assign(this, changes); store.emit("desk"); }
@@ -37,12 +38,13 @@ export class Desk {
 
   startCall(id, peer, iceServers) {
     const call = new Call(this.signal, id, peer, iceServers, { remote: this.remote, local: null });
-    this.set({ ringing: null, call, notice: "" });
+    this.set({ ringing: null, call, notice: "", peerMedia: null });
   }
 
   endCall(reason) {
     if (this.call) this.call.end();
-    this.set({ call: null, ringing: null, notice: reason ? `Call ended: ${label(reason)}` : this.notice });
+    this.set({ call: null, ringing: null, peerMedia: null,
+      notice: reason ? `Call ended: ${label(reason)}` : this.notice });
   }
 
   accept() {
@@ -71,6 +73,7 @@ export class Desk {
       case "sdp": if (mine) await this.call.onSdp(m.sdp); break;
       case "call.record": if (mine) await this.call.record(m.stream); break;
       case "ice": if (mine) await this.call.onIce(m.candidate); break;
+      case "call.media": if (mine) this.set({ peerMedia: { audio: m.audio, video: m.video } }); break;
       case "call.transfer": this.set({ notice: `Handing over to ${m.to}…` }); break;
       case "call.hangup":
         if (mine || (this.ringing && this.ringing.call === m.call)) this.endCall(m.reason);
@@ -78,7 +81,14 @@ export class Desk {
       case "call.decline": case "call.timeout": case "call.busy":
         if (mine || !m.call) this.endCall(m.type.slice(5));
         break;
-      case "publish.requested": if (!m.stop) this.pull(m.stream); break;
+      case "publish.requested":
+        if (!m.stop) { this.pull(m.stream); this.set({ notice: `Asked ${m.to} for his camera…` }); }
+        break;
+      case "publish.answer":
+        if (m.accepted) { this.pull(m.stream); this.set({ notice: `${m.officer} shares his camera` }); break; }
+        store.setLayout({ streams: store.layout.streams.filter((s) => s !== m.stream) });
+        this.set({ notice: `${m.officer}: camera not shared — ${m.reason || "refused"}` });
+        break;
       case "error": if (m.request) this.set({ notice: m.message }); break;
     }
   }
@@ -105,7 +115,7 @@ function OfficerRow({ id, o, p }) {
 }
 
 export function DeskPanel() {
-  useTopics("desk", "officers");
+  useTopics(store, "desk", "officers");
   if (!desk) return null;
   const officers = new Map([...store.officers.values()].map((o) => [o.id, o]));
   const online = [...store.presence.values()].filter((p) => p.role === "officer");
@@ -125,6 +135,7 @@ export function DeskPanel() {
           <button id="call-accept" class="primary" onClick=${() => desk.accept()}>Accept</button>
           <button id="call-decline" onClick=${() => desk.decline()}>Decline</button></div>` : null}
         <div class="incall" hidden=${state !== "call"}>With <strong id="call-peer">${desk.call?.peer}</strong>
+          <span id="call-media" class="warn">${desk.peerMedia && !desk.peerMedia.video ? " · audio only" : ""}${desk.peerMedia && !desk.peerMedia.audio ? " · muted" : ""}</span>
           <video id="call-remote" autoplay playsinline ref=${(v) => { if (v) { desk.remote = v; if (desk.call) desk.call.remote = v; } }}></video>
           <button id="call-hangup" onClick=${() => desk.hangup()}>Hang up</button>
           <select id="handover">${desks.map((p) => html`<option value=${p.user}>${p.user}</option>`)}</select>

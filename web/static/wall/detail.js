@@ -5,7 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { getJson, postJson } from "../common.js";
 import { store } from "./store.js";
-import { clock, duration, evidenceUrl, html, label, STATE_LABELS, useTopics } from "./view.js";
+import { clock, duration, evidenceUrl, html, label, STATE_LABELS, useTopics } from "../ui.js";
 
 // What a dispatcher does from the wall; accept, arrive and resolve are the officer's.
 const DESK_ACTIONS = ["verify", "reopen", "close", "reassign", "suspend", "resume", "reject", "cancel"];
@@ -90,7 +90,7 @@ function Candidates({ data, onDispatch }) {
 }
 
 export function Detail() {
-  useTopics("selected");
+  useTopics(store, "selected");
   const id = store.selected;
   const [data, setData] = useState(null);
   const [error, setError] = useState("");

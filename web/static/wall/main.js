@@ -10,20 +10,20 @@ import { Detail } from "./detail.js";
 import { MapPanel, mapLayers } from "./map.js";
 import { Stats } from "./stats.js";
 import { store } from "./store.js";
-import { html, useTopics } from "./view.js";
+import { html, useTopics } from "../ui.js";
 import { closePlayers, players, VideoWall } from "./videowall.js";
 
 let signal = null;
 let timers = [];
 
 function Banner() {
-  useTopics("ws");
+  useTopics(store, "ws");
   return store.wsUp ? null : html`<div id="ws-banner" role="alert">Connection to the server lost — live
     events are paused; reconnecting…</div>`;
 }
 
 function Header() {
-  useTopics("alerts", "view");
+  useTopics(store, "alerts", "view");
   const me = store.me;
   return html`
     <header>
@@ -40,7 +40,7 @@ function Header() {
 }
 
 function Centre() {
-  useTopics("view");
+  useTopics(store, "view");
   return store.view === "stats" && store.supervisor
     ? html`<${Stats} />`
     : html`<${VideoWall} onStopStream=${desk ? (id) => desk.stopStream(id) : null} />`;
@@ -84,7 +84,7 @@ async function showWall() {
   render(html`<${App} />`, $("#app"));
   timers = [setInterval(() => store.pollStreams().catch(() => {}), 5000)];
   if (store.supervisor) timers.push(setInterval(() => store.loadGrids().catch(() => {}), 15000));
-  window.gw = { store, players, map: () => mapLayers && mapLayers.map };  // for tests and benchmarks
+  window.gw = { store, players, map: () => mapLayers && mapLayers.map, desk: () => desk };  // tests, benchmarks
 }
 
 function showLogin() {

@@ -6,7 +6,7 @@
 import * as L from "leaflet";
 import { useEffect, useRef } from "preact/hooks";
 import { store, TERMINAL } from "./store.js";
-import { html, label, STATE_LABELS } from "./view.js";
+import { html, label, STATE_LABELS } from "../ui.js";
 
 const LAYER_STYLES = {
   roads: { color: "#3a4656", weight: 5, opacity: 0.9 },

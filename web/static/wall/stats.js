@@ -4,7 +4,7 @@ import { BarController, BarElement, CategoryScale, Chart, Legend, LinearScale, T
 import { useEffect, useRef, useState } from "preact/hooks";
 import { getJson } from "../common.js";
 import { store } from "./store.js";
-import { duration, html, label } from "./view.js";
+import { duration, html, label } from "../ui.js";
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Legend, Tooltip);
 Chart.defaults.color = "#d8dee9";

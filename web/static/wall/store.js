@@ -2,6 +2,7 @@
 // again whenever the socket comes back (events sent while it was down are not replayed
 // live, so the snapshot is the truth). Panels subscribe by topic and re-render.
 import { getJson, postJson } from "../common.js";
+import { beep, Topics } from "../ui.js";
 
 export const TERMINAL = new Set(["closed", "rejected", "cancelled"]);
 export const SUPERVISORS = ["admin", "dispatcher"];
@@ -9,8 +10,9 @@ const TAIL_S = 300;  // how much of each officer's track the map draws behind hi
 const TOAST_S = 20;  // a new violation's pop-up stays this long (or until clicked)
 const KEEP_DONE = 300;  // ended tickets the board keeps (a wall runs for days; the API has the rest)
 
-class Store {
+class Store extends Topics {
   constructor() {
+    super();
     this.me = null;
     this.tickets = new Map();   // id -> ticket, as the API gives it
     this.officers = new Map();  // id -> {id, name, status, lat, lon, fix_time, ticket, tail}
@@ -29,32 +31,11 @@ class Store {
     this.focus = null;          // the stream enlarged on the video wall
     this.view = "wall";         // what the centre shows: the video wall or the statistics
     this.wsUp = false;
-    this.listeners = new Map();
-    this.dirty = new Set();
     this.seen = new Map();      // ticket id -> when its newest event reached the page (probe)
     this.latencies = [];        // event received -> row on the board, ms (benchmark probe)
   }
 
   get supervisor() { return this.me && SUPERVISORS.includes(this.me.role); }
-
-  on(topic, fn) {
-    if (!this.listeners.has(topic)) this.listeners.set(topic, new Set());
-    this.listeners.get(topic).add(fn);
-    return () => this.listeners.get(topic).delete(fn);
-  }
-
-  // Topics changed in one task are announced once, on the next frame.
-  emit(...topics) {
-    const first = this.dirty.size === 0;
-    for (const t of topics) this.dirty.add(t);
-    if (!first) return;
-    const flush = () => {
-      const topics = [...this.dirty];
-      this.dirty.clear();
-      for (const t of topics) for (const fn of this.listeners.get(t) || []) fn();
-    };
-    if (document.hidden) setTimeout(flush, 50); else requestAnimationFrame(flush);
-  }
 
   // --- loading -----------------------------------------------------------------
 
@@ -222,7 +203,7 @@ class Store {
     if (this.alerts.has(event.alert.id)) return;
     this.alerts.set(event.alert.id, { alert: event.alert, event });
     this.emit("alerts");
-    beep(event.alert.level === "critical" ? 3 : 2);
+    beep(event.alert.level === "critical" ? 3 : 2, event.alert.level === "critical");
   }
 
   async ackAlert(id) {
@@ -308,25 +289,6 @@ class Store {
     }
     if (this.latencies.length > 10000) this.latencies.splice(0, 5000);
   }
-}
-
-let audio = null;
-// A short tone (n beeps) where the browser allows sound; silent where it does not.
-function beep(n) {
-  try {
-    audio = audio || new AudioContext();
-    if (audio.state === "suspended") audio.resume().catch(() => {});
-    for (let i = 0; i < n; i++) {
-      const osc = audio.createOscillator();
-      const gain = audio.createGain();
-      osc.frequency.value = n > 2 ? 988 : 784;
-      gain.gain.value = 0.08;
-      osc.connect(gain).connect(audio.destination);
-      const t = audio.currentTime + i * 0.22;
-      osc.start(t);
-      osc.stop(t + 0.14);
-    }
-  } catch { /* no audio device: the pop-up is enough */ }
 }
 
 export const store = new Store();

@@ -5,7 +5,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Player } from "./player.js";
 import { store } from "./store.js";
-import { html, useTopics } from "./view.js";
+import { html, useTopics } from "../ui.js";
 
 export const players = new Map();  // stream id -> Player, for the tiles on screen
 const LAYOUTS = [1, 4, 9, 16];
@@ -71,7 +71,7 @@ function placed(tiles) {
 }
 
 function Sources() {
-  useTopics("cameras", "streams", "layout");
+  useTopics(store, "cameras", "streams", "layout");
   const [open, setOpen] = useState(false);
   const hidden = new Set(store.layout.hidden);
   const onWall = new Set(store.layout.streams);
@@ -99,7 +99,7 @@ function Sources() {
 }
 
 export function VideoWall({ onStopStream }) {
-  useTopics("cameras", "streams", "layout", "focus");
+  useTopics(store, "cameras", "streams", "layout", "focus");
   const shown = store.shown();
   const per = store.layout.layout;
   const pages = Math.max(1, Math.ceil(shown.length / per));
