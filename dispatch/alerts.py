@@ -16,15 +16,14 @@ Acknowledged alerts are kept `ACKED_KEEP_S` for the record, then dropped.
 from __future__ import annotations
 
 import json
-import logging
 import secrets
 import time
 from typing import Literal
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-log = logging.getLogger("gridwatch.alerts")
+from dispatch.records import load, load_all
 
 ALERT_ROLES = ("admin", "dispatcher")  # who sees alerts and may acknowledge them
 CHANNEL = "gw:alerts"
@@ -116,8 +115,7 @@ class Alerts:
 
     async def ack(self, alert_id: str, who: str) -> Alert:
         """Acknowledge an open alert for every wall. Raises AlertError (404, 409)."""
-        blob = await self.redis.hget("gw:alerts", alert_id)
-        alert = _parse(blob) if blob else None
+        alert = load(Alert, await self.redis.hget("gw:alerts", alert_id), "alert", alert_id)
         if alert is None:
             raise AlertError(404, f"no alert {alert_id!r}")
         now = time.time()
@@ -140,12 +138,5 @@ class Alerts:
         if not ids:
             return []
         blobs = await self.redis.hmget("gw:alerts", ids)
-        return [a for a in (_parse(b) for b in blobs if b) if a is not None]
+        return load_all(Alert, zip((i.decode() for i in ids), blobs, strict=True), "alert")
 
-
-def _parse(blob: bytes) -> Alert | None:
-    try:
-        return Alert.model_validate_json(blob)
-    except ValidationError as e:
-        log.error("stored alert is invalid, skipped", extra={"error": str(e)[:300]})
-        return None

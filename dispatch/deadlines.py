@@ -1,4 +1,6 @@
 """Deadlines that survive restarts: `ticket:step` members of a sorted set scored by due time.
+They are set and cleared by the ticket transitions themselves (one Lua script with the
+transition: dispatch.tickets), and fired from here.
 
 Every node polls the set. Claiming a due entry pushes its score a lease into the
 future (atomically, so one node gets it); the entry is removed once handled. A node
@@ -32,20 +34,6 @@ class Deadlines:
         self.redis = redis
         self._claim = redis.register_script(_CLAIM)
         self._done = redis.register_script(_DONE)
-
-    async def set(self, ticket_id: str, step: str, due: float) -> None:
-        await self.redis.zadd(KEY, {f"{ticket_id}:{step}": due})
-
-    async def clear(self, ticket_id: str, *steps: str) -> None:
-        if steps:
-            await self.redis.zrem(KEY, *(f"{ticket_id}:{s}" for s in steps))
-
-    async def pending(self, ticket_id: str) -> dict[str, float]:
-        """This ticket's steps that have not fired yet, with their due times."""
-        out = {}
-        async for member, due in self.redis.zscan_iter(KEY, match=f"{ticket_id}:*"):
-            out[member.decode().split(":", 1)[1]] = due
-        return out
 
     async def claim_due(
         self, limit: int = 100, now: float | None = None

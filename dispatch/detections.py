@@ -19,6 +19,8 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.records import load, load_all
+
 VERIFICATIONS = "gw:verifications"
 
 
@@ -34,6 +36,10 @@ def state_key(camera: str) -> str:
     return f"gw:detect:state:{camera}"
 
 
+MAX_FRAME = 8192  # pixels: no camera frame is larger
+Coordinate = Annotated[float, Field(ge=-MAX_FRAME, le=2 * MAX_FRAME, allow_inf_nan=False)]
+
+
 class Detection(BaseModel):
     """What the detector saw: carried by a camera ticket, used to verify and to dismiss."""
 
@@ -41,7 +47,7 @@ class Detection(BaseModel):
     zone: Annotated[str, Field(max_length=64)]
     kind: Annotated[str, Field(max_length=32)]
     label: Annotated[str, Field(max_length=64)] = ""
-    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in detection-frame pixels
+    box: tuple[Coordinate, Coordinate, Coordinate, Coordinate]  # x1, y1, x2, y2, frame pixels
 
 
 class VerifyRequest(BaseModel):
@@ -57,7 +63,7 @@ async def request_verify(redis: aioredis.Redis, camera: str, ticket: str, det: D
 
 def parse_requests(raw: dict[bytes, bytes]) -> list[VerifyRequest]:
     """The requests in a `gw:verify:{camera}` hash."""
-    return [VerifyRequest.model_validate_json(v) for v in raw.values()]
+    return load_all(VerifyRequest, ((k.decode(), v) for k, v in raw.items()), "verify request")
 
 
 async def dismiss(
@@ -66,7 +72,7 @@ async def dismiss(
     now = time.time()
     key = dismissed_key(camera)
     spots = await redis.hgetall(key)
-    stale = [t for t, v in spots.items() if json.loads(v)["until"] <= now]
+    stale = [t for t, v in spots.items() if _until(v, t) <= now]  # a bad record goes too
     pipe = redis.pipeline(transaction=True)
     if stale:
         pipe.hdel(key, *stale)
@@ -77,5 +83,10 @@ async def dismiss(
 def parse_dismissals(raw: dict[bytes, bytes]) -> dict[str, dict]:
     """Ticket id -> dismissed spot ({zone, box, until, ...}) still in force, from the hash."""
     now = time.time()
-    spots = {t.decode(): json.loads(v) for t, v in raw.items()}
-    return {t: s for t, s in spots.items() if s["until"] > now}
+    return {t.decode(): json.loads(v) for t, v in raw.items() if _until(v, t) > now}
+
+
+def _until(blob: bytes, ticket: bytes) -> float:
+    spot = load(None, blob, "dismissed spot", ticket.decode())
+    until = spot.get("until") if isinstance(spot, dict) else None
+    return until if isinstance(until, int | float) else 0.0

@@ -39,7 +39,10 @@ class EvidenceStore:
 
     def path(self, rel: str) -> Path | None:
         """The file for a name a ticket lists; None if it is not a file inside the root."""
-        path = (self.root / rel).resolve()
-        if not path.is_relative_to(self.root) or not path.is_file():
+        try:
+            path = (self.root / rel).resolve()
+            if not path.is_relative_to(self.root) or not path.is_file():
+                return None
+        except (OSError, ValueError):  # a name too long, NUL in it: no such file
             return None
         return path

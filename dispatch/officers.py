@@ -6,7 +6,6 @@ fix and duty state, `gw:track:{id}` the history (a stream, trimmed by age).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -15,7 +14,11 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dispatch.records import load_all
+
 GEO = "gw:officers:geo"
+# Redis GEO (Web Mercator) takes latitudes up to this; nobody patrols closer to a pole.
+GEO_LAT = 85.05112878
 MAX_CLOCK_SKEW_S = 30.0
 MAX_FIX_AGE_S = 24 * 3600.0
 
@@ -40,7 +43,7 @@ return out
 class Fix(BaseModel):
     model_config = ConfigDict(extra="forbid")
     officer: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+    lat: Annotated[float, Field(ge=-GEO_LAT, le=GEO_LAT, allow_inf_nan=False, strict=True)]
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
     accuracy: Annotated[float, Field(ge=0, le=10000, allow_inf_nan=False, strict=True)] | None = (
         None
@@ -175,7 +178,9 @@ class Officers:
             pipe.xrange(f"gw:track:{officer}", min=f"{start}-0")
         out = {}
         for officer, entries in zip(officers, await pipe.execute(), strict=True):
-            fixes = [Fix.model_construct(**json.loads(fields[b"fix"])) for _, fields in entries]
+            # Built without Fix's checks: a stored fix was checked when it came in, and its
+            # age (a week of track) must not refuse it now.
+            fixes = load_all(Fix.model_construct, ((officer, f.get(b"fix")) for _, f in entries), "fix")
             out[officer] = sorted(
                 (f for f in fixes if f.time >= since and (until is None or f.time <= until)),
                 key=lambda f: f.time,

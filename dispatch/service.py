@@ -89,9 +89,28 @@ class Dispatch:
         officer: str | None = None,
     ) -> Ticket:
         before, after = await self.tickets.act(
-            ticket_id, action, who, role, why=why, assignee=officer
+            ticket_id, action, who, role, why=why, assignee=officer, plan=self._deadlines
         )
         return await self._after(before, after, action)
+
+    def _deadlines(self, before: Ticket, after: Ticket, action: str) -> tuple[dict[str, float], list[str]]:
+        """The timers a transition sets and clears (applied with it, atomically). The clock
+        starts at dispatch, as the centres measure it."""
+        if after.state not in ACTIVE:
+            return {}, list(self.cfg.steps())
+        if action == "dispatch" and after.assignee:
+            start = after.times.get("dispatched", time.time())
+            sets = {}
+            for step, limit in self.cfg.limits(after.category).items():
+                sets[step] = start + limit
+                if step != "accept" and self.cfg.remind_before_s < limit:
+                    sets[f"{step}:remind"] = start + limit - self.cfg.remind_before_s
+            return sets, []
+        if action == "accept":
+            return {}, ["accept"]
+        if action == "arrive":
+            return {}, ["arrive", "arrive:remind"]
+        return {}, []
 
     async def _after(self, before: Ticket, after: Ticket, action: str) -> Ticket:
         tid = after.id
@@ -106,15 +125,8 @@ class Dispatch:
             await self.events.to_users(concerned, event)
         if before.assignee and (before.assignee != after.assignee or after.state not in ACTIVE):
             await self.officers.set_ticket(before.assignee, None)
-        if after.state not in ACTIVE:
-            await self.deadlines.clear(tid, *self.cfg.steps())
         if action == "dispatch" and after.assignee:
             await self.officers.set_ticket(after.assignee, tid)
-            await self._schedule(after)
-        elif action == "accept":
-            await self.deadlines.clear(tid, "accept")
-        elif action == "arrive":
-            await self.deadlines.clear(tid, "arrive", "arrive:remind")
         elif action == "resume" and after.assignee:
             await self.officers.set_ticket(after.assignee, tid)
         if after.camera and after.detection:
@@ -134,17 +146,6 @@ class Dispatch:
             await detections.dismiss(
                 redis, ticket.camera, ticket.id, ticket.detection, self.dismiss_s
             )
-
-    async def _schedule(self, ticket: Ticket) -> None:
-        # The clock starts at dispatch, as the centres measure it.
-        start = ticket.times.get("dispatched", time.time())
-        limits = self.cfg.limits(ticket.category)
-        for step, limit in limits.items():
-            await self.deadlines.set(ticket.id, step, start + limit)
-            if step != "accept" and self.cfg.remind_before_s < limit:
-                await self.deadlines.set(
-                    ticket.id, f"{step}:remind", start + limit - self.cfg.remind_before_s
-                )
 
     # choosing an officer --------------------------------------------------------
 

@@ -8,14 +8,19 @@ the loser retries against the new state. Creation is idempotent by a client key.
 from __future__ import annotations
 
 import json
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
+from dispatch.deadlines import KEY as DEADLINES
 from dispatch.detections import Detection
+from dispatch.officers import GEO_LAT
+from dispatch.records import load, load_all
 
 State = Literal[
     "new", "dispatched", "accepted", "on_scene", "resolved", "verified", "closed",
@@ -26,6 +31,7 @@ TERMINAL = {"closed", "rejected", "cancelled"}
 SUPERVISORS = frozenset({"admin", "dispatcher"})
 SYSTEM = "system"  # deadline timers, detectors, track-based arrival
 MAX_EVIDENCE = 32  # files a ticket lists
+TICKET_ID = re.compile(r"T-\d{6,12}")
 
 
 @dataclass(frozen=True)
@@ -64,7 +70,7 @@ def allowed_actions(state: str) -> list[str]:
 
 class Location(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lat: Annotated[float, Field(ge=-GEO_LAT, le=GEO_LAT, allow_inf_nan=False)]
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
 
 
@@ -94,6 +100,12 @@ class Ticket(NewTicket):
     declined_by: list[str] = []
     overdue: bool = False
     note: str | None = None  # why nobody could be dispatched, and the like
+
+
+# Deadlines a transition sets (step -> due time) and clears, applied with it in one step.
+DeadlinePlan = tuple[dict[str, float], list[str]]
+Planner = Callable[["Ticket", "Ticket", str], DeadlinePlan]
+NO_PLAN: DeadlinePlan = ({}, [])
 
 
 class TransitionError(Exception):
@@ -129,6 +141,9 @@ if ARGV[5] ~= ARGV[4] then
 end
 redis.call('XADD', KEYS[2], '*', 'entry', ARGV[7])
 if ARGV[9] ~= '' then redis.call('ZADD', 'gw:assigned:' .. ARGV[9], ARGV[6], ARGV[1]) end
+local plan = cjson.decode(ARGV[10])
+for _, member in ipairs(plan.clear) do redis.call('ZREM', KEYS[5], member) end
+for _, due in ipairs(plan.set) do redis.call('ZADD', KEYS[5], due[2], due[1]) end
 redis.call('PUBLISH', 'gw:events', ARGV[8])
 return 1
 """
@@ -181,18 +196,21 @@ class TicketStore:
         return found, bool(made)
 
     async def _load(self, ticket_id: str) -> tuple[Ticket, str] | None:
-        data, version = await self.redis.hmget(f"gw:ticket:{ticket_id}", "data", "version")
-        if data is None:
+        if not TICKET_ID.fullmatch(ticket_id):  # "T-000001:log" would land on another key
             return None
-        return Ticket.model_validate_json(data), version.decode()
+        data, version = await self.redis.hmget(f"gw:ticket:{ticket_id}", "data", "version")
+        ticket = load(Ticket, data, "ticket", ticket_id)
+        return (ticket, version.decode()) if ticket is not None and version is not None else None
 
     async def get(self, ticket_id: str) -> Ticket | None:
         loaded = await self._load(ticket_id)
         return loaded[0] if loaded else None
 
     async def log(self, ticket_id: str) -> list[dict]:
+        if not TICKET_ID.fullmatch(ticket_id):
+            return []
         entries = await self.redis.xrange(f"gw:ticket:{ticket_id}:log")
-        return [json.loads(fields[b"entry"]) for _, fields in entries]
+        return load_all(None, ((f"{ticket_id}:log:{i.decode()}", f.get(b"entry")) for i, f in entries), "audit entry")
 
     async def list(self, state: str | None = None, limit: int = 100) -> list[Ticket]:
         """The most recently changed tickets, newest first."""
@@ -218,7 +236,7 @@ class TicketStore:
         pipe = self.redis.pipeline(transaction=False)
         for ticket_id in ids:
             pipe.hget(f"gw:ticket:{ticket_id}", "data")
-        return [Ticket.model_validate_json(blob) for blob in await pipe.execute() if blob]
+        return load_all(Ticket, zip(ids, await pipe.execute(), strict=True), "ticket")
 
     async def act(
         self,
@@ -229,8 +247,11 @@ class TicketStore:
         *,
         why: str = "",
         assignee: str | None = None,
+        plan: Planner | None = None,
     ) -> tuple[Ticket, Ticket]:
-        """Apply `action`; returns (before, after). Raises TransitionError (400/403/404/409)."""
+        """Apply `action`; returns (before, after). `plan(before, after, action)` gives the
+        deadlines to set and clear, written in the same atomic step as the transition (a
+        ticket is never moved without its timers). Raises TransitionError (400/403/404/409)."""
         transition = TRANSITIONS.get(action)
         if transition is None:
             raise TransitionError(400, f"unknown action {action!r}", sorted(TRANSITIONS))
@@ -252,7 +273,7 @@ class TicketStore:
                 raise TransitionError(400, "dispatch needs an officer to assign", allowed)
             return self._apply_to(ticket, action, transition.target, assignee)
 
-        return await self._update(ticket_id, change, action, who, role, why)
+        return await self._update(ticket_id, change, action, who, role, why, plan)
 
     async def annotate(
         self, ticket_id: str, who: str, label: str, why: str, **fields: object
@@ -278,7 +299,7 @@ class TicketStore:
         return (await self._update(ticket_id, change, "evidence", who, role, why))[1]
 
     async def _update(
-        self, ticket_id, change, action, who, role, why, retries: int = 8
+        self, ticket_id, change, action, who, role, why, plan: Planner | None = None, retries: int = 8
     ) -> tuple[Ticket, Ticket]:
         for _ in range(retries):
             loaded = await self._load(ticket_id)
@@ -288,11 +309,15 @@ class TicketStore:
             updated = change(ticket)
             entry = {"at": updated.updated_at, "who": who, "role": role, "action": action, "from": ticket.state,
                      "to": updated.state, "why": why, "assignee": updated.assignee}  # fmt: skip
+            sets, clears = plan(ticket, updated, action) if plan else NO_PLAN
+            deadlines = json.dumps({"set": [[f"{ticket_id}:{s}", due] for s, due in sets.items()],
+                                    "clear": [f"{ticket_id}:{s}" for s in clears]})  # fmt: skip
             ok = await self._apply(
                 keys=[f"gw:ticket:{ticket_id}", f"gw:ticket:{ticket_id}:log",
-                      f"gw:tickets:{ticket.state}", f"gw:tickets:{updated.state}"],
+                      f"gw:tickets:{ticket.state}", f"gw:tickets:{updated.state}", DEADLINES],
                 args=[ticket_id, version, updated.model_dump_json(), updated.state, ticket.state,
-                      updated.updated_at, json.dumps(entry), _event(action, updated), updated.assignee or ""],
+                      updated.updated_at, json.dumps(entry), _event(action, updated), updated.assignee or "",
+                      deadlines],
             )  # fmt: skip
             if ok:
                 return ticket, updated

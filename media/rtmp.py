@@ -38,6 +38,20 @@ MS = Fraction(1, 1000)  # FLV timestamps are milliseconds
 Authorize = Callable[[str, str | None], Awaitable[str | None]]
 
 
+
+class _KnownCommands(logging.Filter):
+    """pyrtmp warns of every command it does not parse (FCPublish, releaseStream, which
+    every encoder sends and nothing needs); one warning per publisher is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Unknown")
+
+
+for _name in ("pyrtmp.rtmp", "pyrtmp.messages.command"):
+    logging.getLogger(_name).addFilter(_KnownCommands())
+    logging.getLogger(_name).setLevel(logging.INFO)
+
+
 class FlvError(ValueError):
     pass
 

@@ -10,6 +10,9 @@ NETWORK_SCHEMES = ("rtsp", "rtsps", "rtmp", "onvif")
 _USERINFO = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@", re.I
 )
+# Query parameters that carry a secret (cameras that take credentials in the URL's query).
+SECRET_PARAMS = ("password", "passwd", "pwd", "pass", "token", "secret", "key", "auth", "signature")
+_SECRET_QUERY = re.compile(rf"(?P<name>[?&;](?:{'|'.join(SECRET_PARAMS)})=)[^&;#\s]*", re.I)
 
 
 class SourceError(ValueError):
@@ -32,8 +35,10 @@ class Source:
 
 
 def redact(text: str) -> str:
-    """Hide every password written as user:password@ in a URL inside `text`."""
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """Hide every password written as user:password@, and every secret query parameter
+    (?password=, &token=, ...), in a URL inside `text`."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['name']}***", text)
 
 
 def with_credentials(url: str, username: str | None, password: str | None) -> str:
@@ -51,6 +56,28 @@ def with_credentials(url: str, username: str | None, password: str | None) -> st
         host = f"[{host}]"
     netloc = f"{userinfo}@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# Test patterns and plain picture filters only: FFmpeg's movie, amovie, sendcmd,
+# drawtext (fontfile, textfile) and the like open files and URLs.
+LAVFI_FILTERS = frozenset({
+    "testsrc", "testsrc2", "smptebars", "smptehdbars", "rgbtestsrc", "yuvtestsrc", "pal75bars",
+    "pal100bars", "mandelbrot", "life", "cellauto", "color", "allrgb", "allyuv", "gradients",
+    "sierpinski", "zoneplate", "nullsrc", "scale", "format", "fps", "hue", "noise", "drawbox",
+    "setpts", "hflip", "vflip", "transpose", "boxblur", "negate",
+})  # fmt: skip
+_LAVFI_STEP = re.compile(r"([a-z0-9_]+)(?:=([A-Za-z0-9_.:=+/#-]*))?")
+
+
+def check_lavfi(graph: str) -> None:
+    """A lavfi: graph is a chain of allowed filters with plain options; SourceError names
+    the first filter that is not (no quoting, no escapes, no second chain)."""
+    for step in graph.split(","):
+        m = _LAVFI_STEP.fullmatch(step)
+        if not m:
+            raise SourceError(f"lavfi: {step[:40]!r} is not a plain filter with options")
+        if m[1] not in LAVFI_FILTERS:
+            raise SourceError(f"lavfi: filter {m[1]!r} is not allowed (test patterns and picture filters only)")
 
 
 def parse_source(url: str) -> Source:
@@ -72,6 +99,7 @@ def parse_source(url: str) -> Source:
     if scheme == "lavfi":
         if not rest:
             raise SourceError("lavfi: source needs a filter graph, e.g. lavfi:testsrc2")
+        check_lavfi(rest)
         return Source("lavfi", rest)
     if scheme == "clock":
         m = re.fullmatch(r"(?:(\d{2,4})x(\d{2,4}))?(?:@(\d{1,2}))?", rest)

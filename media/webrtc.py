@@ -134,27 +134,45 @@ def _h264_only() -> list:
 
 
 class ViewerSession:
-    def __init__(self, session_id: str, stream: Stream, pc: RTCPeerConnection, track: PacketTrack):
+    def __init__(self, session_id: str, stream: Stream, pc: RTCPeerConnection, track: PacketTrack,
+                 who: str):  # fmt: skip
         self.id = session_id
         self.stream = stream
         self.pc = pc
         self.track = track
+        self.who = who
+
+    @property
+    def live(self) -> bool:
+        return self.pc.connectionState == "connected"
 
     async def close(self) -> None:
         self.track.stop()
         await self.pc.close()
 
 
-class Viewers:
-    """Every WebRTC viewer of this node, by session id (the WHEP resource)."""
+class TooManySessions(Exception):
+    """A user already has as many viewer sessions as one may."""
 
-    def __init__(self, configuration: RTCConfiguration):
+
+class Viewers:
+    """Every WebRTC viewer of this node, by session id (the WHEP resource). A session that
+    has not connected `connect_s` after its answer is closed (an offer with no usable
+    candidate would otherwise hold its place for ever); one user holds at most
+    `per_user` sessions; only connected sessions count as egress."""
+
+    def __init__(self, configuration: RTCConfiguration, connect_s: float = 20.0, per_user: int = 64):
         self.configuration = configuration
         self.sessions: dict[str, ViewerSession] = {}
+        self.connect_s = connect_s
+        self.per_user = per_user
+        self.reaped = 0
 
     async def answer(self, stream: Stream, offer_sdp: str, who: str) -> ViewerSession:
         if "m=video" not in offer_sdp:
             raise OfferError("the offer has no video media section")
+        if sum(1 for s in self.sessions.values() if s.who == who) >= self.per_user:
+            raise TooManySessions(f"{who} has {self.per_user} viewer sessions already")
         pc = RTCPeerConnection(self.configuration)
         consumer = stream.attach(f"whep:{who}")
         track = PacketTrack(consumer)
@@ -174,8 +192,9 @@ class Viewers:
             track.stop()
             await pc.close()
             raise
-        session = ViewerSession(uuid.uuid4().hex, stream, pc, track)
+        session = ViewerSession(uuid.uuid4().hex, stream, pc, track, who)
         self.sessions[session.id] = session
+        asyncio.get_running_loop().call_later(self.connect_s, self._reap, session)
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
@@ -184,6 +203,14 @@ class Viewers:
 
         log.info("viewer joined", extra={"stream": stream.id, "session": session.id, "user": who})
         return session
+
+    def _reap(self, session: ViewerSession) -> None:
+        if self.sessions.get(session.id) is session and not session.live:
+            self.reaped += 1
+            log.warning("viewer never connected, closed",
+                        extra={"stream": session.stream.id, "session": session.id, "user": session.who,
+                               "state": session.pc.connectionState})  # fmt: skip
+            asyncio.get_running_loop().create_task(self.close(session.id))
 
     async def close(self, session_id: str) -> bool:
         session = self.sessions.pop(session_id, None)
@@ -204,7 +231,7 @@ class Viewers:
 
     def egress_bps(self) -> float:
         """Video leaving this node to WebRTC viewers, from each stream's measured bitrate."""
-        return sum(s.stream.state.bitrate for s in self.sessions.values())
+        return sum(s.stream.state.bitrate for s in self.sessions.values() if s.live)
 
     def count(self, stream_id: str) -> int:
         return sum(1 for s in self.sessions.values() if s.stream.id == stream_id)

@@ -12,6 +12,7 @@ import json
 
 import redis.asyncio as aioredis
 
+from dispatch.records import load_all
 from recordings.segments import Segment
 
 LONGEST_S = 3600  # no segment is longer: bounds the look-back of a time-range query
@@ -42,7 +43,7 @@ class SegmentIndex:
         if not paths:
             return []
         blobs = await self.redis.hmget(f"gw:rec:{camera}:meta", paths)
-        return [Segment(**json.loads(b)) for b in blobs if b]
+        return load_all(Segment, zip((p.decode() for p in paths), blobs, strict=True), "segment")
 
     async def between(self, camera: str, start: float, end: float) -> list[Segment]:
         """Segments that overlap [start, end], oldest first."""
@@ -55,7 +56,7 @@ class SegmentIndex:
 
     async def open_ones(self, camera: str) -> list[Segment]:
         entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
-        segments = [Segment(**json.loads(b)) for b in entries.values()]
+        segments = load_all(Segment, ((k.decode(), b) for k, b in entries.items()), "segment")
         return [s for s in segments if s.end is None]
 
     async def cameras(self) -> list[str]:

@@ -3,28 +3,65 @@
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from media.onvif import OnvifFailure, PtzCommand
 from media.snapshot import snapshot
 from media.sources import parse_source
 from signaling import keys
-from signaling.auth import COOKIE, find_user, require
-from signaling.cameras import public_view, validate_camera, validate_zones
-from signaling.config import Camera
-from signaling.http_errors import JsonError, read_json
+from signaling.auth import COOKIE
+from signaling.cameras import check_api_camera, public_view
+from signaling.config import Camera, Zone
+from signaling.http_errors import JsonError
+from signaling.policy import DESK, ROLES, WALL, allow, body, query
 
 log = logging.getLogger("gridwatch.api")
 routes = web.RouteTableDef()
 
-WATCH_ROLES = ("admin", "dispatcher", "viewer")
-LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 5, 300
-CAMERA_ADMIN = ("admin",)
-CAMERA_OPERATE = ("admin", "dispatcher")
+LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 5, 300  # wrong passwords per address and user, in 5 min
+ADDRESS_FAILURES = 50  # wrong passwords per address, whatever the user, in 5 min
+
+
+class LoginBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class CameraQuery(BaseModel):
+    id: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)] = []
+
+
+class ZonesBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    zones: Annotated[list[Zone], Field(max_length=64)]
+
+
+Axis = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
+
+
+class PtzBody(BaseModel):
+    """`move` (pan, tilt, zoom from -1 to 1), `stop`, or `goto_preset` (a preset token)."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["move", "stop", "goto_preset"]
+    pan: Axis = 0.0
+    tilt: Axis = 0.0
+    zoom: Axis = 0.0
+    preset: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _preset(self) -> PtzBody:
+        if self.action == "goto_preset" and self.preset is None:
+            raise ValueError("preset: a preset token is required")
+        return self
 
 
 @routes.get("/healthz")
+@allow(public=True)
 async def healthz(request: web.Request) -> web.Response:
     try:
         await request.app[keys.REDIS].ping()
@@ -34,26 +71,37 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/login")
+@allow(public=True, body=LoginBody)
 async def login(request: web.Request) -> web.Response:
-    data = await read_json(request)
-    username, password = data.get("username"), data.get("password")
-    if not isinstance(username, str) or not isinstance(password, str):
-        raise JsonError(400, "username and password are required strings")
+    """Sign in: a token, and the session cookie the pages use."""
+    creds = await body(request, LoginBody, "bad_request")
+    username, password = creds.username, creds.password
     redis = request.app[keys.REDIS]
-    # Failures count per user and address, in Redis so that every node sees them.
-    failures_key = f"gw:login-failures:{request.remote}:{username[:64]}"
-    failures = int(await redis.get(failures_key) or 0)
-    if failures >= LOGIN_ATTEMPTS:
-        retry = max(1, await redis.ttl(failures_key))
-        log.warning("login throttled", extra={"user": username[:64], "peer": request.remote})
+    # Every attempt counts as a failure until its password is right, counted before the
+    # check so that attempts made at once cannot slip past the limits: per address and
+    # user, and per address whatever the user (random usernames are no way around it). In
+    # Redis, so that every node sees them; a guesser elsewhere never locks the user out.
+    address_key = f"gw:login-failures:{request.remote}"
+    user_key = f"gw:login-failures:{request.remote}:{username}"
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.incr(address_key).expire(address_key, LOGIN_WINDOW_S, nx=True)
+        pipe.incr(user_key).expire(user_key, LOGIN_WINDOW_S, nx=True)
+        by_address, _, by_user, _ = await pipe.execute()
+    if by_address > ADDRESS_FAILURES or by_user > LOGIN_ATTEMPTS:
+        retry = max(1, await redis.ttl(address_key if by_address > ADDRESS_FAILURES else user_key))
+        log.warning("login throttled", extra={"user": username, "peer": request.remote})
+        request.app[keys.METRICS].logins.labels("throttled").inc()
         raise JsonError(429, f"too many failed logins; try again in {retry} s", retry_after_s=retry)
-    user = find_user(request.app[keys.CONFIG].users, username, password)
+    try:
+        user = await request.app[keys.PASSWORDS].check(request.app[keys.CONFIG].users, username, password)
+    except JsonError:
+        request.app[keys.METRICS].logins.labels("throttled").inc()
+        raise
+    request.app[keys.METRICS].logins.labels("ok" if user else "failed").inc()
     if user is None:
-        async with redis.pipeline(transaction=True) as pipe:
-            await pipe.incr(failures_key).expire(failures_key, LOGIN_WINDOW_S, nx=True).execute()
-        log.warning("login failed", extra={"user": username[:64], "peer": request.remote})
+        log.warning("login failed", extra={"user": username, "peer": request.remote})
         raise JsonError(401, "wrong username or password", "bad_credentials")
-    await redis.delete(failures_key)
+    await redis.pipeline(transaction=True).delete(user_key).decr(address_key).execute()
     token = request.app[keys.TOKENS].issue(user.username, user.role)
     log.info("login", extra={"user": user.username, "role": user.role, "peer": request.remote})
     response = web.json_response({"token": token, "role": user.role, "username": user.username})
@@ -63,12 +111,13 @@ async def login(request: web.Request) -> web.Response:
         httponly=True,
         samesite="Strict",
         max_age=request.app[keys.TOKENS].ttl_s,
-        secure=request.secure,
+        secure=request.secure or request.app[keys.CONFIG].server.tls_proxy,
     )
     return response
 
 
 @routes.post("/api/logout")
+@allow(*ROLES)
 async def logout(request: web.Request) -> web.Response:
     await request.app[keys.TOKENS].revoke(request["principal"])
     response = web.json_response({"ok": True})
@@ -77,6 +126,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/me")
+@allow(*ROLES)
 async def me(request: web.Request) -> web.Response:
     """Who is signed in; an officer also gets his name, whether he is on duty, and how
     often his phone must send a fix (`heartbeat_s`)."""
@@ -104,43 +154,48 @@ def _view(request: web.Request, camera: Camera) -> dict:
 
 
 @routes.get("/api/cameras")
+@allow(*WALL, query=CameraQuery)
 async def list_cameras(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES)
-    wanted = request.query.getall("id", [])  # a wall polling the tiles it shows
+    """Every camera with its live state; `?id=A&id=B`: just those (a wall polling its tiles)."""
+    wanted = query(request, CameraQuery).id
     store = request.app[keys.CAMERAS]
-    cameras = await store.many(wanted[:100]) if wanted else await store.all()
+    cameras = await store.many(wanted) if wanted else await store.all()
     return web.json_response({"cameras": [_view(request, c) for c in cameras]})
 
 
 @routes.post("/api/cameras")
+@allow("admin", body=Camera)
 async def create_camera(request: web.Request) -> web.Response:
-    require(request, *CAMERA_ADMIN)
-    camera = validate_camera(await read_json(request))
+    """Add a camera (network sources only, see media.api_sources and media.deny_hosts)."""
+    camera = await body(request, Camera, "invalid_camera")
+    await check_api_camera(camera, request.app[keys.CONFIG].media)
     await request.app[keys.CAMERAS].put(camera, create=True)
     return web.json_response(_view(request, camera), status=201)
 
 
 @routes.get("/api/cameras/{id}")
+@allow(*WALL)
 async def get_camera(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES)
     return web.json_response(_view(request, await _camera(request)))
 
 
 @routes.put("/api/cameras/{id}")
+@allow("admin", body=Camera)
 async def put_camera(request: web.Request) -> web.Response:
-    require(request, *CAMERA_ADMIN)
-    data = await read_json(request)
+    """Change a camera (its id is the URL's)."""
+    camera = await body(request, Camera, "invalid_camera")
     camera_id = request.match_info["id"]
-    if data.setdefault("id", camera_id) != camera_id:
+    if camera.id != camera_id:
         raise JsonError(400, "id: does not match the URL")
-    camera = validate_camera(data)
+    stored = await request.app[keys.CAMERAS].get(camera_id)
+    await check_api_camera(camera, request.app[keys.CONFIG].media, stored)
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response(_view(request, camera))
 
 
 @routes.delete("/api/cameras/{id}")
+@allow("admin")
 async def delete_camera(request: web.Request) -> web.Response:
-    require(request, *CAMERA_ADMIN)
     camera_id = request.match_info["id"]
     await request.app[keys.VIEWERS].close_stream(camera_id)
     if not await request.app[keys.CAMERAS].delete(camera_id):
@@ -149,18 +204,18 @@ async def delete_camera(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cameras/{id}/zones")
+@allow(*WALL)
 async def get_zones(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES)
     camera = await _camera(request)
     return web.json_response({"zones": [z.model_dump(mode="json") for z in camera.zones]})
 
 
 @routes.put("/api/cameras/{id}/zones")
+@allow(*DESK, body=ZonesBody)
 async def put_zones(request: web.Request) -> web.Response:
-    require(request, *CAMERA_OPERATE)
+    """Replace a camera's zones."""
     camera = await _camera(request)
-    data = await read_json(request)
-    camera.zones = validate_zones(data.get("zones"))
+    camera.zones = (await body(request, ZonesBody, "invalid_zones")).zones
     stream = request.app[keys.HUB].get(camera.id)
     if stream is not None and stream.state.width and stream.state.height:
         # The frame size is known once the camera has been seen: zones must lie inside it.
@@ -174,8 +229,9 @@ async def put_zones(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cameras/{id}/snapshot.jpg")
+@allow(*WALL)
 async def camera_snapshot(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES)
+    """The camera's picture now (ONVIF snapshot, or the last key frame) as JPEG."""
     camera = await _camera(request)
     source = parse_source(camera.source)
     jpeg = None
@@ -193,31 +249,13 @@ async def camera_snapshot(request: web.Request) -> web.Response:
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
 
-def _ptz_command(data: dict) -> PtzCommand:
-    action = data.get("action")
-    if action == "move":
-        values = {}
-        for axis in ("pan", "tilt", "zoom"):
-            v = data.get(axis, 0.0)
-            if isinstance(v, bool) or not isinstance(v, int | float) or not -1.0 <= v <= 1.0:
-                raise JsonError(400, f"{axis}: must be a number from -1 to 1")
-            values[axis] = float(v)
-        return PtzCommand("move", **values)
-    if action == "stop":
-        return PtzCommand("stop")
-    if action == "goto_preset":
-        preset = data.get("preset")
-        if not isinstance(preset, str | int) or isinstance(preset, bool) or str(preset) == "":
-            raise JsonError(400, "preset: a preset token is required")
-        return PtzCommand("goto_preset", preset=str(preset))
-    raise JsonError(400, "action: must be one of move, stop, goto_preset")
-
-
 @routes.post("/api/cameras/{id}/ptz")
+@allow(*DESK, body=PtzBody)
 async def camera_ptz(request: web.Request) -> web.Response:
-    require(request, *CAMERA_OPERATE)
+    """Move, stop, or go to a preset (an onvif:// camera)."""
     camera = await _camera(request)
-    cmd = _ptz_command(await read_json(request))
+    ask = await body(request, PtzBody, "bad_request")
+    cmd = PtzCommand(ask.action, pan=ask.pan, tilt=ask.tilt, zoom=ask.zoom, preset=ask.preset)
     source = parse_source(camera.source)
     if source.kind != "onvif":
         raise JsonError(409, "PTZ needs an onvif:// camera", "no_ptz")

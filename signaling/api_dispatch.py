@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.officers import FixBatch
 from signaling import keys
-from signaling.auth import Principal, require
-from signaling.http_errors import JsonError, read_json, validated
+from signaling.auth import Principal
+from signaling.http_errors import JsonError
+from signaling.policy import DESK, WALL, allow, body, query
 
 routes = web.RouteTableDef()
+Seconds = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e10)]
 
-WATCH_ROLES = ("admin", "dispatcher", "viewer")
+
+class OfficersQuery(BaseModel):
+    tail_s: Annotated[float, Field(ge=0, le=3600, allow_inf_nan=False)] = 0
+
+
+class TrackQuery(BaseModel):
+    since: Seconds | None = Field(None, alias="from")
+    until: Seconds | None = Field(None, alias="to")
+
+
+class DutyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on_duty: Annotated[bool, Field(strict=True)]
 
 
 def _officer_ids(request: web.Request) -> list[str]:
@@ -34,9 +50,12 @@ def _officer(request: web.Request, principal: Principal) -> str:
 
 
 @routes.post("/api/tracks")
+@allow("officer", "device", *DESK, body=FixBatch,
+       owner="An officer sends only his own fixes; a device or a dispatcher names the officer.")
 async def post_fixes(request: web.Request) -> web.Response:
-    principal = require(request, "officer", "device", "admin", "dispatcher")
-    batch = validated(FixBatch, await read_json(request), "invalid_fix")
+    """GPS fixes, up to 1000, each with its own time."""
+    principal = request["principal"]
+    batch = await body(request, FixBatch, "invalid_fix")
     known = set(_officer_ids(request))
     for i, fix in enumerate(batch.fixes):
         if principal.role == "officer":
@@ -53,16 +72,11 @@ async def post_fixes(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/officers")
+@allow(*WALL, query=OfficersQuery)
 async def list_officers(request: web.Request) -> web.Response:
     """Every officer's status and latest fix; `?tail_s=N` (at most an hour) adds his track
     of the last N seconds as `tail`: [[lon, lat, time], ...], oldest first."""
-    require(request, *WATCH_ROLES)
-    try:
-        tail_s = float(request.query.get("tail_s", 0))
-    except ValueError:
-        raise JsonError(400, "tail_s: must be a number of seconds") from None
-    if not 0 <= tail_s <= 3600:
-        raise JsonError(400, "tail_s: must be between 0 and 3600")
+    tail_s = query(request, OfficersQuery).tail_s
     cfg = request.app[keys.CONFIG]
     officers = request.app[keys.OFFICERS]
     ids = _officer_ids(request)
@@ -80,20 +94,14 @@ async def list_officers(request: web.Request) -> web.Response:
     return web.json_response({"officers": out, "stale_s": cfg.dispatch.stale_s})
 
 
-def _window(request: web.Request) -> tuple[float, float | None]:
-    try:
-        since = float(request.query.get("from", time.time() - 3600))
-        until = float(request.query["to"]) if "to" in request.query else None
-    except ValueError:
-        raise JsonError(400, "from/to: must be epoch seconds") from None
-    return since, until
-
-
 @routes.get("/api/officers/{id}/track")
+@allow(*WALL, "officer", query=TrackQuery, owner="An officer sees only his own track.")
 async def officer_track(request: web.Request) -> web.Response:
-    oid = _officer(request, require(request, "admin", "dispatcher", "viewer", "officer"))
-    since, until = _window(request)
-    fixes = await request.app[keys.OFFICERS].track(oid, since, until)
+    """An officer's fixes between `from` and `to` (Unix s; the last hour by default), as GeoJSON."""
+    oid = _officer(request, request["principal"])
+    window = query(request, TrackQuery)
+    since = window.since if window.since is not None else time.time() - 3600
+    fixes = await request.app[keys.OFFICERS].track(oid, since, window.until)
     return web.json_response(
         {
             "type": "Feature",
@@ -104,11 +112,11 @@ async def officer_track(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/officers/{id}/duty")
+@allow(*DESK, "officer", body=DutyBody, owner="An officer sets only his own duty.")
 async def set_duty(request: web.Request) -> web.Response:
-    oid = _officer(request, require(request, "admin", "dispatcher", "officer"))
-    on_duty = (await read_json(request)).get("on_duty")
-    if not isinstance(on_duty, bool):
-        raise JsonError(400, "on_duty: must be true or false")
+    """On or off duty: an officer off duty is offered nothing."""
+    oid = _officer(request, request["principal"])
+    on_duty = (await body(request, DutyBody, "bad_request")).on_duty
     await request.app[keys.OFFICERS].set_duty(oid, on_duty)
     request.app[keys.DISPATCH].note_officers(oid)
     return web.json_response({"id": oid, "on_duty": on_duty})

@@ -10,56 +10,69 @@ import time
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from recordings.clips import NoFootage, export
 from signaling import keys
 from signaling.access import may_watch
-from signaling.auth import Principal, require
-from signaling.http_errors import JsonError, read_json
+from signaling.auth import Principal
+from signaling.http_errors import JsonError
+from signaling.policy import DESK, WALL, allow, body, query
 
 log = logging.getLogger("gridwatch.recordings")
 routes = web.RouteTableDef()
-
+CHUNK = 256 * 1024
 MAX_CLIP_S = 3600
+WATCH = "A user sees the recordings of the streams he may watch only."
+# A stream id; anything else ("x:meta") would land on another Redis key.
+StreamId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
+When = Annotated[str, Field(min_length=1, max_length=40)]  # Unix seconds or ISO 8601 with a zone
 
 
-def _time(request: web.Request, name: str) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        raise JsonError(400, f"{name} is required (Unix seconds or ISO 8601)")
+class RangeQuery(BaseModel):
+    camera: StreamId
+    since: When = Field(alias="from")
+    until: When = Field(alias="to")
+
+
+class MarkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    camera: StreamId
+    at: Annotated[float, Field(allow_inf_nan=False, gt=0, le=1e11)] | None = None
+
+
+def _time(name: str, raw: str) -> float:
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise JsonError(400, f"{name}: {raw[:40]!r} is neither Unix seconds nor ISO 8601") from None
-    if t.tzinfo is None:
-        raise JsonError(400, f"{name}: give a time zone (Z or +08:00)")
-    return t.timestamp()
-
-
-def _camera(request: web.Request) -> str:
-    camera = request.query.get("camera")
-    if not camera:
-        raise JsonError(400, "camera is required")
-    principal: Principal = request["principal"]
-    if not may_watch(request.app[keys.CONFIG], principal, camera):
-        raise JsonError(403, f"{principal.role} {principal.username!r} may not see {camera!r}")
-    return camera
+        try:
+            t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise JsonError(400, f"{name}: {raw[:40]!r} is neither Unix seconds nor ISO 8601") from None
+        if t.tzinfo is None:
+            raise JsonError(400, f"{name}: give a time zone (Z or +08:00)") from None
+        value = t.timestamp()
+    if not 0 <= value < 1e11:  # NaN and infinities too
+        raise JsonError(400, f"{name}: {raw[:40]!r} is not a time")
+    return value
 
 
 def _range(request: web.Request) -> tuple[str, float, float]:
-    camera, start, end = _camera(request), _time(request, "from"), _time(request, "to")
+    q = query(request, RangeQuery)
+    principal: Principal = request["principal"]
+    if not may_watch(request.app[keys.CONFIG], principal, q.camera):
+        raise JsonError(403, f"{principal.role} {principal.username!r} may not see {q.camera!r}")
+    start, end = _time("from", q.since), _time("to", q.until)
     if end <= start:
         raise JsonError(400, "to must be after from")
-    return camera, start, end
+    return q.camera, start, end
 
 
 @routes.get("/api/recordings")
+@allow(*WALL, "officer", query=RangeQuery, owner=WATCH)
 async def list_recordings(request: web.Request) -> web.Response:
     camera, start, end = _range(request)
     segments = await request.app[keys.RECORDINGS].index.between(camera, start, end)
@@ -68,6 +81,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/recordings/clip")
+@allow(*WALL, "officer", query=RangeQuery, owner=WATCH)
 async def clip(request: web.Request) -> web.StreamResponse:
     camera, start, end = _range(request)
     if end - start > MAX_CLIP_S:
@@ -83,11 +97,18 @@ async def clip(request: web.Request) -> web.StreamResponse:
         tmp.unlink(missing_ok=True)
         raise JsonError(404, f"{camera}: {e}") from None
     name = f"{camera}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(start))}.mp4"
-    response = web.FileResponse(tmp, headers={
-        "Content-Disposition": f'attachment; filename="{name}"',
-        "X-Clip-Duration": f"{seconds:.3f}"})  # fmt: skip
+    # Streamed here and deleted once sent (a FileResponse would be opened again by aiohttp
+    # after the handler returns, and find its file gone).
     try:
-        await response.prepare(request)  # sends the file; then it can go
+        with tmp.open("rb") as f:
+            response = web.StreamResponse(headers={
+                "Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{name}"',
+                "X-Clip-Duration": f"{seconds:.3f}"})  # fmt: skip
+            response.content_length = tmp.stat().st_size
+            await response.prepare(request)
+            while chunk := await asyncio.to_thread(f.read, CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
     finally:
         tmp.unlink(missing_ok=True)
     return response
@@ -107,6 +128,7 @@ def _file(request: web.Request) -> tuple[str, Path]:
 
 
 @routes.get("/recordings/{path:.+}")
+@allow(*WALL, "officer", owner=WATCH)
 async def playback(request: web.Request) -> web.StreamResponse:
     camera, path = _file(request)
     principal: Principal = request["principal"]
@@ -116,15 +138,15 @@ async def playback(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/api/recordings/marks")
+@allow(*DESK, body=MarkBody)
 async def mark(request: web.Request) -> web.Response:
     """A dispatcher keeps what a camera saw around now (events mode writes it)."""
-    principal = require(request, "admin", "dispatcher")
-    data = await read_json(request)
-    camera = data.get("camera")
-    if not isinstance(camera, str) or await request.app[keys.CAMERAS].get(camera) is None:
-        raise JsonError(404, f"no camera {str(camera)[:64]!r}")
-    at = data.get("at", time.time())
-    if not isinstance(at, int | float) or abs(at - time.time()) > 3600:
+    principal = request["principal"]
+    ask = await body(request, MarkBody, "bad_request")
+    camera, at = ask.camera, ask.at if ask.at is not None else time.time()
+    if await request.app[keys.CAMERAS].get(camera) is None:
+        raise JsonError(404, f"no camera {camera!r}")
+    if abs(at - time.time()) > 3600:
         raise JsonError(400, "at: Unix seconds within the last hour")
     await request.app[keys.RECORDINGS].mark(camera, float(at))
     log.info("recording mark", extra={"camera": camera, "by": principal.username})

@@ -6,23 +6,41 @@ import asyncio
 import logging
 import secrets
 import time
+from typing import Annotated
 
 import cv2
 import numpy as np
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.stats import report
-from dispatch.tickets import STATES, TERMINAL, NewTicket, Ticket, TransitionError, allowed_actions
+from dispatch.tickets import TERMINAL, NewTicket, State, Ticket, TransitionError, allowed_actions
 from signaling import keys
-from signaling.auth import Principal, require
-from signaling.http_errors import JsonError, read_json, validated
+from signaling.auth import Principal
+from signaling.http_errors import JsonError, read_body
+from signaling.policy import DESK, WALL, allow, body, query
 
 log = logging.getLogger("gridwatch.tickets")
 routes = web.RouteTableDef()
 
-READ_ROLES = ("admin", "dispatcher", "viewer", "officer")
-OPEN_ROLES = ("admin", "dispatcher", "officer", "device")
-ACT_ROLES = ("admin", "dispatcher", "officer")
+READ = (*WALL, "officer")
+OWN = "An officer sees and acts on only the tickets assigned to him."
+
+
+class TicketQuery(BaseModel):
+    state: State | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class StatsQuery(BaseModel):
+    window_s: Annotated[float, Field(gt=0, le=366 * 86400, allow_inf_nan=False)] = 86400
+
+
+class ActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Annotated[str, Field(min_length=1, max_length=32)]
+    reason: Annotated[str, Field(max_length=1000)] = ""
+    officer: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
 def _visible(principal: Principal, ticket: Ticket) -> bool:
@@ -37,9 +55,11 @@ def _view(ticket: Ticket) -> dict:
 
 
 @routes.post("/api/tickets")
+@allow(*DESK, "officer", "device", body=NewTicket)
 async def open_ticket(request: web.Request) -> web.Response:
-    principal = require(request, *OPEN_ROLES)
-    new = validated(NewTicket, await read_json(request), "invalid_ticket")
+    """Open a ticket (idempotent by `key`: 200 with the existing one when seen before)."""
+    principal = request["principal"]
+    new = await body(request, NewTicket, "invalid_ticket")
     if principal.role == "officer":
         new.source = "officer"
     ticket, made = await request.app[keys.DISPATCH].open(new, principal.username, principal.role)
@@ -52,15 +72,12 @@ async def open_ticket(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tickets")
+@allow(*READ, query=TicketQuery, owner=OWN)
 async def list_tickets(request: web.Request) -> web.Response:
-    principal = require(request, *READ_ROLES)
-    state = request.query.get("state")
-    if state is not None and state not in STATES:
-        raise JsonError(400, f"state: must be one of {', '.join(STATES)}")
-    try:
-        limit = min(1000, max(1, int(request.query.get("limit", "100"))))
-    except ValueError:
-        raise JsonError(400, "limit: must be an integer") from None
+    """The most recently changed tickets, newest first (an officer: his own)."""
+    principal = request["principal"]
+    q = query(request, TicketQuery)
+    state, limit = q.state, q.limit
     store = request.app[keys.TICKETS]
     if principal.role == "officer":  # his own, however many others there are
         tickets = [t for t in await store.assigned(principal.username, limit)
@@ -80,21 +97,18 @@ async def _ticket(request: web.Request, principal: Principal) -> Ticket:
 
 
 @routes.get("/api/stats")
+@allow(*WALL, query=StatsQuery)
 async def stats(request: web.Request) -> web.Response:
-    require(request, "admin", "dispatcher", "viewer")
-    try:
-        window = float(request.query.get("window_s", 86400))
-    except ValueError:
-        raise JsonError(400, "window_s: must be a number of seconds") from None
-    if not 0 < window <= 366 * 86400:
-        raise JsonError(400, "window_s: must be between 0 and a year")
+    """What the centre is judged on over the last `window_s`, overall, per grid, per category."""
+    window = query(request, StatsQuery).window_s
     tickets = await request.app[keys.TICKETS].changed_since(time.time() - window)
     return web.json_response({"window_s": window, **report(tickets)})
 
 
 @routes.get("/api/tickets/{id}")
+@allow(*READ, owner=OWN)
 async def get_ticket(request: web.Request) -> web.Response:
-    principal = require(request, *READ_ROLES)
+    principal = request["principal"]
     ticket = await _ticket(request, principal)
     data = _view(ticket)
     data["log"] = await request.app[keys.TICKETS].log(ticket.id)
@@ -102,15 +116,17 @@ async def get_ticket(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tickets/{id}/track")
+@allow(*READ, owner=OWN)
 async def ticket_track(request: web.Request) -> web.Response:
-    principal = require(request, *READ_ROLES)
+    principal = request["principal"]
     ticket = await _ticket(request, principal)
     return web.json_response(await request.app[keys.DISPATCH].track(ticket))
 
 
 @routes.get("/api/tickets/{id}/evidence")
+@allow(*READ, owner=OWN)
 async def ticket_evidence(request: web.Request) -> web.Response:
-    principal = require(request, *READ_ROLES)
+    principal = request["principal"]
     ticket = await _ticket(request, principal)
     store = request.app[keys.EVIDENCE]
     return web.json_response(
@@ -136,20 +152,22 @@ def _decoded_size(data: bytes) -> tuple[int, int] | None:
 
 
 @routes.post("/api/tickets/{id}/evidence")
+@allow(*DESK, "officer", body_types=("image/jpeg", "image/png"), owner=OWN)
 async def upload_photo(request: web.Request) -> web.Response:
     """A photo from the scene (the officer resolving the ticket, or a dispatcher): the
     body is the JPEG or PNG itself, checked by its content, at most server.max_photo_bytes;
     stored with the ticket's evidence and logged. 201 {name, url}."""
-    principal = require(request, "officer", "admin", "dispatcher")
+    principal = request["principal"]
     ticket = await _ticket(request, principal)
     if principal.role == "officer" and ticket.state not in PHOTO_STATES:
         raise JsonError(409, f"ticket {ticket.id} is {ticket.state}: photos are taken at the scene")
     if ticket.state in TERMINAL:
         raise JsonError(409, f"ticket {ticket.id} is {ticket.state}: its evidence is closed")
     limit = request.app[keys.CONFIG].server.max_photo_bytes
-    data = await request.content.read(limit + 1)  # not request.read(): its cap is for JSON
-    if len(data) > limit:
-        raise JsonError(413, f"a photo is at most {limit // 1024} KB")
+    try:
+        data = await read_body(request, limit)
+    except JsonError as e:
+        raise JsonError(413, f"a photo is at most {limit // 1024} KB", "too_large") from e
     kind = next((t for magic, t in PHOTO_TYPES.items() if data.startswith(magic)), None)
     if kind is None:
         raise JsonError(415, "a photo must be a JPEG or PNG file", "unsupported_media_type")
@@ -170,8 +188,9 @@ async def upload_photo(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tickets/{id}/evidence/{name:.+}")
+@allow(*READ, owner=OWN)
 async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
-    principal = require(request, *READ_ROLES)
+    principal = request["principal"]
     ticket = await _ticket(request, principal)
     name = request.match_info["name"]
     # Only what the ticket lists, and only inside the evidence folder.
@@ -182,10 +201,10 @@ async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
 
 
 @routes.get("/api/tickets/{id}/candidates")
+@allow(*DESK)
 async def ticket_candidates(request: web.Request) -> web.Response:
     """The officers dispatch would offer this ticket to, for a dispatcher to choose from."""
-    principal = require(request, "admin", "dispatcher")
-    ticket = await _ticket(request, principal)
+    ticket = await _ticket(request, request["principal"])
     found, reason = await request.app[keys.DISPATCH].candidates(ticket)
     return web.json_response(
         {
@@ -204,16 +223,13 @@ async def ticket_candidates(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/tickets/{id}/actions")
+@allow(*DESK, "officer", body=ActionBody, owner=OWN)
 async def act(request: web.Request) -> web.Response:
-    principal = require(request, *ACT_ROLES)
-    body = await read_json(request)
-    action, why, officer = body.get("action"), body.get("reason", ""), body.get("officer")
-    if not isinstance(action, str):
-        raise JsonError(400, "action: a string is required")
-    if not isinstance(why, str) or len(why) > 1000:
-        raise JsonError(400, "reason: a string of at most 1000 characters")
-    if officer is not None and not isinstance(officer, str):
-        raise JsonError(400, "officer: must be an officer id")
+    """A transition (dispatch, accept, decline, arrive, resolve, verify, close, ...): 409
+    naming the allowed ones when the state does not allow it, 403 when the role does not."""
+    principal = request["principal"]
+    ask = await body(request, ActionBody, "bad_request")
+    action, why, officer = ask.action, ask.reason, ask.officer
     ticket_id = request.match_info["id"]
     if principal.role == "officer":
         await _ticket(request, principal)  # 403 for a ticket that is not his, before any 409

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatch.alerts import ALERT_ROLES, AlertError
+from dispatch.alerts import AlertError
 from signaling import keys
-from signaling.access import WALL_ROLES, may_watch
-from signaling.auth import require
-from signaling.http_errors import JsonError, read_json, validated
+from signaling.access import may_watch
+from signaling.http_errors import JsonError
+from signaling.policy import DESK, WALL, allow, body, query
 
 routes = web.RouteTableDef()
 
@@ -31,9 +31,9 @@ class WallLayout(BaseModel):
 
 
 @routes.get("/api/map")
+@allow(*WALL, "officer")
 async def base_map(request: web.Request) -> web.Response:
     """Where the map starts, the tile server (if the centre runs one) and the layers."""
-    require(request, *WALL_ROLES, "officer")
     basemap = request.app[keys.MAP]
     cfg = basemap.config
     center = cfg.center.model_dump() if cfg.center else None
@@ -59,8 +59,9 @@ async def base_map(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/map/layers/{name}")
+@allow(*WALL, "officer")
 async def map_layer(request: web.Request) -> web.Response:
-    require(request, *WALL_ROLES, "officer")
+    """One of the centre's base layers, as GeoJSON."""
     layer = request.app[keys.MAP].layers.get(request.match_info["name"])
     if layer is None:
         raise JsonError(404, f"no map layer {request.match_info['name']!r}")
@@ -69,9 +70,9 @@ async def map_layer(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/map/grids")
+@allow(*WALL)
 async def map_grids(request: web.Request) -> web.Response:
     """The grids as GeoJSON, each with its tickets in the surge window and whether it warns."""
-    require(request, *WALL_ROLES)
     basemap, grids = request.app[keys.MAP], request.app[keys.GRIDS]
     counts = await grids.states(list(basemap.grids))
     features = [
@@ -82,20 +83,23 @@ async def map_grids(request: web.Request) -> web.Response:
                               "window_s": grids.window_s, "threshold": grids.threshold})  # fmt: skip
 
 
+class AlertsQuery(BaseModel):
+    state: Literal["open", "acked"] = "open"
+
+
 @routes.get("/api/alerts")
+@allow(*DESK, query=AlertsQuery)
 async def list_alerts(request: web.Request) -> web.Response:
     """Open alerts (or `?state=acked`: acknowledged in the last week), newest first."""
-    require(request, *ALERT_ROLES)
-    state = request.query.get("state", "open")
-    if state not in ("open", "acked"):
-        raise JsonError(400, "state: must be open or acked")
-    alerts = await request.app[keys.ALERTS].list(state)  # type: ignore[arg-type]
+    alerts = await request.app[keys.ALERTS].list(query(request, AlertsQuery).state)
     return web.json_response({"alerts": [a.model_dump(mode="json") for a in alerts]})
 
 
 @routes.post("/api/alerts/{id}/ack")
+@allow(*DESK)
 async def ack_alert(request: web.Request) -> web.Response:
-    principal = require(request, *ALERT_ROLES)
+    """Acknowledge an alert, for every wall (409 when it already is)."""
+    principal = request["principal"]
     try:
         alert = await request.app[keys.ALERTS].ack(request.match_info["id"], principal.username)
     except AlertError as e:
@@ -104,9 +108,10 @@ async def ack_alert(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/streams")
+@allow(*WALL, "officer", owner="An officer sees only the streams he may watch.")
 async def published_streams(request: web.Request) -> web.Response:
     """Streams published to this node (drones, phones, encoders) that the caller may watch."""
-    principal = require(request, *WALL_ROLES, "officer")
+    principal = request["principal"]
     cfg = request.app[keys.CONFIG]
     out = []
     for stream in list(request.app[keys.HUB].streams.values()):
@@ -123,8 +128,10 @@ def _layout_key(username: str) -> str:
 
 
 @routes.get("/api/me/layout")
+@allow(*WALL, owner="A user reads and writes his own layout only.")
 async def get_layout(request: web.Request) -> web.Response:
-    principal = require(request, *WALL_ROLES)
+    """The caller's video wall layout."""
+    principal = request["principal"]
     blob = await request.app[keys.REDIS].get(_layout_key(principal.username))
     try:
         layout = WallLayout.model_validate_json(blob) if blob else WallLayout()
@@ -134,8 +141,10 @@ async def get_layout(request: web.Request) -> web.Response:
 
 
 @routes.put("/api/me/layout")
+@allow(*WALL, body=WallLayout, owner="A user reads and writes his own layout only.")
 async def put_layout(request: web.Request) -> web.Response:
-    principal = require(request, *WALL_ROLES)
-    layout = validated(WallLayout, await read_json(request), "invalid_layout")
+    """Keep the caller's video wall layout."""
+    principal = request["principal"]
+    layout = await body(request, WallLayout, "invalid_layout")
     await request.app[keys.REDIS].set(_layout_key(principal.username), layout.model_dump_json())
     return web.json_response(layout.model_dump())

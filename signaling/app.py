@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
+import ipaddress
 import logging
 import os
 import socket
@@ -39,13 +41,16 @@ from signaling import (
     whip,
     ws,
 )
-from signaling.auth import Tokens, auth_middleware, shared_secret
+from signaling.auth import PasswordChecks, Tokens, auth_middleware, shared_secret
 from signaling.basemap import load_basemap
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
-from signaling.config import Config
-from signaling.http_errors import error_middleware
+from signaling.config import Config, ServerConfig
+from signaling.headers import page_policy, security_headers
+from signaling.http_errors import JsonError, error_middleware
 from signaling.metrics import Metrics
+from signaling.openapi import build as openapi_spec
+from signaling.policy import allow, check_rules
 from signaling.presence import Presence
 from signaling.redis_server import EmbeddedRedis
 from signaling.sockets import Sockets
@@ -81,7 +86,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     app[keys.REDIS] = client
     secret = await shared_secret(client, cfg.server.secret)
-    app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client)
+    app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client, {u.username: u.role for u in cfg.users})
     yield
     await client.aclose()
     if embedded is not None:
@@ -145,8 +150,10 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         onvif_resolver=onvif.stream_uri,
     )
     app[keys.HUB] = hub
-    rtc = rtc_configuration(s.model_dump(exclude_none=True) for s in cfg.webrtc.ice_servers)
-    viewers = Viewers(rtc)
+    # The node is the reachable side: its own peer connections gather host candidates
+    # only (a TURN server that does not answer would delay every answer by seconds).
+    rtc = rtc_configuration([])
+    viewers = Viewers(rtc, cfg.media.viewer_connect_s, cfg.media.viewer_sessions_per_user)
     app[keys.VIEWERS] = viewers
     publishers = Publishers(hub, rtc)
     app[keys.PUBLISHERS] = publishers
@@ -192,18 +199,56 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+@allow(public=True)
 async def index(request: web.Request) -> web.FileResponse:
+    """The command wall."""
     return web.FileResponse(STATIC / "index.html")
 
 
+@allow(public=True)
 async def phone(request: web.Request) -> web.FileResponse:
+    """The officer's phone page."""
     return web.FileResponse(STATIC / "phone.html")
 
 
+@allow(public=True)
+async def openapi(request: web.Request) -> web.Response:
+    """This API, as OpenAPI 3.1."""
+    return web.json_response(request.app[OPENAPI])
+
+
+@allow(public=True)
 async def service_worker(request: web.Request) -> web.FileResponse:
+    """The phone page's service worker."""
     # At the root, so that it may look after /phone; always checked for a newer version.
     return web.FileResponse(STATIC / "sw.js", headers={"Content-Type": "text/javascript",
                                                         "Cache-Control": "no-cache"})  # fmt: skip
+
+
+PAGES = [STATIC / "index.html", STATIC / "phone.html"]
+OPENAPI = web.AppKey("openapi", dict)
+
+
+def metrics_guard(cfg: ServerConfig, handler):
+    """/metrics for whom the config lets see it: a bearer token, client networks, or all."""
+
+    @allow(public=True)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        """Prometheus metrics (server.metrics_token, server.metrics_from)."""
+        if cfg.metrics_from:
+            try:
+                peer = ipaddress.ip_address((request.remote or "").split("%")[0])
+            except ValueError:
+                peer = None
+            if peer is None or not any(peer in net for net in cfg.metrics_from):
+                raise JsonError(403, "metrics are not served to this address (server.metrics_from)")
+        if cfg.metrics_token and not hmac.compare_digest(
+            request.headers.get("Authorization", ""), f"Bearer {cfg.metrics_token}"
+        ):
+            raise JsonError(401, "metrics need the bearer token of server.metrics_token")
+        return await handler(request)
+
+    return guarded
 
 
 def add_vendor_routes(app: web.Application) -> None:
@@ -219,14 +264,21 @@ def create_app(config: Config) -> web.Application:
     metrics = Metrics()
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
-        middlewares=[metrics.middleware(), error_middleware, auth_middleware(keys.TOKENS)],
+        middlewares=[metrics.middleware(), security_headers(page_policy(PAGES, config.map.tile_url)),
+                     error_middleware, auth_middleware(keys.TOKENS, config.server.origins)],
     )
     app[keys.CONFIG] = config
     app[keys.METRICS] = metrics
     app[keys.MAP] = load_basemap(config)  # ConfigError here: check-config reports it first
+    app[keys.PASSWORDS] = PasswordChecks()
+
+    async def close_passwords(app: web.Application) -> None:
+        app[keys.PASSWORDS].close()
+
+    app.on_cleanup.append(close_passwords)
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
     app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx, recordings_ctx])
-    app.router.add_get("/metrics", metrics.handler)
+    app.router.add_get("/metrics", metrics_guard(config.server, metrics.handler))
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
     app.router.add_routes(api_dispatch.routes)
@@ -238,6 +290,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
     app.router.add_get("/sw.js", service_worker)
+    app.router.add_get("/api/openapi.json", openapi)
     app.router.add_static("/static/", str(STATIC))
     add_vendor_routes(app)
+    check_rules(app)  # a route without an access rule would be open to anyone: refuse to start
+    app[OPENAPI] = openapi_spec(app)
     return app

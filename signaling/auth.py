@@ -6,10 +6,13 @@ logout revokes them: revoked ids live in Redis until the token would have expire
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from aiohttp import web
@@ -19,6 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from signaling.config import User
 from signaling.http_errors import JsonError
+from signaling.policy import rule_of
 
 log = logging.getLogger("gridwatch.auth")
 
@@ -47,10 +51,14 @@ class Principal:
 
 
 class Tokens:
-    def __init__(self, secret: str, ttl_s: int, redis: aioredis.Redis):
+    """Signed tokens; `verify` also holds them against the users the config has now
+    (username -> role): a removed or demoted user's tokens stop at once, on every route."""
+
+    def __init__(self, secret: str, ttl_s: int, redis: aioredis.Redis, roles: dict[str, str]):
         self._s = URLSafeTimedSerializer(secret, salt="gridwatch.token")
         self.ttl_s = ttl_s
         self.redis = redis
+        self.roles = roles
 
     def issue(self, username: str, role: str) -> str:
         return self._s.dumps({"u": username, "r": role, "j": secrets.token_urlsafe(12)})
@@ -60,6 +68,9 @@ class Tokens:
             data = self._s.loads(token, max_age=self.ttl_s)
             principal = Principal(data["u"], data["r"], data["j"])
         except (BadSignature, KeyError, TypeError):
+            return None
+        if self.roles.get(principal.username) != principal.role:
+            log.warning("token of a user removed or changed", extra={"user": principal.username})
             return None
         if await self.redis.exists(f"gw:revoked:{principal.jti}"):
             return None
@@ -77,9 +88,6 @@ async def shared_secret(redis: aioredis.Redis, configured: str | None) -> str:
     return (await redis.get("gw:secret")).decode()
 
 
-PUBLIC_PATHS = ("/healthz", "/metrics", "/api/login")
-PROTECTED_PREFIXES = ("/api", "/whep", "/whip", "/ws", "/recordings")
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -90,30 +98,82 @@ def bearer(request: web.Request) -> str | None:
     return request.cookies.get(COOKIE)
 
 
-def auth_middleware(tokens_key: web.AppKey[Tokens]) -> Callable[..., Awaitable[web.StreamResponse]]:
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def same_origin(request: web.Request, origins: list[str]) -> bool:
+    """Whether the request's Origin (if a browser sent one) is this server or a listed one.
+    Host and port are compared, not the scheme: a TLS proxy in front changes only that."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser: it cannot be made to carry a victim's cookie
+    if origin in origins:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def auth_middleware(
+    tokens_key: web.AppKey[Tokens], origins: list[str]
+) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The route's rule (signaling.policy) is enforced here, before its handler: a public
+    route is open; any other needs a valid token (Tokens.verify) of a role the rule names
+    (401, 403). A request that rides on the session cookie (not a bearer header) and
+    changes something, or opens /ws, must come from this server's own pages: another
+    origin's page in the same browser would otherwise act as the user (cross-site request
+    forgery, WebSocket hijacking). Static files and unknown paths (404) need no rule."""
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
-        if path in PUBLIC_PATHS or not path.startswith(PROTECTED_PREFIXES):
+        route = request.match_info.route
+        rule = rule_of(route.handler) if route is not None else None
+        if rule is None or rule.public:
             return await handler(request)
         token = bearer(request)
         principal = await request.app[tokens_key].verify(token) if token else None
         if principal is None:
             raise JsonError(401, "a valid bearer token is required")
+        from_cookie = "Authorization" not in request.headers
+        if from_cookie and (request.method not in SAFE_METHODS or path == "/ws") and \
+                not same_origin(request, origins):  # fmt: skip
+            log.warning("cross-origin request refused",
+                        extra={"origin": request.headers.get("Origin"), "path": path, "user": principal.username})  # fmt: skip
+            raise JsonError(403, "cross-origin request refused", "cross_origin")
+        if principal.role not in rule.roles:
+            raise JsonError(403, f"role {principal.role!r} may not do this; needs one of {list(rule.roles)}")
         request["principal"] = principal
         return await handler(request)
 
     return middleware
 
 
-def require(request: web.Request, *roles: str) -> Principal:
-    principal: Principal = request["principal"]
-    if principal.role not in roles:
-        raise JsonError(403, f"role {principal.role!r} may not do this; needs one of {list(roles)}")
-    return principal
-
-
 def find_user(users: list[User], username: str, password: str) -> User | None:
     user = next((u for u in users if u.username == username), None)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     return user if ok and user else None
+
+
+class PasswordChecks:
+    """argon2 checks in their own threads, never on the event loop: at most `workers` at
+    once (argon2 is slow on purpose, and a login flood must not take the cores that move
+    the video), and at most `queue` waiting; past that a login is refused at once
+    (BusyError) rather than queued behind a flood."""
+
+    def __init__(self, workers: int = 1, queue: int = 8):
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self.queue = queue
+        self.waiting = 0
+
+    async def check(self, users: list[User], username: str, password: str) -> User | None:
+        if self.waiting >= self.queue:
+            raise JsonError(429, "too many logins at once; try again in a second", retry_after_s=1)
+        self.waiting += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self.pool, find_user, users, username, password
+            )
+        finally:
+            self.waiting -= 1
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from signaling.access import phone_stream
 from signaling.config import Config
+from signaling.ice import ice_servers_for
 from signaling.presence import Presence, busy_key
 from signaling.sockets import Client, Sockets
 
@@ -184,7 +185,6 @@ class Calls:
         self.presence = presence
         self.config = config
         self.roles = {u.username: u.role for u in config.users}
-        self.ice_servers = [s.model_dump(exclude_none=True) for s in config.webrtc.ice_servers]
         self._invite = redis.register_script(_INVITE)
         self._accept = redis.register_script(_ACCEPT)
         self._end = redis.register_script(_END)
@@ -295,7 +295,7 @@ class Calls:
             return None
         self.counts["invites"] += 1
         ring = {"type": "call.ring", "call": call_id, "from": caller,
-                "from_role": self.roles.get(caller), "ice_servers": self.ice_servers}  # fmt: skip
+                "from_role": self.roles.get(caller), "ice_servers": ice_servers_for(self.config.webrtc, callee)}  # fmt: skip
         if by:
             ring["transferred_by"] = by
         await self._callee_devices({"callee": callee}, ring, None)
@@ -311,7 +311,7 @@ class Calls:
             await client.send({"type": "call.busy", "to": msg.to})
             return
         await client.send({"type": "call.ringing", "call": call_id, "to": msg.to,
-                           "ice_servers": self.ice_servers})  # fmt: skip
+                           "ice_servers": ice_servers_for(self.config.webrtc, client.user)})  # fmt: skip
         await self.presence.announce(client.user)
 
     async def accept(self, client: Client, msg: CallRef) -> None:

@@ -2,40 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
+import socket
 
 import redis.asyncio as aioredis
-from pydantic import TypeAdapter, ValidationError
 
-from dispatch.events import WALL
+from dispatch.events import WALL as WALL_CHANNEL
+from dispatch.records import load, load_all
 from media.hub import StreamHub
-from media.sources import parse_source, redact
+from media.sources import SECRET_PARAMS, parse_source, redact
 from media.stream import Stream
-from signaling.config import Camera, Zone
-from signaling.http_errors import JsonError, validated
+from signaling.config import Camera, MediaConfig
+from signaling.http_errors import JsonError
 from signaling.logs import add_secret
 
 log = logging.getLogger("gridwatch.cameras")
 
 KEY = "gw:cameras"
-ZONES = TypeAdapter(list[Zone])
 
 
-def validate_camera(data: dict) -> Camera:
-    return validated(Camera, data, "invalid_camera")
-
-
-def validate_zones(data: object) -> list[Zone]:
-    if not isinstance(data, list):
-        raise JsonError(400, "zones: must be a list")
-    return validated(ZONES, data, "invalid_zones", prefix="zones: ")
+async def check_api_camera(camera: Camera, media: MediaConfig, stored: Camera | None = None) -> None:
+    """A camera from the API may use only `media.api_sources` schemes and reach no host
+    in `media.deny_hosts` (its name resolved now); JsonError 400 naming the field. A URL
+    the stored camera already has (a rename of a config camera) is not new input."""
+    for field, url in (("source", camera.source), ("detect_source", camera.detect_source)):
+        if url is None or (stored is not None and url == getattr(stored, field)):
+            continue
+        scheme = url.partition(":")[0].lower()
+        if scheme not in media.api_sources:
+            raise JsonError(400, f"{field}: {scheme}: sources come from the config file only; through the API: "
+                                 f"{', '.join(media.api_sources)} (media.api_sources)", "forbidden_source")  # fmt: skip
+        host = parse_source(url).host
+        if host is None or not media.deny_hosts:
+            continue
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError) as e:
+            raise JsonError(400, f"{field}: host {host!r} does not resolve ({e})", "forbidden_source") from None
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%")[0])
+            if any(address in net for net in media.deny_hosts):
+                raise JsonError(400, f"{field}: host {host} ({address}) is not one this node may reach "
+                                     f"(media.deny_hosts)", "forbidden_source")  # fmt: skip
 
 
 def register_secrets(camera: Camera) -> None:
     for url in (camera.source, camera.detect_source):
         if url:
-            add_secret(parse_source(url).password)
+            source = parse_source(url)
+            add_secret(source.password)
+            for name, value in source.params.items():
+                if name.lower() in SECRET_PARAMS:
+                    add_secret(value)
 
 
 def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
@@ -62,13 +83,8 @@ def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
 
 async def stored_cameras(redis: aioredis.Redis) -> list[Camera]:
     """Every camera in Redis, by id; one that no longer validates is logged and left out."""
-    cameras = []
-    for cid, blob in sorted((await redis.hgetall(KEY)).items()):
-        try:
-            cameras.append(Camera.model_validate_json(blob))
-        except ValidationError as e:
-            log.error("stored camera is invalid", extra={"camera": cid.decode(), "error": str(e)})
-    return cameras
+    items = sorted((cid.decode(), blob) for cid, blob in (await redis.hgetall(KEY)).items())
+    return load_all(Camera, items, "camera")
 
 
 class CameraStore:
@@ -82,11 +98,10 @@ class CameraStore:
     async def many(self, ids: list[str]) -> list[Camera]:
         """The cameras among `ids` that exist, in one round trip."""
         blobs = await self.redis.hmget(KEY, ids) if ids else []
-        return [Camera.model_validate_json(b) for b in blobs if b]
+        return load_all(Camera, zip(ids, blobs, strict=True), "camera")
 
     async def get(self, camera_id: str) -> Camera | None:
-        blob = await self.redis.hget(KEY, camera_id)
-        return Camera.model_validate_json(blob) if blob else None
+        return load(Camera, await self.redis.hget(KEY, camera_id), "camera", camera_id)
 
     async def put(self, camera: Camera, *, create: bool = False) -> None:
         register_secrets(camera)
@@ -110,7 +125,7 @@ class CameraStore:
 
     async def _changed(self, camera_id: str, *, deleted: bool) -> None:
         # Walls add, rename or drop the camera's tile and marker at once.
-        await self.redis.publish(WALL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
+        await self.redis.publish(WALL_CHANNEL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
 
     async def stream(self, camera_id: str) -> Stream | None:
         """The camera's stream on this node, created from the store on first use."""

@@ -28,12 +28,13 @@ async def _serve(
     sidecars: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
     from signaling.app import create_app  # imports aiortc/av: keep check-config fast
+    from signaling.listener import KEEPALIVE_S, listen
 
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
-    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
+    runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False,
+                           keepalive_timeout=KEEPALIVE_S)  # fmt: skip
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    server = await listen(runner, config.server.host, config.server.port, config.server.header_timeout_s)
     host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
     log.info("listening", extra={"url": f"http://{host}:{config.server.port}/"})
     if banner:
@@ -45,6 +46,7 @@ async def _serve(
     async with sidecars() if sidecars else contextlib.nullcontext():
         await stop.wait()
         log.info("shutting down")
+    server.close()
     await runner.cleanup()
 
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
+from dispatch.detections import MAX_FRAME
 from media.sources import SourceError, parse_source
 
 Role = Literal["admin", "dispatcher", "officer", "viewer", "device"]
@@ -19,8 +20,9 @@ CAMERA_ID = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class Strict(BaseModel):
-    # Unknown keys are errors: a misspelt option must not be silently ignored.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are errors: a misspelt option must not be silently ignored; and no
+    # number is infinite or NaN (YAML's .inf and .nan included).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ServerConfig(Strict):
@@ -30,8 +32,20 @@ class ServerConfig(Strict):
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     # A photo an officer uploads as evidence (JPEG or PNG, checked by its content).
     max_photo_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 10 * 1024 * 1024
-    token_ttl_s: Annotated[int, Field(ge=60)] = 12 * 3600
+    token_ttl_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 12 * 3600
     secret: str | None = None
+    # Origins (scheme://host:port) whose pages may use the session cookie besides this
+    # server's own, e.g. the address of a TLS proxy in front of it.
+    origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    # A connection must send its first request's head within this (slowloris).
+    header_timeout_s: Annotated[float, Field(ge=1, le=300)] = 10.0
+    # A /ws client this many events behind (it stopped reading) is dropped (close 1013).
+    ws_send_queue: Annotated[int, Field(ge=10, le=100_000)] = 2000
+    # The node sits behind a proxy that terminates TLS: session cookies are Secure.
+    tls_proxy: bool = False
+    # Who may read /metrics: a bearer token, client networks; unset, everyone (as before).
+    metrics_token: Annotated[str, Field(min_length=16)] | None = None
+    metrics_from: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
 
 
 class RedisConfig(Strict):
@@ -54,6 +68,9 @@ class IceServer(Strict):
 class WebRTCConfig(Strict):
     ice_servers: list[IceServer] = []
     host_addresses: list[str] = []
+    # coturn's static-auth-secret: TURN credentials are then made per user and expire.
+    turn_secret: Annotated[str, Field(min_length=16)] | None = None
+    turn_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 3600
 
     @field_validator("host_addresses")
     @classmethod
@@ -70,13 +87,26 @@ class MediaConfig(Strict):
     reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 3.0
     read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
+    # A WebRTC viewer that has not connected this long after its answer is closed (an
+    # offer without usable candidates would hold its place for ever) ...
+    viewer_connect_s: Annotated[float, Field(ge=1, le=300)] = 20.0
+    # ... and one user holds at most this many viewer sessions on a node.
+    viewer_sessions_per_user: Annotated[int, Field(ge=1, le=10000)] = 64
     # New WebRTC viewers are refused (503) past this much video out of the node: one
     # core forwards about 400 Mbit/s (tests/bench/fanout.py), and a node that takes
     # more loses frames for every viewer instead of turning one away. None: no limit.
-    max_egress_mbps: Annotated[float, Field(gt=0)] | None = 400.0
+    max_egress_mbps: Annotated[float, Field(gt=0, le=1e6)] | None = 400.0
     # A node that dies stops sampling its cameras for the detectors; another node takes
     # them over within this.
     lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
+    # A camera URL from the API is untrusted: these schemes only (file:, lavfi:, clock:
+    # come from this file unless listed here) ...
+    api_sources: list[Literal["rtsp", "rtsps", "onvif", "rtmp", "file", "lavfi", "clock"]] = ["rtsp", "rtsps", "onvif"]
+    # ... and no host in these networks (the node itself, link-local and cloud metadata).
+    deny_hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "169.254.0.0/16",
+                                          "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128")
+    ]  # fmt: skip
 
 
 StreamPattern = Annotated[str, Field(pattern=r"^[a-z0-9*?_-]{1,63}$")]
@@ -119,18 +149,18 @@ class Position(Strict):
 
 class RecordConfig(Strict):
     mode: Literal["continuous", "events", "off"] = "off"
-    retain_days: Annotated[float, Field(gt=0)] = 7
-    max_gb: Annotated[float, Field(gt=0)] | None = None  # this camera's quota; oldest go first
+    retain_days: Annotated[float, Field(gt=0, le=36500)] = 7
+    max_gb: Annotated[float, Field(gt=0, le=1e9)] | None = None  # this camera's quota; oldest go first
 
 
 class RecordingsConfig(Strict):
     segment_s: Annotated[float, Field(ge=2, le=3600)] = 60.0
     pre_s: Annotated[float, Field(ge=0, le=300)] = 10.0  # events: kept before a mark
     post_s: Annotated[float, Field(ge=0, le=3600)] = 20.0  # and after it
-    max_gb: Annotated[float, Field(gt=0)] | None = None  # every camera together
+    max_gb: Annotated[float, Field(gt=0, le=1e9)] | None = None  # every camera together
     # Below this much free space recording stops (alarm: metric, log, wall warning).
-    min_free_mb: Annotated[float, Field(ge=0)] = 1024.0
-    evidence_keep_days: Annotated[float, Field(ge=0)] = 365.0  # after the ticket ends
+    min_free_mb: Annotated[float, Field(ge=0, le=1e12)] = 1024.0
+    evidence_keep_days: Annotated[float, Field(ge=0, le=36500)] = 365.0  # after the ticket ends
     check_s: Annotated[float, Field(ge=0.5, le=3600)] = 30.0  # retention and disk checks
     # Published streams (phones, drones) by id pattern, e.g. {"drone-*": {mode: continuous}}.
     streams: dict[Annotated[str, Field(pattern=r"^[a-z0-9*?_-]{1,63}$")], RecordConfig] = {}
@@ -141,7 +171,6 @@ class DetectConfig(Strict):
     enabled: bool = True
 
 
-MAX_FRAME = 8192  # pixels: no camera frame is larger
 
 
 class Zone(Strict):
@@ -256,8 +285,8 @@ class TracksConfig(Strict):
 
 
 class GridWarn(Strict):
-    window_s: Annotated[int, Field(gt=0)] = 3600
-    threshold: Annotated[int, Field(gt=0)] = 10
+    window_s: Annotated[int, Field(gt=0, le=366 * 86400)] = 3600
+    threshold: Annotated[int, Field(gt=0, le=1_000_000)] = 10
 
 
 class GridsConfig(Strict):
@@ -267,26 +296,24 @@ class GridsConfig(Strict):
 
 class CategoryConfig(Strict):
     mode: Literal["auto", "suggest"] = "auto"  # auto: offer to the nearest at once
-    accept_s: Annotated[float, Field(gt=0)] | None = None
-    arrive_s: Annotated[float, Field(gt=0)] | None = None
-    resolve_s: Annotated[float, Field(gt=0)] | None = None
+    accept_s: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
+    arrive_s: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
+    resolve_s: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
 
 
 class DispatchConfig(Strict):
-    accept_s: Annotated[float, Field(gt=0)] = 120
-    arrive_s: Annotated[float, Field(gt=0)] = 300
-    resolve_s: Annotated[float, Field(gt=0)] = 3600
-    arrive_radius_m: Annotated[float, Field(gt=0)] = 50
-    remind_before_s: Annotated[float, Field(ge=0)] = 60
+    accept_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 120
+    arrive_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 300
+    resolve_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 3600
+    arrive_radius_m: Annotated[float, Field(gt=0, le=10_000)] = 50
+    remind_before_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 60
     search_radius_m: Annotated[float, Field(gt=0, le=100_000)] = 5000
     search_count: Annotated[int, Field(ge=1, le=1000)] = 50
     speed_mps: Annotated[float, Field(gt=0, le=50)] = 5.0  # on foot or by bicycle in traffic
     road_factor: Annotated[float, Field(ge=1, le=5)] = 1.3  # streets are longer than straight lines
-    stale_s: Annotated[float, Field(gt=0)] = 120
-    track_retain_s: Annotated[float, Field(gt=0)] = 7 * 86400
-    claim_idle_s: Annotated[float, Field(gt=0)] = (
-        30  # violations a dead node held move on after this
-    )
+    stale_s: Annotated[float, Field(gt=0, le=86400)] = 120
+    track_retain_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 7 * 86400
+    claim_idle_s: Annotated[float, Field(gt=0, le=86400)] = 30  # violations a dead node held move on after this
     categories: dict[str, CategoryConfig] = {}
 
     def mode(self, category: str) -> str:
@@ -326,17 +353,17 @@ class DetectorsConfig(Strict):
     # The model's class names -> what the rules see; a custom model with a stall class maps it here.
     classes: dict[str, Literal["vehicle", "person", "stall"]] = COCO_GROUPS
     lease_s: Annotated[float, Field(ge=1, le=300)] = 10.0
-    grace_s: Annotated[float, Field(gt=0)] = 10.0  # an object unseen this long is gone
-    cooldown_s: Annotated[float, Field(ge=0)] = 300.0
+    grace_s: Annotated[float, Field(gt=0, le=3600)] = 10.0  # an object unseen this long is gone
+    cooldown_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 300.0
     # The model runs this often even where nothing moved (Frigate re-checks stationary
     # objects about every 10 s too): parked vehicles stay seen, the dwell runs on.
-    recheck_s: Annotated[float, Field(gt=0)] = 10.0
+    recheck_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
     # Auto-verify of a resolved camera ticket: the spot must be clear this long in a row,
     # within this long of the resolution, or the ticket goes back to the officer.
     verify_clear_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     verify_window_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
     # A dispatcher's dismissal keeps the spot quiet this long.
-    dismiss_s: Annotated[float, Field(gt=0)] = 86400.0
+    dismiss_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 86400.0
 
 
 class Config(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -87,14 +88,104 @@ def validated(
         raise JsonError(400, prefix + "; ".join(format_errors(e)), code) from None
 
 
+MAX_DEPTH = 32  # nesting of a JSON body; every request the API takes is far flatter
+MAX_INT = 2**53  # beyond this a number is not an id, a count or a time the API takes
+MAX_NUMBER_CHARS = 32
+
+
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The body, read as it streams (chunked or not), or a 413 past `limit` bytes
+    (the app's client_max_size by default)."""
+    limit = request.app._client_max_size if limit is None else limit
+    if (request.content_length or 0) > limit:
+        raise JsonError(413, f"request body too large (limit {limit} bytes)", "too_large")
+    chunks, size = [], 0
+    try:
+        while size <= limit and (chunk := await request.content.read(limit + 1 - size)):
+            chunks.append(chunk)  # read() gives what has arrived, not all that was asked
+            size += len(chunk)
+    except ConnectionResetError:
+        raise JsonError(400, "the client went away while sending its body", "client_gone") from None
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise JsonError(413, f"request body too large (limit {limit} bytes)", "too_large")
+    return data
+
+
+def _number(text: str) -> int | float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"number {text[:12]}... is too long")
+    value = float(text) if any(c in text for c in ".eE") else int(text)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"number {text[:12]} is out of range")
+    if abs(value) > MAX_INT:
+        raise ValueError(f"number {text[:12]} is out of range")
+    return value
+
+
+def _constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check(value: object, depth: int = 0) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and strings that are not Unicode text."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH}")
+    if isinstance(value, str):
+        value.encode("utf-8")  # a lone surrogate (\ud800) raises here, not in a handler
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check(k, depth + 1)
+            _check(v, depth + 1)
+    elif isinstance(value, list):
+        for v in value:
+            _check(v, depth + 1)
+
+
+def parse_json(raw: bytes) -> object:
+    """Strict JSON: UTF-8 (RFC 8259, whatever charset a client declares), finite numbers
+    within +-2^53, no NaN or Infinity, no lone surrogates, at most MAX_DEPTH deep.
+    Raises JsonError 400 naming what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+        if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(text):
+            raise ValueError(f"nested deeper than {MAX_DEPTH}")
+        data = json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_constant)
+        _check(data)
+    except UnicodeError as e:
+        raise JsonError(400, f"malformed JSON: not UTF-8 text ({e.reason})") from None
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise JsonError(400, f"malformed JSON: {e}") from None
+    return data
+
+
+def _too_deep(text: str) -> bool:
+    """Bracket depth outside strings, counted before parsing: json.loads recurses."""
+    depth, in_string, escaped = 0, False, False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
 async def read_json(request: web.Request) -> dict:
-    """The request's JSON object, or a 400/415 that says what is wrong with it."""
+    """The request's JSON object (see parse_json), or a 400/413/415 saying what is wrong."""
     if request.content_type not in ("application/json", ""):
         raise JsonError(415, "the body must be application/json")
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise JsonError(400, f"malformed JSON: {e}") from None
+    data = parse_json(await read_body(request))
     if not isinstance(data, dict):
         raise JsonError(400, "the body must be a JSON object")
     return data

@@ -17,7 +17,7 @@ from media.publish import Publishers
 from media.rtmp import RtmpIngest
 from media.webrtc import Viewers
 from recordings.service import Recordings
-from signaling.auth import Tokens
+from signaling.auth import PasswordChecks, Tokens
 from signaling.basemap import BaseMap
 from signaling.calls import Calls
 from signaling.cameras import CameraStore
@@ -34,6 +34,7 @@ VIEWERS = web.AppKey("viewers", Viewers)
 PUBLISHERS = web.AppKey("publishers", Publishers)
 RTMP = web.AppKey("rtmp", RtmpIngest)
 TOKENS = web.AppKey("tokens", Tokens)
+PASSWORDS = web.AppKey("passwords", PasswordChecks)
 METRICS = web.AppKey("metrics", Metrics)
 ONVIF = web.AppKey("onvif", Onvif)
 TICKETS = web.AppKey("tickets", TicketStore)

@@ -44,9 +44,23 @@ class JsonFormatter(logging.Formatter):
         return scrub(json.dumps(line, default=str, ensure_ascii=False))
 
 
+class OneLineFromLibraries(logging.Filter):
+    """A library's traceback (aiohttp on a malformed request, pyrtmp on a connection that
+    does not speak RTMP, ...) becomes one line naming the cause; our own code keeps its
+    tracebacks, which are bugs to fix."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None and not record.name.startswith("gridwatch"):
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:300]}", None
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(OneLineFromLibraries())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

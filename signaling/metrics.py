@@ -87,6 +87,11 @@ class StreamCollector(Collector):
             "video bits per second to WebRTC viewers",
             self.viewers.egress_bps(),
         )
+        yield CounterMetricFamily(
+            "gridwatch_webrtc_sessions_reaped",
+            "viewer sessions closed because they never connected",
+            self.viewers.reaped,
+        )
 
 
 class FieldCollector(Collector):
@@ -97,6 +102,8 @@ class FieldCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         yield GaugeMetricFamily("gridwatch_ws_sockets", "open /ws sockets", self.sockets.count())
+        yield CounterMetricFamily("gridwatch_ws_dropped", "/ws sockets dropped for not reading",
+                                  self.sockets.dropped)  # fmt: skip
         c = CounterMetricFamily(
             "gridwatch_calls", "call events handled by this node", labels=["event"]
         )
@@ -190,6 +197,12 @@ class DetectorCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.logins = Counter(
+            "gridwatch_logins",
+            "logins by result: ok, failed (wrong password), throttled (refused before any hashing)",
+            ["result"],
+            registry=self.registry,
+        )
         self.requests = Counter(
             "gridwatch_http_requests",
             "HTTP requests by route and status",

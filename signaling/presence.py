@@ -15,6 +15,7 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.records import load
 from signaling.sockets import Client, Sockets
 
 log = logging.getLogger("gridwatch.presence")
@@ -60,8 +61,8 @@ class Presence:
         entries = await self.redis.hgetall(f"gw:presence:{user}")
         now, live, stale = time.time(), {}, []
         for device, blob in entries.items():
-            entry = json.loads(blob)
-            if now - entry["seen"] > STALE_S:
+            entry = load(None, blob, "presence", f"{user}/{device.decode()}")
+            if not isinstance(entry, dict) or not isinstance(entry.get("seen"), int | float) or now - entry["seen"] > STALE_S:
                 stale.append(device)
             else:
                 live[device.decode()] = entry

@@ -5,18 +5,19 @@ from __future__ import annotations
 from aiohttp import web
 
 from signaling import keys
-from signaling.http_errors import JsonError
+from signaling.http_errors import JsonError, read_body
+from signaling.ice import ice_servers_for
 
 MAX_SDP = 64 * 1024
 
 
 def ice_links(request: web.Request) -> list[str]:
     links = []
-    for server in request.app[keys.CONFIG].webrtc.ice_servers:
-        for url in [server.urls] if isinstance(server.urls, str) else server.urls:
+    for server in ice_servers_for(request.app[keys.CONFIG].webrtc, request["principal"].username):
+        for url in [server["urls"]] if isinstance(server["urls"], str) else server["urls"]:
             link = f'<{url}>; rel="ice-server"'
-            if server.username:
-                link += f'; username="{server.username}"; credential="{server.credential or ""}"'
+            if server.get("username"):
+                link += f'; username="{server["username"]}"; credential="{server.get("credential", "")}"'
             links.append(link)
     return links
 
@@ -24,12 +25,13 @@ def ice_links(request: web.Request) -> list[str]:
 async def read_offer(request: web.Request) -> str:
     if request.content_type != "application/sdp":
         raise JsonError(415, "the offer must be sent as application/sdp")
-    if (request.content_length or 0) > MAX_SDP:
-        raise JsonError(413, f"an SDP offer is at most {MAX_SDP} bytes", "too_large")
+    raw = await read_body(request, MAX_SDP)  # read as it streams: chunked bodies count too
     try:
-        offer = await request.text()
+        offer = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise JsonError(400, "the offer is not UTF-8 text") from None
+    if "\x00" in offer:
+        raise JsonError(400, "malformed SDP offer: NUL in it", "bad_sdp")
     if not offer.startswith("v=0"):
         raise JsonError(400, "malformed SDP offer: it must start with v=0", "bad_sdp")
     return offer

@@ -29,12 +29,20 @@ log = logging.getLogger("gridwatch.ws")
 
 WALL_ROLES = ("admin", "dispatcher", "viewer")
 REPLAY_MAX = 500
+SEND_TIMEOUT_S = 10.0  # one event not taken by the client in this long: dropped too
+SLOW = 1013  # "try again later": the client reconnects and its inbox replays what it missed
 
 
 class Client:
+    """One /ws connection. Everything sent to it goes through its own bounded queue and
+    writer task, so a client that stops reading is dropped (close code 1013) and never
+    holds up the events of anyone else; what it missed of its inbox comes again on its
+    next connection, and a wall reloads its snapshot then."""
+
     def __init__(
-        self, ws: web.WebSocketResponse, principal: Principal, redis: aioredis.Redis, device: str
-    ):
+        self, ws: web.WebSocketResponse, principal: Principal, redis: aioredis.Redis, device: str,
+        transport: asyncio.BaseTransport | None = None, queue: int = 2000,
+    ):  # fmt: skip
         self.ws = ws
         self.user = principal.username
         self.role = principal.role
@@ -43,6 +51,10 @@ class Client:
         self.redis = redis
         self.sent = b"0-0"  # last inbox entry sent on this socket
         self._lock = asyncio.Lock()
+        self.transport = transport
+        self.out: asyncio.Queue[dict] = asyncio.Queue(queue)
+        self.dropped: str | None = None
+        self.writer = asyncio.create_task(self._write())
 
     async def start(self) -> None:
         """Begin after the last entry the user acknowledged (on any device, any node)."""
@@ -62,10 +74,47 @@ class Client:
                 self.sent = entry_id
 
     async def send(self, event: dict) -> None:
-        if not self.ws.closed:
-            # A socket closing under us is the reader's to notice, not the sender's.
-            with contextlib.suppress(ConnectionResetError):
-                await self.ws.send_json(event)
+        """Queue an event for this socket; never waits for the client."""
+        if self.ws.closed or self.dropped:
+            return
+        try:
+            self.out.put_nowait(event)
+        except asyncio.QueueFull:
+            self.drop(f"fell {self.out.maxsize} events behind")
+
+    async def _write(self) -> None:
+        while True:
+            event = await self.out.get()
+            try:
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    await self.ws.send_json(event)
+            except TimeoutError:
+                self.drop(f"took no event for {SEND_TIMEOUT_S:.0f} s")
+                return
+            except (ConnectionResetError, RuntimeError):
+                return  # closing under us: the reader notices
+
+    def drop(self, why: str) -> None:
+        """Close a client that does not keep up, without waiting on it."""
+        if self.dropped:
+            return
+        self.dropped = why
+        log.warning("slow socket dropped", extra={"user": self.user, "device": self.device, "why": why})
+        asyncio.get_running_loop().create_task(self._close(why))
+
+    async def _close(self, why: str) -> None:
+        self.writer.cancel()
+        try:  # the close code, if it can still get through ...
+            async with asyncio.timeout(1):
+                await self.ws.close(code=SLOW, message=f"too slow: {why}".encode()[:120])
+        except (TimeoutError, ConnectionResetError, RuntimeError):
+            pass
+        finally:  # ... but a client that does not read is not waited for: its reply never comes
+            if self.transport is not None:
+                self.transport.abort()
+
+    def stop(self) -> None:
+        self.writer.cancel()
 
 
 class Sockets:
@@ -74,11 +123,13 @@ class Sockets:
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
         self.by_user: dict[str, set[Client]] = defaultdict(set)
+        self.dropped = 0  # sockets dropped for not reading
 
     def add(self, client: Client) -> None:
         self.by_user[client.user].add(client)
 
     def remove(self, client: Client) -> None:
+        self.dropped += client.dropped is not None
         self.by_user[client.user].discard(client)
         if not self.by_user[client.user]:
             del self.by_user[client.user]

@@ -6,12 +6,12 @@ import logging
 
 from aiohttp import web
 
-from media.webrtc import OfferError
+from media.webrtc import OfferError, TooManySessions
 from signaling import keys
-from signaling.access import WALL_ROLES as WATCH_ROLES
 from signaling.access import may_watch
-from signaling.auth import Principal, require
+from signaling.auth import Principal
 from signaling.http_errors import JsonError
+from signaling.policy import DESK, WALL, allow
 from signaling.sdp_http import answer_response, read_offer
 
 log = logging.getLogger("gridwatch.whep")
@@ -19,7 +19,9 @@ routes = web.RouteTableDef()
 
 
 @routes.post("/whep/{stream}")
+@allow(*WALL, "officer", body_types=("application/sdp",), owner="An officer watches his own phone and his watch patterns.")
 async def whep_offer(request: web.Request) -> web.Response:
+    """WHEP: an SDP offer in, 201 with the answer and the session's Location."""
     principal: Principal = request["principal"]
     stream_id = request.match_info["stream"]
     if not may_watch(request.app[keys.CONFIG], principal, stream_id):
@@ -46,20 +48,30 @@ async def whep_offer(request: web.Request) -> web.Response:
         session = await request.app[keys.VIEWERS].answer(stream, offer, principal.username)
     except OfferError as e:
         raise JsonError(400, str(e), "bad_sdp") from None
+    except TooManySessions as e:
+        raise JsonError(429, str(e), "too_many_sessions", retry_after_s=5) from None
     return answer_response(
         request, session.pc.localDescription.sdp, f"/whep/{stream_id}/{session.id}"
     )
 
 
 @routes.delete("/whep/{stream}/{session}")
+@allow(*WALL, "officer", owner="Only the viewer himself or a dispatcher ends a session.")
 async def whep_delete(request: web.Request) -> web.Response:
-    require(request, *WATCH_ROLES, "officer")
-    if not await request.app[keys.VIEWERS].close(request.match_info["session"]):
+    """End a WHEP session."""
+    principal: Principal = request["principal"]
+    viewers = request.app[keys.VIEWERS]
+    session = viewers.sessions.get(request.match_info["session"])
+    if session is None or session.stream.id != request.match_info["stream"]:
         raise JsonError(404, "no such WHEP session")
+    if session.who != principal.username and principal.role not in DESK:
+        raise JsonError(403, "only the viewer or a dispatcher ends a WHEP session")
+    await viewers.close(session.id)
     return web.json_response({"ok": True})
 
 
 @routes.patch("/whep/{stream}/{session}")
+@allow(*WALL, "officer")
 async def whep_patch(request: web.Request) -> web.Response:
     # The answer carries every candidate; trickle and ICE restarts are not offered.
     raise JsonError(405, "trickle ICE is not supported; send the offer with all candidates")

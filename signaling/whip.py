@@ -19,6 +19,7 @@ from signaling.auth import Principal
 from signaling.calls import may_publish_call
 from signaling.config import CAMERA_ID
 from signaling.http_errors import JsonError
+from signaling.policy import DESK, allow
 from signaling.sdp_http import answer_response, read_offer
 
 log = logging.getLogger("gridwatch.whip")
@@ -41,6 +42,8 @@ async def check_publish(app: web.Application, principal: Principal, stream_id: s
 
 
 @routes.post("/whip/{stream}")
+@allow(*DESK, "officer", "device", body_types=("application/sdp",),
+       owner="An officer publishes his own phone stream, a device its publish patterns.")
 async def whip_offer(request: web.Request) -> web.Response:
     principal: Principal = request["principal"]
     stream_id = request.match_info["stream"]
@@ -57,19 +60,21 @@ async def whip_offer(request: web.Request) -> web.Response:
 
 
 @routes.delete("/whip/{stream}/{session}")
+@allow(*DESK, "officer", "device", owner="Only the publisher himself or a dispatcher ends a session.")
 async def whip_delete(request: web.Request) -> web.Response:
     principal: Principal = request["principal"]
     publishers = request.app[keys.PUBLISHERS]
     session = publishers.sessions.get(request.match_info["session"])
     if session is None or session.stream.id != request.match_info["stream"]:
         raise JsonError(404, "no such WHIP session")
-    if session.who != principal.username and principal.role not in ("admin", "dispatcher"):
+    if session.who != principal.username and principal.role not in DESK:
         raise JsonError(403, "only the publisher or a dispatcher ends a WHIP session")
     await publishers.close(session.id)
     return web.json_response({"ok": True})
 
 
 @routes.patch("/whip/{stream}/{session}")
+@allow(*DESK, "officer", "device")
 async def whip_patch(request: web.Request) -> web.Response:
     raise JsonError(405, "trickle ICE is not supported; send the offer with all candidates")
 

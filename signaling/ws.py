@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import re
+import socket
 import time
 import uuid
+from typing import Annotated
 
 import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from dispatch.officers import Fix
 from signaling import keys
-from signaling.auth import Principal, require
+from signaling.auth import Principal
 from signaling.calls import MESSAGES, Refused, parse
 from signaling.config import CallsConfig, format_errors
-from signaling.http_errors import JsonError
+from signaling.http_errors import JsonError, parse_json
+from signaling.ice import ice_servers_for
+from signaling.policy import ROLES, WALL, allow, query
 from signaling.sockets import Client
 
 log = logging.getLogger("gridwatch.ws")
 routes = web.RouteTableDef()
 
 MAX_MESSAGE = 64 * 1024
-DEVICE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+KERNEL_SEND_BUFFER = 256 * 1024
 WINDOW_S = 10.0
 CLOSE_FACTOR = 3  # past this many times its limit in one window, a socket is closed
 
@@ -60,24 +62,31 @@ async def _close(ws: web.WebSocketResponse, code: int, reason: str) -> None:
     await ws.close(code=code, message=reason.encode()[:120])
 
 
+class WsQuery(BaseModel):
+    device: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+
+
 @routes.get("/ws")
+@allow(*ROLES, query=WsQuery)
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     principal: Principal = request["principal"]
-    device = request.query.get("device") or uuid.uuid4().hex[:16]
-    if not DEVICE.match(device):
-        raise JsonError(400, "device must be 1-64 letters, digits, '-' or '_'", "bad_device")
+    device = query(request, WsQuery).device or uuid.uuid4().hex[:16]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
+    if (sock := request.transport.get_extra_info("socket") if request.transport else None) is not None:
+        # The kernel would buffer megabytes for a client that stopped reading (per socket,
+        # thousands of sockets); a bounded buffer makes a slow client show at once.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
     app = request.app
     redis = app[keys.REDIS]
-    client = Client(ws, principal, redis, device)
+    client = Client(ws, principal, redis, device, request.transport, app[keys.CONFIG].server.ws_send_queue)
     sockets, presence = app[keys.SOCKETS], app[keys.PRESENCE]
     sockets.add(client)
     limit = RateLimit(app[keys.CONFIG].calls)
     log.info("socket open", extra={"user": client.user, "role": client.role,
                                    "device": device, "peer": request.remote})  # fmt: skip
     try:
-        ice = app[keys.CALLS].ice_servers
+        ice = ice_servers_for(app[keys.CONFIG].webrtc, client.user)
         await client.send({"type": "hello", "user": client.user, "role": client.role, "device": device,
                            "ice_servers": ice, "heartbeat_s": app[keys.CONFIG].tracks.heartbeat_s})  # fmt: skip
         await presence.online(client)
@@ -90,9 +99,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await _close(ws, 1003, "text JSON messages only")
                 break
             try:
-                data = json.loads(msg.data)
-            except json.JSONDecodeError:
-                await _close(ws, 1007, "malformed JSON")
+                data = parse_json(msg.data.encode("utf-8", "surrogatepass"))
+            except JsonError as e:
+                await _close(ws, 1007, str(e))
                 break
             if not isinstance(data, dict) or not isinstance(data.get("type"), str):
                 await _close(ws, 1008, "a message is a JSON object with a string type")
@@ -114,6 +123,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 await _close(ws, 1008, reason)
                 break
     finally:
+        client.stop()
         sockets.remove(client)
         log.info("socket closed", extra={"user": client.user, "device": device,
                                          "code": ws.close_code})  # fmt: skip
@@ -123,9 +133,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 @routes.get("/api/presence")
+@allow(*WALL, "officer")
 async def presence_list(request: web.Request) -> web.Response:
     """Who is online, on which devices, available or in a call (every node's users)."""
-    require(request, "admin", "dispatcher", "viewer", "officer")
     return web.json_response({"users": await request.app[keys.PRESENCE].everyone()})
 
 

@@ -42,6 +42,9 @@ def started() -> Iterator[list]:
     yield servers
     for server in servers:
         server.stop()
+    # No server may have logged a traceback: every fault it handles has a line of its own.
+    tracebacks = [t for s in servers if isinstance(s, GridwatchServer) for t in s.tracebacks()]
+    assert not tracebacks, f"tracebacks in the server's log: {tracebacks[:3]}"
 
 
 @pytest.fixture
@@ -101,6 +104,7 @@ class GuardedBrowser:
         self.browser = browser
         self.pages: list[Page] = []
         self.outside: list[str] = []
+        self.refused: list[str] = []
 
     def _check(self, url: str) -> bool:
         if is_loopback_url(url):
@@ -118,6 +122,12 @@ class GuardedBrowser:
         if page not in self.pages:
             self.pages.append(page)
             page.on("websocket", lambda ws: self._check(ws.url))
+            page.on("console", self._console)
+
+    def _console(self, message) -> None:
+        # A page the Content Security Policy breaks fails its test, not only the user.
+        if "Content Security Policy" in message.text:
+            self.refused.append(message.text[:300])
 
     async def guard(self, context: BrowserContext) -> BrowserContext:
         await context.route("**/*", self._route)
@@ -176,6 +186,8 @@ async def browsers(request):
             await context.close()
         outside = [url for g in launched for url in g.outside]
         assert not outside, f"the pages reached outside loopback: {outside[:5]}"
+        refused = [text for g in launched for text in g.refused]
+        assert not refused, f"the Content Security Policy refused: {refused[:3]}"
 
 
 @pytest.fixture

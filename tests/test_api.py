@@ -20,7 +20,9 @@ def gw(tmp_path_factory, users):
         {
             "users": users,
             "server": {"max_body_bytes": 64 * 1024},
-            "media": {"read_timeout_s": 1, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+            # Cameras added through the API here are test patterns and loopback RTSP.
+            "media": {"read_timeout_s": 1, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
+                      "api_sources": ["rtsp", "rtsps", "onvif", "lavfi"], "deny_hosts": []},
             "cameras": [
                 {"id": "locked", "source": f"rtsp://admin:{SECRET}@127.0.0.1:{dead_port}/stream1"},
                 {"id": "demo", "source": "lavfi:testsrc2=size=320x240:rate=10"},

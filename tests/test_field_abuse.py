@@ -117,7 +117,8 @@ async def test_bad_device_id_is_a_400(gridwatch_factory, http):
     gw = gridwatch_factory()
     async with http.get(gw.base + "/ws?device=../../etc", headers=auth(gw.token("officer"))) as r:
         assert r.status == 400
-        assert (await r.json())["error"] == "bad_device"
+        body = await r.json()
+        assert body["error"] == "bad_query" and body["message"].startswith("device:")
 
 
 async def test_officers_watch_and_publish_only_what_their_role_allows(gridwatch_factory, http,

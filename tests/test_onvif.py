@@ -96,7 +96,7 @@ async def ipycam(tmp_path, scene):
 
 
 async def test_onvif_camera_stream_snapshot_and_ptz(ipycam, gridwatch_factory, http):
-    gw = gridwatch_factory()
+    gw = gridwatch_factory({"media": {"deny_hosts": []}})  # the test device is on loopback
     h = {"Authorization": f"Bearer {gw.token('admin')}"}
     for cid, query, size in [
         ("onvif-main", "", (640, 360)),
@@ -154,7 +154,7 @@ async def test_onvif_camera_stream_snapshot_and_ptz(ipycam, gridwatch_factory, h
 
 
 async def test_wrong_onvif_password_is_a_clear_error(ipycam, gridwatch_factory, http):
-    gw = gridwatch_factory({"media": {"read_timeout_s": 2}})
+    gw = gridwatch_factory({"media": {"read_timeout_s": 2, "deny_hosts": []}})
     h = {"Authorization": f"Bearer {gw.token('admin')}"}
     url = f"onvif://{USER}:wrong-password@127.0.0.1:{ipycam.onvif_port}"
     async with http.post(

@@ -137,7 +137,8 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
     gw = gridwatch_factory({
         "cameras": [{"id": "gate", "name": "Gate", "source": rtsp.url("/cam")},
                     {"id": "yard", "name": "Yard", "source": "lavfi:testsrc2=size=320x180:rate=10"}],
-        "media": {"read_timeout_s": 1, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+        "media": {"read_timeout_s": 1, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5,
+                  "api_sources": ["rtsp", "lavfi"]},  # the test adds a test pattern through the API
     })  # fmt: skip
     page = await wall(browser, gw)
     for cam in ("gate", "yard"):

@@ -16,20 +16,20 @@ async def test_malformed_zones_are_rejected_with_the_field_named(gridwatch_facto
     bad = [
         (
             {**good, "polygon": [[0, 0], [100, 100], [100, 0], [0, 100]]},
-            "zones: 0.polygon",
+            "zones.0.polygon",
             "Self-intersection",
         ),
-        ({**good, "polygon": [[0, 0], [100, 100]]}, "zones: 0.polygon", "at least 3"),
-        ({**good, "polygon": [[0, 0], [50, 50], [100, 100]]}, "zones: 0.polygon", "no area"),
+        ({**good, "polygon": [[0, 0], [100, 100]]}, "zones.0.polygon", "at least 3"),
+        ({**good, "polygon": [[0, 0], [50, 50], [100, 100]]}, "zones.0.polygon", "no area"),
         (
             {**good, "polygon": [[-5, 0], [100, 0], [100, 100]]},
-            "zones: 0.polygon.0.0",
+            "zones.0.polygon.0.0",
             "greater than or equal to 0",
         ),
-        ({**good, "polygon": [[0, 0], [100, "a"], [100, 100]]}, "zones: 0.polygon.1.1", "number"),
-        ({**good, "kind": "no_fishing"}, "zones: 0.kind", ""),
-        ({**good, "hours": "7-19"}, "zones: 0.hours", "HH:MM"),
-        ({**good, "dwell_s": 0}, "zones: 0.dwell_s", ""),
+        ({**good, "polygon": [[0, 0], [100, "a"], [100, 100]]}, "zones.0.polygon.1.1", "number"),
+        ({**good, "kind": "no_fishing"}, "zones.0.kind", ""),
+        ({**good, "hours": "7-19"}, "zones.0.hours", "HH:MM"),
+        ({**good, "dwell_s": 0}, "zones.0.dwell_s", ""),
     ]
     for zone, field, why in bad:
         async with http.put(url, json={"zones": [zone]}, headers=h) as r:

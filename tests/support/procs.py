@@ -217,6 +217,19 @@ class GridwatchServer:
     def logs(self) -> str:
         return self.log_path.read_text()
 
+    def tracebacks(self) -> list[str]:
+        """The last line of every traceback the server logged (the log is JSON lines; a
+        traceback is an `exc` field). A handled fault logs one line naming its cause."""
+        out = []
+        for line in self.logs().splitlines():
+            if '"exc": ' in line:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                out.append(f"{record.get('msg')}: {record['exc'].strip().splitlines()[-1]}")
+        return out
+
     def metrics(self) -> dict[str, float]:
         with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
             text = r.read().decode()

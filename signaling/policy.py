@@ -1,0 +1,95 @@
+"""Who may call which route, and what each takes: one rule per route, declared on its
+handler with `@allow(...)`, enforced for every request by the auth middleware before the
+handler runs, listed by /api/openapi.json, and checked route by route by the tests (a
+route without a rule stops the node at start).
+
+A rule names the roles that may call the route at all; what a role may do with the one
+resource named (an officer and *his* ticket, *his* track) is the handler's own check,
+written in `owner` for the docs and the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from signaling.config import format_errors
+from signaling.http_errors import JsonError, read_json, validated
+
+ROLES = ("admin", "dispatcher", "viewer", "officer", "device")
+WALL = ("admin", "dispatcher", "viewer")
+DESK = ("admin", "dispatcher")
+
+H = TypeVar("H", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: tuple[str, ...] = ()  # who may call it; empty with public=True: anyone
+    public: bool = False
+    body: type[BaseModel] | None = None  # the JSON body's model
+    body_types: tuple[str, ...] = ()  # a body that is not JSON (application/sdp, image/jpeg)
+    query: type[BaseModel] | None = None
+    owner: str = ""  # the resource-level check the handler makes, in words
+    summary: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def allow(*roles: str, public: bool = False, body: type[BaseModel] | None = None,
+          body_types: tuple[str, ...] = (), query: type[BaseModel] | None = None,
+          owner: str = "") -> Callable[[H], H]:  # fmt: skip
+    """Declare a handler's rule; its docstring's first line is the route's summary."""
+    unknown = set(roles) - set(ROLES)
+    if unknown or (not roles and not public):
+        raise ValueError(f"a rule needs known roles or public=True, not {sorted(unknown)}")
+
+    def mark(handler: H) -> H:
+        summary = (handler.__doc__ or "").strip().split("\n")[0]
+        handler.rule = Rule(tuple(roles), public, body, body_types, query, owner, summary)  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+def rule_of(handler: object) -> Rule | None:
+    return getattr(handler, "rule", None)
+
+
+def check_rules(app: web.Application) -> None:
+    """Every route the app serves has a rule, or is a static folder; ValueError otherwise."""
+    missing = [
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if not isinstance(route.resource, web.StaticResource) and rule_of(route.handler) is None
+        and route.method != "HEAD"
+    ]  # fmt: skip
+    if missing:
+        raise ValueError(f"routes without an access rule: {', '.join(missing)}")
+
+
+def query(request: web.Request, model: type[M]) -> M:
+    """The query string as `model` (repeated keys become lists where it takes a list), or a
+    400 naming each field that is wrong."""
+    data: dict[str, object] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        wants_list = key in model.model_fields and _is_list(model.model_fields[key].annotation)
+        data[key] = values if wants_list else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise JsonError(400, "; ".join(format_errors(e)), "bad_query") from None
+
+
+async def body(request: web.Request, model: type[M], code: str = "invalid") -> M:
+    """The JSON body as `model` (read by http_errors.read_json), or a 400 naming each field."""
+    return validated(model, await read_json(request), code)
+
+
+def _is_list(annotation: object) -> bool:
+    return "list" in str(annotation)
