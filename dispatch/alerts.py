@@ -1,5 +1,5 @@
 """Alerts: what a dispatcher must see and acknowledge — a reminder or an escalation of a
-ticket, a ticket nobody can take, a grid's surge of cases, a full recordings disk.
+ticket, a ticket waiting too long for an officer, a grid's surge of cases, a full recordings disk.
 
 An alert stays open until someone acknowledges it, and the acknowledgement is shared by
 every wall (one operator acknowledges an alarm for the whole room, as in ISA-18.2 alarm
@@ -29,7 +29,7 @@ ALERT_ROLES = ("admin", "dispatcher")  # who sees alerts and may acknowledge the
 CHANNEL = "gw:alerts"
 ACKED_KEEP_S = 7 * 86400.0
 
-Kind = Literal["reminder", "escalation", "unassigned", "surge", "disk_full"]
+Kind = Literal["reminder", "escalation", "surge", "disk_full"]
 Level = Literal["warning", "critical"]
 
 

@@ -1,7 +1,13 @@
-"""Officers' GPS fixes: validation, the latest fix in a GEO set, the track per officer.
+"""Officers: their GPS fixes, where they are, and whether they can take a ticket now.
 
-`gw:officers:geo` holds each officer's latest position, `gw:officer:{id}` his latest
-fix and duty state, `gw:track:{id}` the history (a stream, trimmed by age).
+- `gw:officers:geo` (GEO): each officer's latest position.
+- `gw:officer:{id}` (hash): latest `lat`, `lon`, `fix_time`; `on_duty`; `seen` (the last
+  time his own phone reported: a fix he sent himself); `speed` (his moving speed,
+  smoothed, from his track).
+- `gw:active:{id}` (set): the tickets he holds now (offered, accepted, on scene), kept by
+  the ticket transitions themselves (dispatch.tickets): busy is derived from it, never
+  from one mark that another transition could overwrite.
+- `gw:track:{id}` (stream): his fixes, trimmed by age.
 """
 
 from __future__ import annotations
@@ -12,32 +18,35 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dispatch.records import load_all
+from dispatch.routing import distance_m
 
 GEO = "gw:officers:geo"
 # Redis GEO (Web Mercator) takes latitudes up to this; nobody patrols closer to a pole.
 GEO_LAT = 85.05112878
 MAX_CLOCK_SKEW_S = 30.0
 MAX_FIX_AGE_S = 24 * 3600.0
+MOVING_MPS = 0.5  # slower than this between two fixes he is standing, not moving
+SPEED_ALPHA = 0.3  # weight of the newest moving speed in his smoothed speed
 
 _NEARBY = """
 local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
-                         'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4], 'WITHDIST')
+                         'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[4], 'WITHDIST', 'WITHCOORD')
 local out = {}
 for _, item in ipairs(found) do
   local id = item[1]
-  local f = redis.call('HMGET', 'gw:officer:' .. id, 'fix_time', 'on_duty', 'ticket')
-  local held = 0
-  if f[3] then
-    local t = redis.call('HMGET', 'gw:ticket:' .. f[3], 'state', 'assignee')
-    if t[2] == id and (t[1] == 'dispatched' or t[1] == 'accepted' or t[1] == 'on_scene') then held = 1 end
-  end
-  table.insert(out, {id, item[2], f[1], f[2], f[3], held})
+  local f = redis.call('HMGET', 'gw:officer:' .. id, 'fix_time', 'on_duty', 'seen', 'speed')
+  table.insert(out, {id, item[2], item[3][1], item[3][2], f[1], f[2], f[3], f[4],
+                     redis.call('SMEMBERS', 'gw:active:' .. id)})
 end
 return out
 """
+
+
+def active_key(officer: str) -> str:
+    return f"gw:active:{officer}"
 
 
 class Fix(BaseModel):
@@ -64,16 +73,22 @@ class Fix(BaseModel):
 
 
 class FixBatch(BaseModel):
+    """Up to 1000 fixes. Each is checked on its own: the good ones are stored, the bad
+    ones named (one phone's clock must not lose the fixes of everyone in the batch)."""
+
     model_config = ConfigDict(extra="forbid")
-    fixes: Annotated[list[Fix], Field(min_length=1, max_length=1000)]
+    fixes: Annotated[list[dict], Field(min_length=1, max_length=1000)]
 
-
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance (haversine), in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6_371_008.8 * math.asin(math.sqrt(a))
+    def parse(self) -> tuple[list[tuple[int, Fix]], list[dict]]:
+        """([(index, fix)] for the good ones, [{index, error}] for the others)."""
+        good, bad = [], []
+        for i, raw in enumerate(self.fixes):
+            try:
+                good.append((i, Fix.model_validate(raw)))
+            except ValidationError as e:
+                why = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'fix'}: {x['msg']}" for x in e.errors())
+                bad.append({"index": i, "error": why})
+        return good, bad
 
 
 @dataclass
@@ -83,19 +98,29 @@ class OfficerState:
     lon: float | None
     fix_time: float | None
     on_duty: bool
-    ticket: str | None
+    tickets: list[str]  # the tickets he holds now
+    seen: float | None = None  # his own phone reported last
+    speed: float | None = None  # his smoothed moving speed, m/s
 
     def status(self, stale_s: float, now: float | None = None) -> str:
         if not self.on_duty:
             return "off_duty"
         if self.fix_time is None or (now or time.time()) - self.fix_time > stale_s:
             return "stale"
-        return "busy" if self.ticket else "available"
+        return "busy" if self.tickets else "available"
+
+    def reachable(self, within_s: float, now: float) -> bool:
+        """Whether his own phone reported recently: someone there to answer an offer."""
+        return self.seen is not None and now - self.seen <= within_s
 
     def view(self, stale_s: float, now: float) -> dict:
-        """What the API and the wall show: {id, status, lat, lon, fix_time, ticket}."""
-        return {"id": self.id, "status": self.status(stale_s, now), "lat": self.lat,
-                "lon": self.lon, "fix_time": self.fix_time, "ticket": self.ticket}  # fmt: skip
+        """What the API and the wall show: {id, status, lat, lon, fix_time, tickets}."""
+        return {"id": self.id, "status": self.status(stale_s, now), "lat": self.lat, "lon": self.lon,
+                "fix_time": self.fix_time, "tickets": self.tickets, "speed": self.speed}  # fmt: skip
+
+
+def _float(raw: bytes | None) -> float | None:
+    return float(raw) if raw else None
 
 
 class Officers:
@@ -104,32 +129,44 @@ class Officers:
         self.retain_s = retain_s
         self._nearby = redis.register_script(_NEARBY)
 
-    async def record(self, fixes: list[Fix]) -> dict[str, Fix]:
-        """Store a validated batch; returns each officer's newest fix in it."""
-        latest: dict[str, Fix] = {}
+    async def record(self, fixes: list[Fix], own: set[str] = frozenset()) -> dict[str, list[Fix]]:
+        """Store validated fixes; returns each officer's fixes of the batch in time order.
+        `own`: the officers whose own phone sent them (they are reachable now)."""
+        by_officer: dict[str, list[Fix]] = {}
         pipe = self.redis.pipeline(transaction=False)
         min_id = int((time.time() - self.retain_s) * 1000)
         for fix in fixes:
             assert fix.officer is not None
             pipe.xadd(f"gw:track:{fix.officer}", {"fix": fix.model_dump_json(exclude={"officer"})},
                       minid=min_id, approximate=True)  # fmt: skip
-            if fix.officer not in latest or fix.time > latest[fix.officer].time:
-                latest[fix.officer] = fix
+            by_officer.setdefault(fix.officer, []).append(fix)
         await pipe.execute()
-        for officer, fix in latest.items():
+        now = time.time()
+        for officer, batch in by_officer.items():
+            batch.sort(key=lambda f: f.time)
             key = f"gw:officer:{officer}"
-            # A batch that arrives late must not move the officer back to an old position.
-            known = await self.redis.hget(key, "fix_time")
-            if known is not None and float(known) >= fix.time:
+            known = await self.redis.hmget(key, "lat", "lon", "fix_time", "speed")
+            fields: dict[str, float] = {"seen": now} if officer in own else {}
+            newest, speed = batch[-1], _float(known[3])
+            # Late fixes (a phone back from offline) fill the track; they do not move him back.
+            if known[2] is None or float(known[2]) < newest.time:
+                prev = (float(known[0]), float(known[1]), float(known[2])) if known[2] else None
+                for fix in batch:
+                    if prev and fix.time > prev[2]:
+                        mps = distance_m(prev[0], prev[1], fix.lat, fix.lon) / (fix.time - prev[2])
+                        if MOVING_MPS <= mps <= 60:
+                            speed = mps if speed is None else SPEED_ALPHA * mps + (1 - SPEED_ALPHA) * speed
+                    prev = (fix.lat, fix.lon, fix.time)
+                fields |= {"lat": newest.lat, "lon": newest.lon, "fix_time": newest.time}
+                if speed is not None:
+                    fields["speed"] = speed
+            if not fields:
                 continue
             async with self.redis.pipeline(transaction=True) as p:
-                await (
-                    p.geoadd(GEO, (fix.lon, fix.lat, officer))
-                    .hset(key, mapping={"lat": fix.lat, "lon": fix.lon, "fix_time": fix.time})
-                    .hsetnx(key, "on_duty", 1)
-                    .execute()
-                )
-        return latest
+                if "lat" in fields:
+                    p.geoadd(GEO, (newest.lon, newest.lat, officer))
+                await p.hset(key, mapping=fields).hsetnx(key, "on_duty", 1).execute()
+        return by_officer
 
     async def state(self, officer: str) -> OfficerState:
         return (await self.states([officer]))[0]
@@ -138,28 +175,15 @@ class Officers:
         """Several officers' states in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for officer in officers:
-            pipe.hmget(f"gw:officer:{officer}", "lat", "lon", "fix_time", "on_duty", "ticket")
+            pipe.hmget(f"gw:officer:{officer}", "lat", "lon", "fix_time", "on_duty", "seen", "speed")
+            pipe.smembers(active_key(officer))
+        got = await pipe.execute()
         out = []
-        for officer, (lat, lon, at, on_duty, ticket) in zip(
-            officers, await pipe.execute(), strict=True
-        ):
-            out.append(
-                OfficerState(
-                    officer,
-                    float(lat) if lat else None,
-                    float(lon) if lon else None,
-                    float(at) if at else None,
-                    on_duty in (None, b"1"),
-                    ticket.decode() if ticket else None,
-                )
-            )
+        for i, officer in enumerate(officers):
+            lat, lon, at, on_duty, seen, speed = got[2 * i]
+            out.append(OfficerState(officer, _float(lat), _float(lon), _float(at), on_duty in (None, b"1"),
+                                    sorted(t.decode() for t in got[2 * i + 1]), _float(seen), _float(speed)))  # fmt: skip
         return out
-
-    async def set_ticket(self, officer: str, ticket_id: str | None) -> None:
-        if ticket_id:
-            await self.redis.hset(f"gw:officer:{officer}", "ticket", ticket_id)
-        else:
-            await self.redis.hdel(f"gw:officer:{officer}", "ticket")
 
     async def set_duty(self, officer: str, on_duty: bool) -> None:
         await self.redis.hset(f"gw:officer:{officer}", "on_duty", int(on_duty))
@@ -190,18 +214,21 @@ class Officers:
     async def nearby(
         self, lat: float, lon: float, radius_m: float, count: int
     ) -> list[tuple[OfficerState, float]]:
-        """Officers whose latest fix is within `radius_m`, nearest first, with distances.
-
-        One script in Redis: the search, each officer's state, and whether the ticket he
-        is marked with is really his and still active (the mark can be stale when a node
-        died between two writes; the ticket is the truth).
-        """
+        """Officers whose latest fix is within `radius_m`, nearest first, with straight-line
+        distances and their states, in one script."""
         rows = await self._nearby(keys=[GEO], args=[lon, lat, radius_m, count])
         out = []
-        for officer, dist, at, on_duty, ticket, held in rows:
-            state = OfficerState(
-                officer.decode(), None, None, float(at) if at else None,
-                on_duty in (False, None, b"1"), ticket.decode() if ticket and held == 1 else None,
-            )  # fmt: skip
+        for officer, dist, lon_, lat_, at, on_duty, seen, speed, held in rows:
+            state = OfficerState(officer.decode(), float(lat_), float(lon_), _float(at), on_duty in (None, b"1"),
+                                 sorted(t.decode() for t in held), _float(seen), _float(speed))  # fmt: skip
             out.append((state, float(dist)))
         return out
+
+
+def mode_speed(speed: float | None, profile_mps: float) -> float:
+    """His speed for an ETA: his own smoothed moving speed where his track shows one, kept
+    within half and one and a half times his profile's (a few fixes in traffic are no
+    measure of a man), else the profile's."""
+    if speed is None or not math.isfinite(speed):
+        return profile_mps
+    return min(max(speed, 0.5 * profile_mps), 1.5 * profile_mps)

@@ -1,5 +1,9 @@
-"""The dispatch loop: offer each ticket to the nearest available officer, follow his
-track to the scene, and remind, escalate or pass the ticket on when a deadline passes.
+"""The dispatch loop: queue each ticket for the officer who can be there soonest, follow
+his track to the scene, and remind, escalate or pass the ticket on when a deadline passes.
+
+Which officer is offered what is the matcher's (dispatch.matcher): every transition that
+may free an officer or queue a ticket pokes it. Deadlines (dispatch.deadlines) are set
+and cleared with the transition itself, in one Lua script (`_effects`).
 """
 
 from __future__ import annotations
@@ -8,7 +12,6 @@ import asyncio
 import itertools
 import logging
 import time
-from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
@@ -17,23 +20,28 @@ from dispatch.alerts import Alerts
 from dispatch.deadlines import Deadlines
 from dispatch.events import Events
 from dispatch.grids import Grids
-from dispatch.officers import Fix, Officers, OfficerState, distance_m
-from dispatch.tickets import SYSTEM, NewTicket, Ticket, TicketStore, TransitionError
+from dispatch.matcher import Matcher
+from dispatch.officers import Fix, Officers
+from dispatch.reach import Candidate, Reach
+from dispatch.routing import distance_m
+from dispatch.tickets import (
+    ACTIVE,
+    SYSTEM,
+    WAITING,
+    Busy,
+    Effects,
+    NewTicket,
+    Ticket,
+    TicketStore,
+    TransitionError,
+)
 from signaling.config import DispatchConfig
 
 log = logging.getLogger("gridwatch.dispatch")
 
-ACTIVE = {"dispatched", "accepted", "on_scene"}  # the assignee is busy with the ticket
-ACTION_EVENTS = {"dispatch": "dispatched"}
-FIRST_RADIUS_M = 250.0
-MAX_CANDIDATES = 4096
-
-
-@dataclass(frozen=True)
-class Candidate:
-    officer: str
-    distance_m: float
-    eta_s: float
+# step -> the state that meets it (a deadline that finds it reached does nothing)
+SUGGEST = "suggest mode: waiting for a dispatcher to choose the officer"
+REACHED = {"accept": "accepted", "arrive": "on_scene", "resolve": "resolved"}
 
 
 class Dispatch:
@@ -45,6 +53,7 @@ class Dispatch:
         events: Events,
         alerts: Alerts,
         grids: Grids,
+        reach: Reach,
         cfg: DispatchConfig,
         dismiss_s: float = 86400.0,
     ):
@@ -56,26 +65,34 @@ class Dispatch:
         self.deadlines = deadlines
         self.events = events
         self.grids = grids
+        self.reach = reach
         self.cfg = cfg
+        self.matcher = Matcher(tickets.redis, tickets, reach, self.offer, self.note_waiting,
+                               debounce_s=cfg.match_window_s)
 
     # tickets ------------------------------------------------------------------
 
     async def open(self, new: NewTicket, who: str, role: str) -> tuple[Ticket, bool]:
+        """Create the ticket (idempotent by key) and, in auto mode, queue it and wait for
+        the matcher's next round (at most a second), so the answer shows the offer."""
         grid = self.grids.locate(new.location.lat, new.location.lon)
-        ticket, made = await self.tickets.create(new, who, role, grid)
+        auto = self.cfg.mode(new.category) == "auto"
+        ticket, made = await self.tickets.create(new, who, role, grid, plan=lambda t: self._waiting(t, auto),
+                                                 note=None if auto else SUGGEST)  # fmt: skip
         if not made:
             return ticket, made
         if grid and (count := await self.grids.count(grid, ticket.id)):
             warning = {"type": "warning", "grid": grid, "count": count, "window_s": self.grids.window_s,
-                       "threshold": self.grids.threshold, "ticket": ticket.id}  # fmt: skip
+                       "threshold": self.grids.threshold, "ticket": ticket.model_dump(mode="json")}  # fmt: skip
             await self.alerts.raise_(
                 warning, "surge", key=f"surge:{grid}", grid=grid, ticket=ticket.id,
                 message=f"grid {grid}: {count} tickets within {self.grids.window_s:.0f} s "
                         f"(threshold {self.grids.threshold})",
             )  # fmt: skip
             log.warning("grid surge", extra={"grid": grid, "count": count})
-        if self.cfg.mode(ticket.category) == "auto":
-            ticket = await self.offer_next(ticket)
+        if auto:
+            await self.matcher.settle()
+            ticket = await self.tickets.get(ticket.id) or ticket
         return ticket, made
 
     async def act(
@@ -88,51 +105,60 @@ class Dispatch:
         why: str = "",
         officer: str | None = None,
     ) -> Ticket:
+        """Apply a transition with its effects. Raises TransitionError, and Busy for a
+        system dispatch to an officer who took another ticket meanwhile."""
         before, after = await self.tickets.act(
-            ticket_id, action, who, role, why=why, assignee=officer, plan=self._deadlines
-        )
+            ticket_id, action, who, role, why=why, assignee=officer,
+            plan=lambda b, a, act: self._effects(b, a, act, claim=role == SYSTEM),
+            bar_s=self.cfg.decline_bar_s,
+        )  # fmt: skip
         return await self._after(before, after, action)
 
-    def _deadlines(self, before: Ticket, after: Ticket, action: str) -> tuple[dict[str, float], list[str]]:
-        """The timers a transition sets and clears (applied with it, atomically). The clock
-        starts at dispatch, as the centres measure it."""
+    def _waiting(self, ticket: Ticket, auto: bool) -> Effects:
+        """A ticket waiting for an officer: in the queue (auto mode), with its own deadline."""
+        start, limit = ticket.updated_at, self.cfg.wait_s
+        sets = {"wait": start + limit}
+        if self.cfg.remind_before_s < limit:
+            sets["wait:remind"] = start + limit - self.cfg.remind_before_s
+        return Effects(set=sets, clear=[s for s in self.cfg.steps() if not s.startswith("wait")], pending=auto)
+
+    def _effects(self, before: Ticket, after: Ticket, action: str, claim: bool) -> Effects:
+        """The timers and queue a transition sets and clears (applied with it, atomically).
+        Accept runs from this offer; arrive and resolve from the first dispatch, as the
+        centres measure it (a re-dispatch does not restart the incident's clock)."""
+        if after.state in WAITING:
+            return self._waiting(after, self.cfg.mode(after.category) == "auto")
         if after.state not in ACTIVE:
-            return {}, list(self.cfg.steps())
+            return Effects(clear=list(self.cfg.steps()), pending=False)
         if action == "dispatch" and after.assignee:
-            start = after.times.get("dispatched", time.time())
-            sets = {}
-            for step, limit in self.cfg.limits(after.category).items():
-                sets[step] = start + limit
-                if step != "accept" and self.cfg.remind_before_s < limit:
-                    sets[f"{step}:remind"] = start + limit - self.cfg.remind_before_s
-            return sets, []
+            now = after.times["dispatched"]
+            start = after.first.get("dispatched", now)
+            limits = self.cfg.limits(after.category)
+            sets = {"accept": now + limits["accept"]}
+            for step in ("arrive", "resolve"):
+                sets[step] = start + limits[step]
+                if self.cfg.remind_before_s < limits[step]:
+                    sets[f"{step}:remind"] = start + limits[step] - self.cfg.remind_before_s
+            return Effects(set=sets, clear=["wait", "wait:remind"], pending=False,
+                           claim=after.assignee if claim else None)  # fmt: skip
         if action == "accept":
-            return {}, ["accept"]
+            return Effects(clear=["accept"])
         if action == "arrive":
-            return {}, ["arrive", "arrive:remind"]
-        return {}, []
+            return Effects(clear=["arrive", "arrive:remind"])
+        return Effects()
 
     async def _after(self, before: Ticket, after: Ticket, action: str) -> Ticket:
-        tid = after.id
         # The officers concerned hear of it even when offline: it waits in their inbox.
         concerned = {o for o in (before.assignee, after.assignee) if o}
         self.note_officers(*concerned)  # busy or free again: the wall's map shows it
         if concerned:
-            event = {
-                "type": f"ticket.{ACTION_EVENTS.get(action, action)}",
-                "ticket": after.model_dump(mode="json"),
-            }
+            event = {"type": f"ticket.{action}", "ticket": after.model_dump(mode="json")}
             await self.events.to_users(concerned, event)
-        if before.assignee and (before.assignee != after.assignee or after.state not in ACTIVE):
-            await self.officers.set_ticket(before.assignee, None)
-        if action == "dispatch" and after.assignee:
-            await self.officers.set_ticket(after.assignee, tid)
-        elif action == "resume" and after.assignee:
-            await self.officers.set_ticket(after.assignee, tid)
         if after.camera and after.detection:
             await self._tell_detector(after, action)
-        if action in ("decline", "reassign"):
-            return await self.offer_next(after)
+        freed = before.state in ACTIVE and after.state not in ACTIVE
+        if freed or after.state in WAITING:
+            self.matcher.poke()  # an officer free, or a ticket to place
         return after
 
     async def _tell_detector(self, ticket: Ticket, action: str) -> None:
@@ -150,73 +176,35 @@ class Dispatch:
     # choosing an officer --------------------------------------------------------
 
     async def candidates(self, ticket: Ticket) -> tuple[list[Candidate], str | None]:
-        """Available officers in reach, nearest (by ETA) first; or none and the reason why.
+        """Officers who can take `ticket` now, fastest first, or the reason there are none."""
+        return await self.reach.candidates(ticket)
 
-        The search starts with a small circle and widens it: in a dense city the nearest
-        officers are close, and a GEOSEARCH over the whole radius would sort thousands.
-        """
-        loc, max_r = ticket.location, self.cfg.search_radius_m
-        radius, count = min(FIRST_RADIUS_M, max_r), self.cfg.search_count
-        while True:
-            near = await self.officers.nearby(loc.lat, loc.lon, radius, count)
-            found, counts = await self._available(ticket, near)
-            if found:
-                return sorted(found, key=lambda c: c.eta_s), None
-            if len(near) >= count and count < MAX_CANDIDATES:
-                count *= 2  # the nearest ones are all taken: look at more of them
-            elif radius < max_r:
-                radius = min(radius * 4, max_r)
-            else:
-                break
-        if not near:
-            return [], f"no officer within {max_r:.0f} m"
-        why = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
-        return [], f"no available officer within {max_r:.0f} m ({why})"
+    async def offer(self, ticket: Ticket, cand: Candidate) -> bool:
+        """Offer `ticket` to `cand` (the matcher's choice); False when he or the ticket
+        moved on meanwhile (the next round looks again)."""
+        why = cand.why
+        if ticket.note:  # it waited: say for how long and why, in the log
+            since = ticket.times.get(ticket.state, ticket.created_at)
+            why += f"; after waiting {time.time() - since:.0f} s ({ticket.note})"
+        try:
+            await self.act(ticket.id, "dispatch", SYSTEM, SYSTEM, why=why, officer=cand.officer)
+        except Busy:
+            return False
+        except TransitionError as e:
+            if e.status != 409:
+                raise
+            return False
+        return True
 
-    async def _available(
-        self, ticket: Ticket, near: list[tuple[OfficerState, float]]
-    ) -> tuple[list[Candidate], dict[str, int]]:
-        now = time.time()
-        counts = {"busy": 0, "stale": 0, "off_duty": 0, "declined": 0}
-        found = []
-        for state, dist in near:
-            if state.id in ticket.declined_by:
-                counts["declined"] += 1
-                continue
-            status = state.status(self.cfg.stale_s, now)
-            if status != "available":
-                counts[status] += 1
-                continue
-            found.append(
-                Candidate(state.id, dist, dist * self.cfg.road_factor / self.cfg.speed_mps)
-            )
-        return found, counts
-
-    async def offer_next(self, ticket: Ticket) -> Ticket:
-        found, reason = await self.candidates(ticket)
-        for c in found:
-            why = f"nearest available: {c.distance_m:.0f} m, ETA {c.eta_s:.0f} s"
-            try:
-                return await self.act(
-                    ticket.id, "dispatch", SYSTEM, SYSTEM, why=why, officer=c.officer
-                )
-            except TransitionError as e:
-                if e.status != 409:
-                    raise
-                current = await self.tickets.get(ticket.id)
-                if current is None or current.state not in ("new", "reassigned"):
-                    return current or ticket  # someone else moved it on meanwhile
-        assert reason is not None or found
-        ticket = await self.tickets.annotate(
-            ticket.id, SYSTEM, "unassigned", reason or "", note=reason
-        )
-        await self.alerts.raise_(
-            {"type": "ticket.unassigned", "ticket": ticket.model_dump(mode="json"), "reason": reason},
-            "unassigned", f"{ticket.id}: nobody to send: {reason}", key=f"unassigned:{ticket.id}",
-            ticket=ticket.id,
+    async def note_waiting(self, ticket: Ticket, reason: str) -> Ticket:
+        """Write why the ticket waits on it (logged, sent to the walls); only a change."""
+        if ticket.note == reason:
+            return ticket
+        log.info("ticket waits", extra={"ticket": ticket.id, "reason": reason})
+        return await self.tickets.annotate(
+            ticket.id, SYSTEM, "waiting", reason, note=reason,
+            only_if=lambda t: t.state in WAITING and t.note != reason,
         )  # fmt: skip
-        log.warning("no officer for ticket", extra={"ticket": ticket.id, "reason": reason})
-        return ticket
 
     # tracks and arrival -----------------------------------------------------------
 
@@ -241,28 +229,34 @@ class Dispatch:
                 self._changed.update(ids)  # sent with the next round
                 log.warning("officer feed: redis unavailable", extra={"error": str(e)})
 
-    async def on_fixes(self, latest: dict[str, Fix]) -> None:
-        """Mark officers on scene when their newest fix is within the arrival radius."""
-        self.note_officers(*latest)
-        for officer, fix in latest.items():
-            state = await self.officers.state(officer)
-            if not state.ticket:
-                continue
-            ticket = await self.tickets.get(state.ticket)
-            if ticket is None or ticket.state != "accepted" or ticket.assignee != officer:
-                continue
-            d = distance_m(fix.lat, fix.lon, ticket.location.lat, ticket.location.lon)
-            if d <= self.cfg.arrive_radius_m:
+    async def on_fixes(self, by_officer: dict[str, list[Fix]]) -> None:
+        """Judge arrival from each officer's new fixes in time order: a ticket he has
+        accepted is on scene from the first fix since its dispatch within the arrival
+        radius (a phone back from offline sends the walk whole; the last fix alone may
+        already have left the place). An officer free after these fixes may take a
+        waiting ticket: the matcher looks again."""
+        self.note_officers(*by_officer)
+        states = await self.officers.states(list(by_officer))
+        held = {s.id: s.tickets for s in states if s.tickets}
+        if any(not s.tickets and s.on_duty for s in states):
+            self.matcher.poke()
+        tickets = {t.id: t for t in await self.tickets.fetch(sorted({t for ts in held.values() for t in ts}))}
+        for officer, ids in held.items():
+            for ticket in (tickets[i] for i in ids if i in tickets):
+                if ticket.state == "accepted" and ticket.assignee == officer:
+                    await self._arrive_by_track(ticket, by_officer[officer])
+
+    async def _arrive_by_track(self, ticket: Ticket, fixes: list[Fix]) -> None:
+        since, loc = ticket.times.get("dispatched", 0.0), ticket.location
+        for fix in fixes:
+            d = distance_m(fix.lat, fix.lon, loc.lat, loc.lon)
+            if fix.time >= since and d <= self.cfg.arrive_radius_m:
                 try:
-                    await self.act(
-                        ticket.id,
-                        "arrive",
-                        officer,
-                        SYSTEM,
-                        why=f"track: {d:.0f} m from the incident",
-                    )
+                    await self.act(ticket.id, "arrive", ticket.assignee or SYSTEM, SYSTEM,
+                                   why=f"track: {d:.0f} m from the incident at {fix.time:.0f}")  # fmt: skip
                 except TransitionError:
                     pass  # arrived by hand at the same moment
+                return
 
     async def track(self, ticket: Ticket) -> dict:
         """The assignee's fixes from dispatch to resolution as a GeoJSON Feature."""
@@ -280,6 +274,8 @@ class Dispatch:
         )
         arrived = ticket.times.get("on_scene")
         arrive_limit = self.cfg.limits(ticket.category)["arrive"]
+        # Met or not on the incident's clock: from the first dispatch to the first arrival.
+        first_in, first_out = ticket.first.get("on_scene"), ticket.first.get("dispatched", start)
         return {
             "type": "Feature",
             "geometry": {"type": "LineString", "coordinates": [[f.lon, f.lat] for f in fixes]},
@@ -291,7 +287,7 @@ class Dispatch:
                 "dispatched_at": start,
                 "arrived_at": arrived,
                 "time_to_arrive_s": round(arrived - start, 1) if arrived else None,
-                "arrive_deadline_met": (arrived - start <= arrive_limit) if arrived else None,
+                "arrive_deadline_met": (first_in - first_out <= arrive_limit) if first_in else None,
                 "resolved_at": end,
             },
         }
@@ -299,39 +295,40 @@ class Dispatch:
     # deadlines -------------------------------------------------------------------
 
     async def on_deadline(self, ticket_id: str, step: str) -> None:
+        """A deadline came due: remind (the officer and the walls), pass an offer not
+        accepted in time on, or escalate once (the ticket is marked overdue)."""
         ticket = await self.tickets.get(ticket_id)
-        if ticket is None or ticket.state not in ACTIVE:
-            return
         name, _, remind = step.partition(":")
-        reached = {"accept": "accepted", "arrive": "on_scene", "resolve": "resolved"}[name]
-        if reached in ticket.times and ticket.times[reached] >= ticket.times.get("dispatched", 0):
+        if ticket is None or ticket.state not in (WAITING if name == "wait" else ACTIVE):
+            return
+        reached = REACHED.get(name)
+        if reached and ticket.times.get(reached, -1.0) >= ticket.times.get("dispatched", 0.0):
             return
         payload = {"ticket": ticket.model_dump(mode="json"), "step": name}
+        who = ticket.assignee or "unassigned"
         if remind:
-            reminder = {"type": "ticket.reminder", **payload}
-            await self.events.to_users([ticket.assignee] if ticket.assignee else [], reminder)
+            if ticket.assignee:
+                await self.events.to_users([ticket.assignee], {"type": "ticket.reminder", **payload})
             due = self.cfg.remind_before_s
+            what = f"still waiting for an officer ({ticket.note})" if name == "wait" else f"{name} due"
             await self.alerts.raise_(
-                reminder, "reminder", key=f"reminder:{ticket_id}:{name}", ticket=ticket_id,
-                message=f"{ticket_id}: {name} due in {due:.0f} s ({ticket.assignee or 'unassigned'})",
+                {"type": "alert", **payload}, "reminder", key=f"reminder:{ticket_id}:{name}", ticket=ticket_id,
+                message=f"{ticket_id}: {what}, {due:.0f} s before escalation ({who})",
             )  # fmt: skip
             return
         if name == "accept":
             await self.act(ticket_id, "decline", ticket.assignee or SYSTEM, SYSTEM,
                            why=f"not accepted within {self.cfg.limits(ticket.category)['accept']:.0f} s")  # fmt: skip
             return
-        ticket = await self.tickets.annotate(
-            ticket_id, SYSTEM, "overdue", f"{name} deadline passed", overdue=True
-        )
+        limit = self.cfg.wait_s if name == "wait" else self.cfg.limits(ticket.category)[name]
+        what = f"waited {limit:.0f} s for an officer: {ticket.note}" if name == "wait" else f"{name} deadline passed"
+        ticket = await self.tickets.annotate(ticket_id, SYSTEM, "overdue", what, overdue=True)
         payload["ticket"] = ticket.model_dump(mode="json")
         await self.alerts.raise_(
-            {"type": "ticket.escalation", **payload}, "escalation", level="critical",
-            key=f"escalation:{ticket_id}:{name}", ticket=ticket_id,
-            message=f"{ticket_id}: {name} deadline passed ({ticket.assignee or 'unassigned'})",
+            {"type": "alert", **payload}, "escalation", level="critical",
+            key=f"escalation:{ticket_id}:{name}", ticket=ticket_id, message=f"{ticket_id}: {what} ({who})",
         )  # fmt: skip
-        log.warning(
-            "deadline passed", extra={"ticket": ticket_id, "step": name, "officer": ticket.assignee}
-        )
+        log.warning("deadline passed", extra={"ticket": ticket_id, "step": name, "officer": ticket.assignee})
 
     async def run_deadlines(self, interval_s: float = 0.25) -> None:
         while True:

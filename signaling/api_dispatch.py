@@ -53,22 +53,34 @@ def _officer(request: web.Request, principal: Principal) -> str:
 @allow("officer", "device", *DESK, body=FixBatch,
        owner="An officer sends only his own fixes; a device or a dispatcher names the officer.")
 async def post_fixes(request: web.Request) -> web.Response:
-    """GPS fixes, up to 1000, each with its own time."""
+    """GPS fixes, up to 1000, each with its own time. Each fix stands alone: the good ones
+    are stored and the bad ones named in `rejected` ([{index, error}]); 400 only when
+    none is good. Fixes an officer sends himself mark his phone as online."""
     principal = request["principal"]
     batch = await body(request, FixBatch, "invalid_fix")
+    fixes, rejected = batch.parse()
     known = set(_officer_ids(request))
-    for i, fix in enumerate(batch.fixes):
+    good = []
+    for i, fix in fixes:
         if principal.role == "officer":
             if fix.officer not in (None, principal.username):
                 raise JsonError(403, f"fixes.{i}.officer: an officer sends only his own fixes")
             fix.officer = principal.username
         elif fix.officer is None:
-            raise JsonError(400, f"fixes.{i}.officer: required")
+            rejected.append({"index": i, "error": "officer: required"})
+            continue
         if fix.officer not in known:
-            raise JsonError(400, f"fixes.{i}.officer: unknown officer {fix.officer!r}")
-    latest = await request.app[keys.OFFICERS].record(batch.fixes)
+            rejected.append({"index": i, "error": f"officer: unknown officer {fix.officer!r}"})
+            continue
+        good.append(fix)
+    rejected.sort(key=lambda r: r["index"])
+    if not good:
+        why = "; ".join(f"fixes.{r['index']}.{r['error']}" for r in rejected[:10])
+        raise JsonError(400, why, "invalid_fix", rejected=rejected)
+    own = {principal.username} if principal.role == "officer" else set()
+    latest = await request.app[keys.OFFICERS].record(good, own)
     await request.app[keys.DISPATCH].on_fixes(latest)
-    return web.json_response({"stored": len(batch.fixes), "officers": sorted(latest)})
+    return web.json_response({"stored": len(good), "officers": sorted(latest), "rejected": rejected})
 
 
 @routes.get("/api/officers")
@@ -118,5 +130,8 @@ async def set_duty(request: web.Request) -> web.Response:
     oid = _officer(request, request["principal"])
     on_duty = (await body(request, DutyBody, "bad_request")).on_duty
     await request.app[keys.OFFICERS].set_duty(oid, on_duty)
-    request.app[keys.DISPATCH].note_officers(oid)
+    dispatch = request.app[keys.DISPATCH]
+    dispatch.note_officers(oid)
+    if on_duty:
+        dispatch.matcher.poke()  # a waiting ticket may go to him now
     return web.json_response({"id": oid, "on_duty": on_duty})

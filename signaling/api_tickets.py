@@ -14,7 +14,14 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from dispatch.stats import report
-from dispatch.tickets import TERMINAL, NewTicket, State, Ticket, TransitionError, allowed_actions
+from dispatch.tickets import (
+    TERMINAL,
+    NewTicket,
+    Ticket,
+    TicketFilter,
+    TransitionError,
+    allowed_actions,
+)
 from signaling import keys
 from signaling.auth import Principal
 from signaling.http_errors import JsonError, read_body
@@ -27,13 +34,11 @@ READ = (*WALL, "officer")
 OWN = "An officer sees and acts on only the tickets assigned to him."
 
 
-class TicketQuery(BaseModel):
-    state: State | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
-
-
 class StatsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     window_s: Annotated[float, Field(gt=0, le=366 * 86400, allow_inf_nan=False)] = 86400
+    since: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)] | None = Field(None, alias="from")
+    until: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)] | None = Field(None, alias="to")
 
 
 class ActionBody(BaseModel):
@@ -72,19 +77,36 @@ async def open_ticket(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/tickets")
-@allow(*READ, query=TicketQuery, owner=OWN)
+@allow(*READ, query=TicketFilter, owner=OWN)
 async def list_tickets(request: web.Request) -> web.Response:
-    """The most recently changed tickets, newest first (an officer: his own)."""
+    """Tickets newest reported first, filtered by `state` (repeatable), `category`, `grid`,
+    `assignee`, `from`/`to` (reported, Unix s); `limit` (at most 1000) a page, and `next`
+    the cursor of the following page (`?cursor=`), null on the last. An officer: his own."""
+    tickets, cursor = await _page(request)
+    return web.json_response({"tickets": [_view(t) for t in tickets], "next": cursor})
+
+
+@routes.get("/api/tickets/logs")
+@allow(*DESK, query=TicketFilter)
+async def ticket_logs(request: web.Request) -> web.Response:
+    """The audit logs of a page of tickets (the listing's filters and cursor), in bulk:
+    {logs: {ticket id: [entries]}, next}."""
+    tickets, cursor = await _page(request)
+    logs = await request.app[keys.TICKETS].logs([t.id for t in tickets])
+    return web.json_response({"logs": logs, "next": cursor})
+
+
+async def _page(request: web.Request) -> tuple[list[Ticket], str | None]:
     principal = request["principal"]
-    q = query(request, TicketQuery)
-    state, limit = q.state, q.limit
-    store = request.app[keys.TICKETS]
+    f = query(request, TicketFilter)
     if principal.role == "officer":  # his own, however many others there are
-        tickets = [t for t in await store.assigned(principal.username, limit)
-                   if _visible(principal, t) and state in (None, t.state)]  # fmt: skip
-    else:
-        tickets = await store.list(state, limit)
-    return web.json_response({"tickets": [_view(t) for t in tickets]})
+        if f.assignee not in (None, principal.username):
+            raise JsonError(403, f"officer {principal.username} sees only his own tickets")
+        f.assignee = principal.username
+    try:
+        return await request.app[keys.TICKETS].page(f)
+    except ValueError:
+        raise JsonError(400, "cursor: not a cursor this server gave", "bad_query") from None
 
 
 async def _ticket(request: web.Request, principal: Principal) -> Ticket:
@@ -99,10 +121,22 @@ async def _ticket(request: web.Request, principal: Principal) -> Ticket:
 @routes.get("/api/stats")
 @allow(*WALL, query=StatsQuery)
 async def stats(request: web.Request) -> web.Response:
-    """What the centre is judged on over the last `window_s`, overall, per grid, per category."""
-    window = query(request, StatsQuery).window_s
-    tickets = await request.app[keys.TICKETS].changed_since(time.time() - window)
-    return web.json_response({"window_s": window, **report(tickets)})
+    """What the centre is judged on (dispatch.stats), for the tickets reported between
+    `from` and `to` (Unix s; default the last `window_s`), overall, per grid, per
+    category; `queue`: tickets waiting for an officer now and the oldest one's age (s)."""
+    q = query(request, StatsQuery)
+    now = time.time()
+    until = q.until if q.until is not None else now
+    since = q.since if q.since is not None else until - q.window_s
+    if since > until:
+        raise JsonError(400, "from: after to", "bad_query")
+    store = request.app[keys.TICKETS]
+    reported, current = await store.reported(since, until), await store.open_now()
+    cfg = request.app[keys.CONFIG].dispatch
+    out = report(reported, current, lambda c: cfg.limits(c)["arrive"], now)
+    length, oldest = await store.queue()
+    return web.json_response({"from": since, "to": until, "window_s": until - since, **out,
+                              "queue": {"length": length, "oldest_s": round(now - oldest, 1) if oldest else None}})  # fmt: skip
 
 
 @routes.get("/api/tickets/{id}")
@@ -203,7 +237,8 @@ async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
 @routes.get("/api/tickets/{id}/candidates")
 @allow(*DESK)
 async def ticket_candidates(request: web.Request) -> web.Response:
-    """The officers dispatch would offer this ticket to, for a dispatcher to choose from."""
+    """The officers who could take this ticket now, fastest first, each with his ETA and
+    why (road metres, speed, mode), for a dispatcher to choose from; or the reason none."""
     ticket = await _ticket(request, request["principal"])
     found, reason = await request.app[keys.DISPATCH].candidates(ticket)
     return web.json_response(
@@ -213,7 +248,11 @@ async def ticket_candidates(request: web.Request) -> web.Response:
                 {
                     "officer": c.officer,
                     "distance_m": round(c.distance_m, 1),
+                    "road_m": round(c.road_m, 1),
+                    "mode": c.mode,
+                    "speed_mps": round(c.speed_mps, 2),
                     "eta_s": round(c.eta_s, 1),
+                    "why": c.why,
                 }
                 for c in found[:20]
             ],

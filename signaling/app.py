@@ -20,6 +20,8 @@ from dispatch.events import Events
 from dispatch.evidence import EvidenceStore
 from dispatch.grids import Grids
 from dispatch.officers import Officers
+from dispatch.reach import Reach
+from dispatch.routing import Router
 from dispatch.service import Dispatch
 from dispatch.tickets import Location, TicketStore
 from dispatch.violations import VerificationConsumer, ViolationConsumer
@@ -58,6 +60,8 @@ from signaling.whip import rtmp_authorizer
 from web import STATIC, vendor_dirs
 
 log = logging.getLogger("gridwatch.server")
+REDIS_CONNECTIONS = 256
+REDIS_WAIT_S = 5.0
 NODE = f"{socket.gethostname()}-{os.getpid()}"  # this node, in leases and presence
 
 
@@ -82,7 +86,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     if url is None:
         embedded = EmbeddedRedis(cfg.server.data_dir)
         url = await embedded.start()
-    client = aioredis.from_url(url, health_check_interval=10)
+    # A burst of requests waits for a connection (up to REDIS_WAIT_S) instead of failing
+    # with "Too many connections" at the pool's limit.
+    pool = aioredis.BlockingConnectionPool.from_url(url, health_check_interval=10, max_connections=REDIS_CONNECTIONS,
+                                                    timeout=REDIS_WAIT_S)  # fmt: skip
+    client = aioredis.Redis.from_pool(pool)
     await client.ping()
     app[keys.REDIS] = client
     secret = await shared_secret(client, cfg.server.secret)
@@ -101,7 +109,9 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     events, alerts = Events(redis), Alerts(redis)
     grids = app[keys.GRIDS] = Grids(redis, app[keys.MAP].grids, cfg.grids.warn.window_s,
                                     cfg.grids.warn.threshold)  # fmt: skip
-    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, alerts, grids, cfg.dispatch,
+    router = await asyncio.to_thread(Router, cfg.dispatch.road_factor, cfg.dispatch.roads)
+    reach = Reach(officers, router, cfg.dispatch, {o.id: o.mode for o in cfg.officers if o.mode})
+    dispatch = Dispatch(tickets, officers, Deadlines(redis), events, alerts, grids, reach, cfg.dispatch,
                         cfg.detectors.dismiss_s)  # fmt: skip
     app[keys.TICKETS], app[keys.OFFICERS], app[keys.DISPATCH] = tickets, officers, dispatch
     app[keys.ALERTS] = alerts
@@ -125,6 +135,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     async with running(
         dispatch.run_deadlines(),
         dispatch.run_officer_feed(),
+        dispatch.matcher.run(),
         sockets.run(),
         presence.run(),
         violations.run(),

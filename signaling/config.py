@@ -236,10 +236,14 @@ class Camera(Strict):
         return v
 
 
+Mode = Literal["foot", "bicycle", "ebike", "car"]
+
+
 class Officer(Strict):
     id: Annotated[str, Field(pattern=CAMERA_ID)]
     name: str | None = None
     grid: str | None = None
+    mode: Mode | None = None  # how he patrols; dispatch.default_mode when not given
 
 
 class MapLayer(Strict):
@@ -309,8 +313,22 @@ class DispatchConfig(Strict):
     remind_before_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 60
     search_radius_m: Annotated[float, Field(gt=0, le=100_000)] = 5000
     search_count: Annotated[int, Field(ge=1, le=1000)] = 50
-    speed_mps: Annotated[float, Field(gt=0, le=50)] = 5.0  # on foot or by bicycle in traffic
+    # Speeds for an ETA (m/s, a city's traffic and crossings included), by how an officer
+    # patrols; his own track's moving speed refines it.
+    speeds: dict[Mode, Annotated[float, Field(gt=0, le=50)]] = {
+        "foot": 1.4, "bicycle": 4.0, "ebike": 5.5, "car": 7.0}  # fmt: skip
+    default_mode: Mode = "foot"
+    # The centre's road network (GeoJSON lines): ETAs along it; else straight line x factor.
+    roads: Path | None = None
     road_factor: Annotated[float, Field(ge=1, le=5)] = 1.3  # streets are longer than straight lines
+    # A ticket nobody could take waits in the queue: reminded then escalated after this.
+    wait_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 180
+    decline_bar_s: Annotated[float, Field(ge=0, le=86400)] = 600  # a decline bars him this long
+    # Tickets and officers that turn up within this of each other are matched together
+    # (one assignment), not one at a time in arrival order.
+    match_window_s: Annotated[float, Field(ge=0, le=10)] = 0.1
+    # Offers go only to officers whose own phone reported within this (None: stale_s).
+    reachable_s: Annotated[float, Field(gt=0, le=86400)] | None = None
     stale_s: Annotated[float, Field(gt=0, le=86400)] = 120
     track_retain_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 7 * 86400
     claim_idle_s: Annotated[float, Field(gt=0, le=86400)] = 30  # violations a dead node held move on after this
@@ -330,7 +348,7 @@ class DispatchConfig(Strict):
 
     @staticmethod
     def steps() -> tuple[str, ...]:
-        return ("accept", "arrive", "arrive:remind", "resolve", "resolve:remind")
+        return ("accept", "arrive", "arrive:remind", "resolve", "resolve:remind", "wait", "wait:remind")
 
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "detectors" / "models" / "gridwatch-demo.pt"

@@ -163,7 +163,7 @@ async def _handle(request: web.Request, client: Client, data: dict) -> None:
                 {"type": "error", "error": "invalid_fix", "message": "; ".join(format_errors(e))}
             )
             return
-        latest = await request.app[keys.OFFICERS].record([fix])
+        latest = await request.app[keys.OFFICERS].record([fix], {client.user})
         await request.app[keys.DISPATCH].on_fixes(latest)
     elif kind in MESSAGES:
         message = parse(kind, data)  # ValidationError: the caller closes the socket

@@ -29,11 +29,15 @@ class Socket:
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
 
-    async def wait_for(self, kind: str, timeout: float) -> dict:
+    def alerts(self, kind: str) -> list[dict]:
+        return [e for e in self.events if e["type"] == "alert" and e["alert"]["kind"] == kind]
+
+    async def wait_for(self, kind: str, timeout: float, alert: str | None = None) -> dict:
+        """The first event of type `kind` (of an alert's kind `alert`)."""
         async with asyncio.timeout(timeout):
             while True:
                 for e in self.events:
-                    if e["type"] == kind:
+                    if e["type"] == kind and (alert is None or e["alert"]["kind"] == alert):
                         return e
                 await asyncio.sleep(0.05)
 
@@ -90,18 +94,22 @@ async def test_reminder_then_escalation_to_the_right_roles(gw, http):
     assert reminder["ticket"]["id"] == tid and reminder["step"] == "arrive"
     assert 1.0 <= time.monotonic() - t0 < 3.0, "the reminder comes before the deadline"
     for user in ("dispatcher", "admin"):
-        escalation = await socks[user].wait_for("ticket.escalation", 5)
+        escalation = await socks[user].wait_for("alert", 5, alert="escalation")
         assert escalation["ticket"]["id"] == tid and escalation["step"] == "arrive"
-        assert escalation["ticket"]["overdue"] is True
+        assert escalation["ticket"]["overdue"] is True and escalation["alert"]["level"] == "critical"
     assert time.monotonic() - t0 >= 2.9
     await asyncio.sleep(0.5)
-    assert "ticket.escalation" not in socks["officer"].types()
-    assert "ticket.escalation" not in socks["viewer"].types()  # a viewer is no supervisor
+    assert "alert" not in socks["officer"].types()
+    assert "alert" not in socks["viewer"].types()  # a viewer is no supervisor
     assert "ticket.reminder" not in socks["officer2"].types()
-    # Supervisors get the reminder too, as an alert that stays until acknowledged.
-    alert = (await socks["dispatcher"].wait_for("ticket.reminder", 1))["alert"]
+    # Supervisors get the reminder too, as an alert that stays until acknowledged; each
+    # alert once, and the wall's ticket events once each.
+    alert = (await socks["dispatcher"].wait_for("alert", 1, alert="reminder"))["alert"]
     assert alert["kind"] == "reminder" and alert["ticket"] == tid
-    assert "ticket.reminder" not in socks["viewer"].types()
+    assert "ticket.reminder" not in socks["dispatcher"].types()
+    for kind in ("reminder", "escalation"):
+        assert len(socks["dispatcher"].alerts(kind)) == 1
+    assert socks["viewer"].types().count("ticket.overdue") == 1
     # The wall sees every change of the ticket as it happens.
     assert {"ticket.created", "ticket.dispatch", "ticket.accept", "ticket.overdue"} <= set(
         socks["viewer"].types()
@@ -125,7 +133,7 @@ async def test_offline_officer_gets_his_ticket_on_reconnect_once(gw, http):
     assert ticket["assignee"] == "officer2"
 
     sock = await connect(http, gw, "officer2")  # he was offline when it was dispatched
-    event = await sock.wait_for("ticket.dispatched", 5)
+    event = await sock.wait_for("ticket.dispatch", 5)
     assert event["ticket"]["id"] == ticket["id"] and event["id"]
     await sock.ws.send_json({"type": "ack", "id": event["id"]})
     await sock.ws.send_json({"type": "ping"})
@@ -135,7 +143,7 @@ async def test_offline_officer_gets_his_ticket_on_reconnect_once(gw, http):
     again = await connect(http, gw, "officer2")
     await again.ws.send_json({"type": "ping"})
     await again.wait_for("pong", 5)
-    assert "ticket.dispatched" not in again.types(), "an acknowledged event came back"
+    assert "ticket.dispatch" not in again.types(), "an acknowledged event came back"
     await again.close()
 
 

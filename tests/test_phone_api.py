@@ -85,7 +85,7 @@ async def test_an_officer_lists_his_own_tickets_however_many_there_are(gridwatch
         await call(http, gw, "POST", "/api/tickets", json={"category": "street_stall", "location": INCIDENT, "key": f"k{i}"})
     status, listed = await call(http, gw, "GET", "/api/tickets?limit=5", "officer")
     assert status == 200 and [t["id"] for t in listed["tickets"]] == [mine]
-    assert (await call(http, gw, "GET", "/api/tickets?limit=5", "officer2"))[1] == {"tickets": []}
+    assert (await call(http, gw, "GET", "/api/tickets?limit=5", "officer2"))[1] == {"tickets": [], "next": None}
     status, me = await call(http, gw, "GET", "/api/me", "officer")
     assert me == {"username": "officer", "role": "officer", "name": None, "on_duty": True, "heartbeat_s": 10.0}
 

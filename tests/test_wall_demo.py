@@ -114,7 +114,7 @@ async def test_a_demo_violation_is_seen_followed_and_closed_from_the_wall(demo, 
 
     # The officer resolves it, the camera verifies it, the dispatcher closes it here.
     await page.wait_for_selector(f"{row}[data-state=verified]", timeout=180000)
-    assert await page.is_visible("#detail ol.timeline li[data-action=verify]")
+    await page.wait_for_selector("#detail ol.timeline li[data-action=verify]", timeout=5000)
     await page.fill("#detail input[name=reason]", "checked on camera")
     await page.click("#detail button[data-action=close]")
     await page.wait_for_selector("#detail[data-state=closed] ol.timeline li[data-action=close]", timeout=10000)

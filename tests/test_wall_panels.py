@@ -87,7 +87,7 @@ async def test_a_suggest_mode_ticket_is_dispatched_from_its_candidates(gridwatch
     assert eta.endswith(" s") or eta.endswith(" min")
     # The dispatcher picks the second one: that officer is offered it, on his phone.
     await page.click("#detail tr[data-candidate=officer2] button.dispatch")
-    offered = await phone.wait_for("ticket.dispatched", 5)
+    offered = await phone.wait_for("ticket.dispatch", 5)
     assert offered["ticket"]["id"] == tid and offered["ticket"]["assignee"] == "officer2"
     await page.wait_for_selector(f"li.ticket[data-ticket={tid}][data-state=dispatched]", timeout=5000)
     await page.wait_for_selector("#detail ol.timeline li[data-action=dispatch]", timeout=5000)

@@ -24,12 +24,9 @@ import aiohttp
 import redis.asyncio as aioredis
 from common import ratio, start_gridwatch
 
-from dispatch.alerts import Alerts
-from dispatch.deadlines import Deadlines
-from dispatch.events import Events
-from dispatch.grids import Grids
-from dispatch.officers import Fix, Officers, distance_m
-from dispatch.service import Dispatch
+from dispatch.officers import Fix, Officers
+from dispatch.reach import Reach
+from dispatch.routing import Router, distance_m
 from dispatch.tickets import Location, NewTicket, Ticket, TicketStore
 from signaling.config import DispatchConfig
 from support.procs import RedisServer, hashed_users
@@ -45,15 +42,7 @@ def pct(values: list[float], q: float) -> float:
 async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> None:
     cfg = DispatchConfig(search_radius_m=3000, search_count=50, stale_s=3600)
     officers = Officers(redis, 86400)
-    service = Dispatch(
-        TicketStore(redis),
-        officers,
-        Deadlines(redis),
-        Events(redis),
-        Alerts(redis),
-        Grids(redis, {}, 60, 10),
-        cfg,
-    )
+    reach = Reach(officers, Router(cfg.road_factor), cfg, {})
     rng = random.Random(7)
     loaded = 0
     positions: list[tuple[str, float, float]] = []
@@ -66,7 +55,8 @@ async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> Non
             batch.append(Fix(officer=f"o{i}", lat=lat, lon=lon, time=time.time()))
             positions.append((f"o{i}", lat, lon))
         for k in range(0, len(batch), 2000):
-            await officers.record(batch[k : k + 2000])
+            # As their own phones: an officer nobody can reach is no candidate.
+            await officers.record(batch[k : k + 2000], {f.officer for f in batch[k : k + 2000]})
         loaded = n
         ours, scan = [], []
         for _ in range(queries):
@@ -75,7 +65,7 @@ async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> Non
                 id="T-bench", location=Location(lat=lat, lon=lon), created_at=0, updated_at=0
             )
             t0 = time.perf_counter()
-            found, _ = await service.candidates(ticket)
+            found, _ = await reach.candidates(ticket)
             ours.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             best = sorted((distance_m(lat, lon, a, b), o) for o, a, b in positions)[:50]

@@ -5,7 +5,7 @@ import { useState } from "preact/hooks";
 import { store } from "./store.js";
 import { age, html, label, now, snapshotOf, useTick, useTopics } from "../ui.js";
 
-const KIND = { reminder: "Reminder", escalation: "Escalation", unassigned: "Nobody to send",
+const KIND = { reminder: "Reminder", escalation: "Escalation",
   surge: "Grid surge", disk_full: "Disk full" };
 
 function AlertCard({ alert }) {

@@ -103,9 +103,9 @@ function OfficerRow({ id, o, p }) {
   return html`
     <li data-user=${id} data-status=${presence} data-duty=${duty}>
       <i class=${`dot st-${duty || "none"}`}></i>
-      <span class="name" title=${o && o.ticket ? `on ${o.ticket}` : ""}>
+      <span class="name" title=${o?.tickets?.length ? `on ${o.tickets.join(", ")}` : ""}>
         ${o && o.name ? `${o.name} (${id})` : id}
-        <small>${label(duty || "no fixes")} · ${label(presence)}${o && o.ticket ? ` · ${o.ticket}` : ""}</small>
+        <small>${label(duty || "no fixes")} · ${label(presence)}${o?.tickets?.length ? ` · ${o.tickets.join(", ")}` : ""}</small>
       </span>
       <button class="call" disabled=${presence !== "available" || desk.call !== null}
               onClick=${() => desk.signal.send({ type: "call.invite", to: id })}>Call</button>

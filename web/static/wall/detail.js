@@ -79,10 +79,11 @@ function Candidates({ data, onDispatch }) {
       <h3>Send an officer</h3>
       ${data.candidates.length === 0 ? html`<p class="dim">${data.reason}</p>` : html`
         <table>
-          <tr><th>officer</th><th>distance</th><th>ETA</th><th></th></tr>
+          <tr><th>officer</th><th>by road</th><th>ETA</th><th></th></tr>
           ${data.candidates.map((c) => html`
-            <tr key=${c.officer} data-candidate=${c.officer}>
-              <td>${c.officer}</td><td>${Math.round(c.distance_m)} m</td><td>${duration(c.eta_s)}</td>
+            <tr key=${c.officer} data-candidate=${c.officer} title=${c.why}>
+              <td>${c.officer} <small class="dim">${c.mode}</small></td><td>${Math.round(c.road_m)} m</td>
+              <td>${duration(c.eta_s)}</td>
               <td><button class="dispatch primary" onClick=${() => onDispatch(c.officer)}>Dispatch</button></td>
             </tr>`)}
         </table>`}

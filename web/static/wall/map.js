@@ -106,7 +106,7 @@ class MapLayers {
       e.marker.setLatLng([o.lat, o.lon]);
       const el = e.marker.getElement();
       if (el) { el.dataset.status = status; el.dataset.lat = o.lat; el.dataset.lon = o.lon; }
-      e.marker.bindTooltip(`${o.name || o.id} · ${label(status)}${o.ticket ? ` · ${o.ticket}` : ""}`);
+      e.marker.bindTooltip(`${o.name || o.id} · ${label(status)}${o.tickets?.length ? ` · ${o.tickets.join(", ")}` : ""}`);
       e.tail.setLatLngs((o.tail || []).map(([lon, lat]) => [lat, lon]));
       e.tail.setStyle({ color: STATUS_COLOURS[status] });
     }

@@ -10,6 +10,21 @@ const TAIL_S = 300;  // how much of each officer's track the map draws behind hi
 const TOAST_S = 20;  // a new violation's pop-up stays this long (or until clicked)
 const KEEP_DONE = 300;  // ended tickets the board keeps (a wall runs for days; the API has the rest)
 
+const OPEN = ["new", "reassigned", "dispatched", "accepted", "on_scene", "suspended", "resolved", "verified"];
+
+// Every open ticket (page after page: however old) and the last ones reported.
+async function loadTickets() {
+  const tickets = new Map();
+  const open = `/api/tickets?limit=1000&${OPEN.map((s) => `state=${s}`).join("&")}`;
+  let page = { next: "" };
+  while (page.next !== null) {
+    page = await getJson(page.next ? `${open}&cursor=${encodeURIComponent(page.next)}` : open);
+    for (const t of page.tickets) tickets.set(t.id, t);
+  }
+  for (const t of (await getJson("/api/tickets?limit=300")).tickets) tickets.set(t.id, t);
+  return { tickets: [...tickets.values()] };
+}
+
 class Store extends Topics {
   constructor() {
     super();
@@ -50,7 +65,7 @@ class Store extends Topics {
       got = await Promise.all([
         getJson("/api/cameras"),
         getJson("/api/streams"),
-        sup ? getJson("/api/tickets?limit=1000") : null,
+        sup ? loadTickets() : null,
         sup ? getJson(`/api/officers?tail_s=${TAIL_S}`) : null,
         sup ? getJson("/api/alerts") : null,
       ]);
@@ -132,7 +147,7 @@ class Store extends Topics {
     if (m.type === "alert.ack") {
       this.alerts.delete(m.alert.id);
       this.emit("alerts");
-    } else if (m.type.startsWith("ticket.") && m.ticket && typeof m.ticket === "object") {
+    } else if ((m.type.startsWith("ticket.") || m.alert) && m.ticket && typeof m.ticket === "object") {
       this.putTicket(m.ticket, m.type);
     } else if (m.type === "officers") {
       this.staleS = m.stale_s;
