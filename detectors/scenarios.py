@@ -19,7 +19,15 @@ from pathlib import Path
 import av
 import numpy as np
 
-from detectors.scenes import SIZE, TRAIN_FRAMES, Sprite, paste, sprites, stall, street_frames
+from gridwatch.detectors.scenes import (
+    SIZE,
+    TRAIN_FRAMES,
+    Sprite,
+    paste,
+    sprites,
+    stall,
+    street_frames,
+)
 
 FPS = 10
 

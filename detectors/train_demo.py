@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from detectors.scenes import CLASSES, SIZE, TRAIN_FRAMES, random_scene, street_frames
+from gridwatch.detectors.scenes import CLASSES, SIZE, TRAIN_FRAMES, random_scene, street_frames
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 

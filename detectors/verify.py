@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
-from detectors.rules import Detection, bottom_centre, iou
-from dispatch.detections import VerifyRequest
+from gridwatch.contracts.detections import VerifyRequest
+from gridwatch.detectors.rules import Detection, bottom_centre, iou
 
 WANTED = {"no_parking": "vehicle", "no_stall": "stall"}
 SAME_SPOT_IOU = 0.3  # looser than "stationary": the object may have been nudged, not moved on

@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +26,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from detectors import evidence
-from detectors.motion import MotionGate, small_grey
-from detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
-from detectors.verify import Outcome, Verifier
-from dispatch.detections import (
+from gridwatch.contracts.detections import (
     VERIFICATIONS,
     VerifyRequest,
     dismissed_key,
@@ -40,10 +35,16 @@ from dispatch.detections import (
     state_key,
     verify_key,
 )
-from media.leases import Leases
-from media.sampler import FRAMES_MAXLEN, frames_key
-from signaling.cameras import stored_cameras
-from signaling.config import Camera, DetectorsConfig
+from gridwatch.contracts.frames import FRAMES_MAXLEN, frames_key
+from gridwatch.contracts.node import node_id
+from gridwatch.detectors import evidence
+from gridwatch.detectors.config import DetectorsConfig
+from gridwatch.detectors.motion import MotionGate, small_grey
+from gridwatch.detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
+from gridwatch.detectors.verify import Outcome, Verifier
+from gridwatch.media.cameras import stored_cameras
+from gridwatch.media.config import Camera
+from gridwatch.media.leases import Leases
 
 log = logging.getLogger("gridwatch.detect")
 
@@ -253,7 +254,7 @@ class Worker:
         self.redis = redis
         self.cfg = cfg
         self.make_tracker = make_tracker
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.name = node_id()
         # One inference per core at a time, whatever the number of cameras: more only
         # fight over the cores (each model call is single-threaded, see yolo_factory).
         self.inference = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infer")
@@ -331,7 +332,7 @@ class Worker:
 def yolo_factory(cfg: DetectorsConfig) -> TrackerFactory:
     import torch
 
-    from detectors.yolo import YoloTracker
+    from gridwatch.detectors.yolo import YoloTracker
 
     # Many cameras' frames run side by side, one per core: a model call that spreads over
     # every core as well only oversubscribes them (measured: tests/bench/detect_e2e.py).

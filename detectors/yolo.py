@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.rules import Detection
+from gridwatch.detectors.rules import Detection
 
 
 class YoloTracker:

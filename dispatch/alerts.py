@@ -23,9 +23,10 @@ from typing import Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from dispatch.records import load, load_all
+from gridwatch.contracts.records import load, load_all
+from gridwatch.contracts.roles import DESK
 
-ALERT_ROLES = ("admin", "dispatcher")  # who sees alerts and may acknowledge them
+ALERT_ROLES = DESK  # who sees alerts and may acknowledge them
 CHANNEL = "gw:alerts"
 ACKED_KEEP_S = 7 * 86400.0
 

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
+from gridwatch.contracts.channels import WALL
+
 INBOX_MAXLEN = 1000
 
 
-WALL = "gw:events"
 
 
 class Events:

@@ -32,8 +32,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from scipy.optimize import linear_sum_assignment
 
-from dispatch.reach import Candidate, Reach
-from dispatch.tickets import PENDING, WAITING, Ticket, TicketStore
+from gridwatch.contracts.states import WAITING
+from gridwatch.dispatch.reach import Candidate, Reach
+from gridwatch.dispatch.tickets import PENDING, Ticket, TicketStore
 
 log = logging.getLogger("gridwatch.dispatch")
 

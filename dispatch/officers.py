@@ -20,12 +20,11 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dispatch.records import load_all
-from dispatch.routing import distance_m
+from gridwatch.contracts.geo import GEO_LAT
+from gridwatch.contracts.records import load_all
+from gridwatch.dispatch.routing import distance_m
 
 GEO = "gw:officers:geo"
-# Redis GEO (Web Mercator) takes latitudes up to this; nobody patrols closer to a pole.
-GEO_LAT = 85.05112878
 MAX_CLOCK_SKEW_S = 30.0
 MAX_FIX_AGE_S = 24 * 3600.0
 MOVING_MPS = 0.5  # slower than this between two fixes he is standing, not moving

@@ -17,10 +17,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from dispatch.officers import Officers, OfficerState, mode_speed
-from dispatch.routing import Router
-from dispatch.tickets import Ticket
-from signaling.config import DispatchConfig
+from gridwatch.dispatch.config import DispatchConfig
+from gridwatch.dispatch.officers import Officers, OfficerState, mode_speed
+from gridwatch.dispatch.routing import Router
+from gridwatch.dispatch.tickets import Ticket
 
 FIRST_RADIUS_M = 250.0
 MAX_CANDIDATES = 4096

@@ -15,19 +15,19 @@ import time
 
 from redis.exceptions import RedisError
 
-from dispatch import detections
-from dispatch.alerts import Alerts
-from dispatch.deadlines import Deadlines
-from dispatch.events import Events
-from dispatch.grids import Grids
-from dispatch.matcher import Matcher
-from dispatch.officers import Fix, Officers
-from dispatch.reach import Candidate, Reach
-from dispatch.routing import distance_m
-from dispatch.tickets import (
-    ACTIVE,
-    SYSTEM,
-    WAITING,
+from gridwatch.contracts import detections
+from gridwatch.contracts.roles import SYSTEM
+from gridwatch.contracts.states import ACTIVE, WAITING
+from gridwatch.dispatch.alerts import Alerts
+from gridwatch.dispatch.config import DispatchConfig
+from gridwatch.dispatch.deadlines import Deadlines
+from gridwatch.dispatch.events import Events
+from gridwatch.dispatch.grids import Grids
+from gridwatch.dispatch.matcher import Matcher
+from gridwatch.dispatch.officers import Fix, Officers
+from gridwatch.dispatch.reach import Candidate, Reach
+from gridwatch.dispatch.routing import distance_m
+from gridwatch.dispatch.tickets import (
     Busy,
     Effects,
     NewTicket,
@@ -35,7 +35,6 @@ from dispatch.tickets import (
     TicketStore,
     TransitionError,
 )
-from signaling.config import DispatchConfig
 
 log = logging.getLogger("gridwatch.dispatch")
 

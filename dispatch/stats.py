@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from dispatch.tickets import ACTIVE, TERMINAL, WAITING, Ticket
+from gridwatch.contracts.states import ACTIVE, TERMINAL, WAITING
+from gridwatch.dispatch.tickets import Ticket
 
 DROPPED = {"rejected", "cancelled"}  # no case: neither on time nor late
 # step -> the state whose first time ends it

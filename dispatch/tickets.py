@@ -18,19 +18,14 @@ from typing import Annotated, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.deadlines import KEY as DEADLINES
-from dispatch.detections import Detection
-from dispatch.officers import GEO_LAT
-from dispatch.records import load, load_all
+from gridwatch.contracts.detections import Sighting
+from gridwatch.contracts.geo import Position
+from gridwatch.contracts.records import load, load_all
+from gridwatch.contracts.roles import DESK, SYSTEM
+from gridwatch.contracts.states import ACTIVE, STATES, TERMINAL, State
+from gridwatch.dispatch.deadlines import KEY as DEADLINES
 
-State = Literal[
-    "new", "dispatched", "accepted", "on_scene", "resolved", "verified", "closed",
-    "rejected", "reassigned", "cancelled", "suspended",
-]  # fmt: skip
-STATES: tuple[str, ...] = State.__args__  # type: ignore[attr-defined]
-TERMINAL = {"closed", "rejected", "cancelled"}
-SUPERVISORS = frozenset({"admin", "dispatcher"})
-SYSTEM = "system"  # deadline timers, detectors, track-based arrival
+SUPERVISORS = frozenset(DESK)
 MAX_EVIDENCE = 32  # files a ticket lists
 TICKET_ID = re.compile(r"T-\d{6,12}")
 CREATED = "gw:tickets:created"  # sorted set: every ticket by creation time
@@ -70,12 +65,6 @@ def allowed_actions(state: str) -> list[str]:
     return sorted(a for a, t in TRANSITIONS.items() if state in t.sources)
 
 
-class Location(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    lat: Annotated[float, Field(ge=-GEO_LAT, le=GEO_LAT, allow_inf_nan=False)]
-    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
-
-
 class NewTicket(BaseModel):
     """What a client sends to open a ticket."""
 
@@ -84,10 +73,10 @@ class NewTicket(BaseModel):
     source: Literal["camera", "officer", "dispatcher", "api"] = "api"
     category: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")] = "other"
     priority: Literal["low", "normal", "high", "urgent"] = "normal"
-    location: Location
+    location: Position
     description: Annotated[str, Field(max_length=2000)] = ""
     camera: str | None = None
-    detection: Detection | None = None  # camera tickets: the zone and box the detector saw
+    detection: Sighting | None = None  # camera tickets: the zone and box the detector saw
     evidence: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=MAX_EVIDENCE)] = []
 
 
@@ -135,8 +124,6 @@ class Ticket(NewTicket):
     note: str | None = None  # why nobody could be dispatched, and the like
 
 
-ACTIVE = frozenset({"dispatched", "accepted", "on_scene"})  # the assignee is busy with it
-WAITING = frozenset({"new", "reassigned"})
 PENDING = "gw:pending"  # sorted set: tickets waiting for an officer, by priority then age
 PRIORITY_RANK = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 

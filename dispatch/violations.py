@@ -17,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 from typing import Annotated
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.exceptions import RedisError, ResponseError
 
-from dispatch.detections import VERIFICATIONS, Detection
-from dispatch.evidence import EvidenceStore
-from dispatch.service import Dispatch
-from dispatch.tickets import SYSTEM, Location, NewTicket, TransitionError
-from recordings.service import add_mark
+from gridwatch.contracts.detections import VERIFICATIONS, Sighting
+from gridwatch.contracts.evidence import EvidenceStore
+from gridwatch.contracts.geo import Position
+from gridwatch.contracts.marks import add_mark
+from gridwatch.contracts.node import node_id
+from gridwatch.contracts.roles import SYSTEM
+from gridwatch.dispatch.service import Dispatch
+from gridwatch.dispatch.tickets import NewTicket, TransitionError
 
 log = logging.getLogger("gridwatch.violations")
 
@@ -51,7 +52,7 @@ class GroupConsumer:
     def __init__(self, redis: aioredis.Redis, claim_idle_s: float):
         self.redis = redis
         self.claim_idle_ms = int(claim_idle_s * 1000)
-        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.name = node_id()
 
     async def run(self) -> None:
         while True:
@@ -127,7 +128,7 @@ class ViolationEvent(BaseModel):
     box: tuple[float, float, float, float] | None = None
     first_seen: float
     confirmed: float
-    location: Location | None = None  # the camera's map position, when the detector knows it
+    location: Position | None = None  # the camera's map position, when the detector knows it
     evidence: list[str] = []
 
 
@@ -138,7 +139,7 @@ class ViolationConsumer(GroupConsumer):
                  claim_idle_s: float):  # fmt: skip
         super().__init__(redis, claim_idle_s)
         self.dispatch = dispatch
-        self.positions = positions  # async camera id -> Location | None
+        self.positions = positions  # async camera id -> Position | None
         self.evidence = evidence
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
@@ -154,7 +155,7 @@ class ViolationConsumer(GroupConsumer):
             raise Unusable(f"camera {event.camera!r} has no position")
         pictures = await asyncio.to_thread(save_pictures, self.evidence, event.id, fields)
         detection = (
-            Detection(zone=event.zone, kind=event.kind, label=event.label, box=event.box)
+            Sighting(zone=event.zone, kind=event.kind, label=event.label, box=event.box)
             if event.box else None
         )  # fmt: skip
         new = NewTicket(

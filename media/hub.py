@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from media.producers import DemuxProducer, Resolver, SyntheticProducer, ThreadProducer
-from media.sources import Source
-from media.stream import Stream
+from gridwatch.media.producers import DemuxProducer, Resolver, SyntheticProducer, ThreadProducer
+from gridwatch.media.sources import Source
+from gridwatch.media.stream import Stream
 
 log = logging.getLogger("gridwatch.media")
 

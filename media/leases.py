@@ -50,10 +50,6 @@ class Leases:
     async def release(self, item: str) -> None:
         await self._release(keys=[self.key(item)], args=[self.holder])
 
-    async def holder_of(self, item: str) -> str | None:
-        value = await self.redis.get(self.key(item))
-        return value.decode() if value else None
-
 
 class LeasedWork(Generic[T]):
     """One task per wanted item (a camera) whose lease this node holds.

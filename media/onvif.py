@@ -10,7 +10,7 @@ import aiohttp
 from onvif import ONVIFCamera, ONVIFError
 from zeep.exceptions import Error as ZeepError
 
-from media.sources import Source, with_credentials
+from gridwatch.media.sources import Source, with_credentials
 
 log = logging.getLogger("gridwatch.onvif")
 

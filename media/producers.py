@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import av
 
-from media import clock
-from media.h264 import AnnexB, H264Encoder
-from media.onvif import OnvifFailure
-from media.sources import Source, redact
-from media.stream import TIME_BASE, Stream
+from gridwatch.media import clock
+from gridwatch.media.h264 import AnnexB, H264Encoder
+from gridwatch.media.onvif import OnvifFailure
+from gridwatch.media.sources import Source, redact
+from gridwatch.media.stream import TIME_BASE, Stream
 
 log = logging.getLogger("gridwatch.media")
 

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Iterable
 
 import av
 from aiortc import (
@@ -30,11 +29,11 @@ from aiortc.exceptions import OperationError
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.h264 import H264Encoder, nal_types
-from media.hub import StreamHub
-from media.sources import Source
-from media.stream import TIME_BASE, Stream
-from media.webrtc import OfferError, use_for_h264
+from gridwatch.media.h264 import H264Encoder, nal_types
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.sources import Source
+from gridwatch.media.stream import TIME_BASE, Stream
+from gridwatch.media.webrtc import OfferError, use_for_h264
 
 log = logging.getLogger("gridwatch.publish")
 
@@ -233,5 +232,3 @@ class Publishers:
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
 
-    def streams(self) -> Iterable[str]:
-        return (s.stream.id for s in self.sessions.values())

@@ -20,9 +20,9 @@ from pyrtmp.messages.video import VideoMessage
 from pyrtmp.rtmp import RTMPProtocol, SimpleRTMPController
 from pyrtmp.session_manager import SessionManager
 
-from media.hub import StreamHub
-from media.publish import Feed, push_source
-from media.stream import Stream
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.publish import Feed, push_source
+from gridwatch.media.stream import Stream
 
 log = logging.getLogger("gridwatch.rtmp")
 

@@ -21,19 +21,13 @@ import av
 import cv2
 import redis.asyncio as aioredis
 
-from media.hub import StreamHub
-from media.leases import LeasedWork, Leases
-from media.sources import parse_source
-from media.stream import Stream, StreamClosed
+from gridwatch.contracts.frames import FRAMES_MAXLEN, frames_key
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.leases import LeasedWork, Leases
+from gridwatch.media.sources import parse_source
+from gridwatch.media.stream import Stream, StreamClosed
 
 log = logging.getLogger("gridwatch.sampler")
-
-FRAMES_MAXLEN = 4
-
-
-def frames_key(camera: str) -> str:
-    return f"gw:frames:{camera}"
-
 
 class Sampler:
     def __init__(

@@ -7,7 +7,7 @@ import asyncio
 import av
 import cv2
 
-from media.stream import Stream, StreamClosed
+from gridwatch.media.stream import Stream, StreamClosed
 
 
 def _decode_last(packets: list[av.Packet]) -> bytes | None:

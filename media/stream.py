@@ -17,7 +17,7 @@ from typing import Protocol
 
 import av
 
-from media.sources import Source
+from gridwatch.media.sources import Source
 
 log = logging.getLogger("gridwatch.media")
 
@@ -51,7 +51,6 @@ class StreamState:
     sampler_decodes: int = 0  # frames decoded for the detectors
     bytes_out: int = 0  # bytes handed to consumers
     keyframe_requests: int = 0  # PLIs sent to a WebRTC publisher as viewers joined
-    since: float | None = None
 
 
 class Consumer:
@@ -185,7 +184,6 @@ class Stream:
         self._window_start = time.monotonic()
         self._window_frames = 0
         self._window_bytes = 0
-        self._online_waiters: list[asyncio.Future[None]] = []
         self.loop = asyncio.get_running_loop()
         # (wall time, pts) of the newest packet: maps any recent pts to wall-clock time.
         self.anchor: tuple[float, int] = (time.time(), 0)
@@ -251,31 +249,13 @@ class Stream:
             consumer.close()
         self.stop_producer()
 
-    async def wait_online(self, timeout: float) -> bool:
-        if self.state.online:
-            return True
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._online_waiters.append(fut)
-        try:
-            await asyncio.wait_for(asyncio.shield(fut), timeout)
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            if fut in self._online_waiters:
-                self._online_waiters.remove(fut)
-
     # producer side (always called on the event loop) ------------------------
 
     def set_online(self, codec: str, width: int | None, height: int | None) -> None:
         st = self.state
         st.online, st.codec, st.width, st.height = True, codec, width, height
-        st.since = time.time()
         st.last_error = None
         self._window_start, self._window_frames, self._window_bytes = time.monotonic(), 0, 0
-        for fut in self._online_waiters:
-            if not fut.done():
-                fut.set_result(None)
         log.info(
             "stream online",
             extra={"stream": self.id, "codec": codec, "width": width, "height": height},

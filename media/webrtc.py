@@ -28,7 +28,7 @@ from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from media.stream import Consumer, Stream, StreamClosed
+from gridwatch.media.stream import Consumer, Stream, StreamClosed
 
 log = logging.getLogger("gridwatch.webrtc")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import av
 
-from recordings.segments import Segment
+from gridwatch.recordings.segments import Segment
 
 
 class NoFootage(LookupError):

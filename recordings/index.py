@@ -12,8 +12,8 @@ import json
 
 import redis.asyncio as aioredis
 
-from dispatch.records import load_all
-from recordings.segments import Segment
+from gridwatch.contracts.records import load_all
+from gridwatch.recordings.segments import Segment
 
 LONGEST_S = 3600  # no segment is longer: bounds the look-back of a time-range query
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import av
 
-from media.stream import CLOCK_RATE, Stream, StreamClosed
-from recordings.segments import DiskFull, Segment, SegmentWriter
+from gridwatch.media.stream import CLOCK_RATE, Stream, StreamClosed
+from gridwatch.recordings.segments import DiskFull, Segment, SegmentWriter
 
 log = logging.getLogger("gridwatch.recordings")
 DISK_RETRY_S = 10.0

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import av
 
-from media.h264 import parameter_sets
-from media.stream import CLOCK_RATE, TIME_BASE
+from gridwatch.media.h264 import parameter_sets
+from gridwatch.media.stream import CLOCK_RATE, TIME_BASE
 
 FRAGMENTED = {
     "movflags": "frag_keyframe+empty_moov+default_base_moof",

@@ -15,37 +15,42 @@ import fnmatch
 import logging
 import shutil
 import time
+from pathlib import Path
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from dispatch.alerts import Alerts
-from dispatch.evidence import EvidenceStore
-from dispatch.tickets import TERMINAL, TicketStore
-from media.hub import StreamHub
-from media.leases import LeasedWork, Leases
-from media.sources import parse_source
-from recordings.clips import NoFootage, export
-from recordings.index import SegmentIndex
-from recordings.recorder import Plan, Recorder
-from recordings.segments import Segment, probe_end
-from signaling.config import Camera, Config, RecordConfig
+from gridwatch.contracts.evidence import EvidenceStore
+from gridwatch.contracts.marks import MARKS, add_mark
+from gridwatch.media.config import Camera, RecordConfig
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.leases import LeasedWork, Leases
+from gridwatch.media.sources import parse_source
+from gridwatch.recordings.clips import NoFootage, export
+from gridwatch.recordings.config import RecordingsConfig
+from gridwatch.recordings.index import SegmentIndex
+from gridwatch.recordings.recorder import Plan, Recorder
+from gridwatch.recordings.segments import Segment, probe_end
 
 log = logging.getLogger("gridwatch.recordings")
 
-MARKS = "gw:record:marks"
 EVIDENCE_CLIPS = "gw:rec:evidence"  # sorted set: clip path -> ticket id, scored by creation
 GB = 1024**3
 
 
-async def add_mark(redis: aioredis.Redis, camera: str, at: float, ticket: str | None = None,
-                   folder: str | None = None) -> None:  # fmt: skip
-    """Ask whichever node records `camera` to keep [at - pre_s, at + post_s]; with a ticket,
-    to attach that as an evidence clip (its file in the evidence folder `folder`)."""
-    fields: dict[str, str | float] = {"camera": camera, "at": at}
-    if ticket:
-        fields |= {"ticket": ticket, "folder": folder or ticket}
-    await redis.xadd(MARKS, fields, maxlen=10_000, approximate=True)
+class EvidenceDesk(Protocol):
+    """What the recorders need from the tickets, handed in by the process wiring (the
+    recordings never import dispatch, nor dispatch the recordings)."""
+
+    async def attach(self, ticket_id: str, rel: str, why: str) -> None:
+        """Add the clip `rel` (in the evidence store) to the ticket's evidence."""
+
+    async def ended_before(self, ticket_id: str, when: float) -> bool:
+        """Whether the ticket is gone, or ended (closed, rejected, cancelled) before `when`."""
+
+    async def alarm(self, event: dict, message: str, key: str) -> None:
+        """Raise a critical alert for every wall (deduplicated by `key` while open)."""
 
 
 class Recordings:
@@ -53,24 +58,25 @@ class Recordings:
         self,
         redis: aioredis.Redis,
         hub: StreamHub,
-        config: Config,
+        cfg: RecordingsConfig,
+        data_dir: Path,
+        lease_s: float,  # media.lease_s: who records a camera is leased like its sampling
+        record_calls: bool,
         cameras,  # async () -> list[Camera]
         evidence: EvidenceStore,
-        tickets: TicketStore,
-        alerts: Alerts,
+        desk: EvidenceDesk,
         node: str,
     ):
         self.redis = redis
         self.hub = hub
-        self.cfg = config.recordings
-        self.record_calls = config.calls.record
-        self.lease_s = config.media.lease_s
+        self.cfg = cfg
+        self.record_calls = record_calls
+        self.lease_s = lease_s
         self.cameras = cameras
         self.evidence = evidence
-        self.tickets = tickets
-        self.alerts = alerts
+        self.desk = desk
         self.node = node
-        self.root = (config.server.data_dir / "recordings").resolve()
+        self.root = (data_dir / "recordings").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = SegmentIndex(redis)
         self.work = LeasedWork(
@@ -192,10 +198,7 @@ class Recordings:
         tmp.replace(path)
         await self.redis.zadd(EVIDENCE_CLIPS, {rel: time.time()})
         await self.redis.hset(f"{EVIDENCE_CLIPS}:tickets", rel, ticket_id)
-        ticket = await self.tickets.get(ticket_id)
-        if ticket is not None and rel not in ticket.evidence:
-            await self.tickets.annotate(ticket_id, "recorder", "evidence", f"clip {seconds:.0f} s",
-                                        evidence=[*ticket.evidence, rel][-32:])  # fmt: skip
+        await self.desk.attach(ticket_id, rel, f"clip {seconds:.0f} s")
         self.counts["evidence_clips"] += 1
         log.info("evidence clip", extra={"camera": camera, "ticket": ticket_id, "seconds": round(seconds, 1)})
 
@@ -211,8 +214,7 @@ class Recordings:
             message = f"recordings disk of {self.node} has {free_mb:.0f} MB free; recording stopped"
             warning = {"type": "warning", "kind": "disk_full", "free_mb": round(free_mb),
                        "node": self.node, "message": message}  # fmt: skip
-            self._spawn(self.alerts.raise_(warning, "disk_full", message, key=f"disk_full:{self.node}",
-                                           level="critical"))  # fmt: skip
+            self._spawn(self.desk.alarm(warning, message, f"disk_full:{self.node}"))
         elif not full and self.disk_full:
             log.info("disk space back: recording resumed", extra={"free_mb": round(free_mb)})
         self.disk_full = full
@@ -270,9 +272,7 @@ class Recordings:
         """Evidence clips outlive the camera's retention: until their ticket ended + keep days."""
         keep_s = self.cfg.evidence_keep_days * 86400
         for rel, ticket_id in (await self.redis.hgetall(f"{EVIDENCE_CLIPS}:tickets")).items():
-            ticket = await self.tickets.get(ticket_id.decode())
-            ended = ticket is None or (ticket.state in TERMINAL and ticket.updated_at < now - keep_s)
-            if ended:
+            if await self.desk.ended_before(ticket_id.decode(), now - keep_s):
                 path = self.evidence.path(rel.decode())
                 if path is not None:
                     await asyncio.to_thread(path.unlink, missing_ok=True)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from signaling.auth import Principal
-from signaling.config import Config, User
-
-WALL_ROLES = ("admin", "dispatcher", "viewer")
+from gridwatch.contracts.roles import WALL
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.config import Config, User
 
 
 def phone_stream(username: str) -> str:
@@ -24,7 +23,7 @@ def _matches(stream_id: str, patterns: list[str]) -> bool:
 
 
 def may_watch(config: Config, principal: Principal, stream_id: str) -> bool:
-    if principal.role in WALL_ROLES:
+    if principal.role in WALL:
         return True
     if principal.role == "officer":
         user = _user(config, principal)

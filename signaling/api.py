@@ -8,15 +8,17 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from media.onvif import OnvifFailure, PtzCommand
-from media.snapshot import snapshot
-from media.sources import parse_source
-from signaling import keys
-from signaling.auth import COOKIE
-from signaling.cameras import check_api_camera, public_view
-from signaling.config import Camera, Zone
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, ROLES, WALL, allow, body, query
+from gridwatch.contracts.roles import DESK, ROLES, WALL
+from gridwatch.media.cameras import CameraExists
+from gridwatch.media.config import Camera, Zone
+from gridwatch.media.onvif import OnvifFailure, PtzCommand
+from gridwatch.media.snapshot import snapshot
+from gridwatch.media.sources import parse_source
+from gridwatch.signaling import keys
+from gridwatch.signaling.auth import COOKIE
+from gridwatch.signaling.cameras import check_api_camera, public_view
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow, body, query
 
 log = logging.getLogger("gridwatch.api")
 routes = web.RouteTableDef()
@@ -169,7 +171,10 @@ async def create_camera(request: web.Request) -> web.Response:
     """Add a camera (network sources only, see media.api_sources and media.deny_hosts)."""
     camera = await body(request, Camera, "invalid_camera")
     await check_api_camera(camera, request.app[keys.CONFIG].media)
-    await request.app[keys.CAMERAS].put(camera, create=True)
+    try:
+        await request.app[keys.CAMERAS].put(camera, create=True)
+    except CameraExists as e:
+        raise JsonError(409, str(e), "exists") from None
     return web.json_response(_view(request, camera), status=201)
 
 

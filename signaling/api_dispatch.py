@@ -8,11 +8,12 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.officers import FixBatch
-from signaling import keys
-from signaling.auth import Principal
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, WALL, allow, body, query
+from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.dispatch.officers import FixBatch
+from gridwatch.signaling import keys
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow, body, query
 
 routes = web.RouteTableDef()
 Seconds = Annotated[float, Field(allow_inf_nan=False, ge=0, le=1e10)]

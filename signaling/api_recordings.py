@@ -15,12 +15,13 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from recordings.clips import NoFootage, export
-from signaling import keys
-from signaling.access import may_watch
-from signaling.auth import Principal
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, WALL, allow, body, query
+from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.recordings.clips import NoFootage, export
+from gridwatch.signaling import keys
+from gridwatch.signaling.access import may_watch
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow, body, query
 
 log = logging.getLogger("gridwatch.recordings")
 routes = web.RouteTableDef()

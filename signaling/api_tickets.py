@@ -13,19 +13,20 @@ import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.stats import report
-from dispatch.tickets import (
-    TERMINAL,
+from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.contracts.states import TERMINAL
+from gridwatch.dispatch.stats import report
+from gridwatch.dispatch.tickets import (
     NewTicket,
     Ticket,
     TicketFilter,
     TransitionError,
     allowed_actions,
 )
-from signaling import keys
-from signaling.auth import Principal
-from signaling.http_errors import JsonError, read_body
-from signaling.policy import DESK, WALL, allow, body, query
+from gridwatch.signaling import keys
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.http_errors import JsonError, read_body
+from gridwatch.signaling.policy import allow, body, query
 
 log = logging.getLogger("gridwatch.tickets")
 routes = web.RouteTableDef()

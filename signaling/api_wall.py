@@ -8,11 +8,12 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from dispatch.alerts import AlertError
-from signaling import keys
-from signaling.access import may_watch
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, WALL, allow, body, query
+from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.dispatch.alerts import AlertError
+from gridwatch.signaling import keys
+from gridwatch.signaling.access import may_watch
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow, body, query
 
 routes = web.RouteTableDef()
 

@@ -7,32 +7,39 @@ import contextlib
 import hmac
 import ipaddress
 import logging
-import os
-import socket
 from collections.abc import AsyncIterator, Coroutine
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from dispatch.alerts import Alerts
-from dispatch.deadlines import Deadlines
-from dispatch.events import Events
-from dispatch.evidence import EvidenceStore
-from dispatch.grids import Grids
-from dispatch.officers import Officers
-from dispatch.reach import Reach
-from dispatch.routing import Router
-from dispatch.service import Dispatch
-from dispatch.tickets import Location, TicketStore
-from dispatch.violations import VerificationConsumer, ViolationConsumer
-from media.hub import StreamHub
-from media.onvif import Onvif
-from media.publish import Publishers, forward_received_h264
-from media.rtmp import RtmpIngest
-from media.sampler import Samplers, Target
-from media.webrtc import Viewers, rtc_configuration, share_h264_packetization, use_host_addresses
-from recordings.service import Recordings
-from signaling import (
+from gridwatch.contracts.evidence import EvidenceStore
+from gridwatch.contracts.geo import Position
+from gridwatch.contracts.node import node_id
+from gridwatch.dispatch.alerts import Alerts
+from gridwatch.dispatch.deadlines import Deadlines
+from gridwatch.dispatch.events import Events
+from gridwatch.dispatch.evidence_desk import TicketEvidence
+from gridwatch.dispatch.grids import Grids
+from gridwatch.dispatch.officers import Officers
+from gridwatch.dispatch.reach import Reach
+from gridwatch.dispatch.routing import Router
+from gridwatch.dispatch.service import Dispatch
+from gridwatch.dispatch.tickets import TicketStore
+from gridwatch.dispatch.violations import VerificationConsumer, ViolationConsumer
+from gridwatch.media.cameras import CameraStore
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.onvif import Onvif
+from gridwatch.media.publish import Publishers, forward_received_h264
+from gridwatch.media.rtmp import RtmpIngest
+from gridwatch.media.sampler import Samplers, Target
+from gridwatch.media.webrtc import (
+    Viewers,
+    rtc_configuration,
+    share_h264_packetization,
+    use_host_addresses,
+)
+from gridwatch.recordings.service import Recordings
+from gridwatch.signaling import (
     api,
     api_dispatch,
     api_recordings,
@@ -43,26 +50,26 @@ from signaling import (
     whip,
     ws,
 )
-from signaling.auth import PasswordChecks, Tokens, auth_middleware, shared_secret
-from signaling.basemap import load_basemap
-from signaling.calls import Calls
-from signaling.cameras import CameraStore
-from signaling.config import Config, ServerConfig
-from signaling.headers import page_policy, security_headers
-from signaling.http_errors import JsonError, error_middleware
-from signaling.metrics import Metrics
-from signaling.openapi import build as openapi_spec
-from signaling.policy import allow, check_rules
-from signaling.presence import Presence
-from signaling.redis_server import EmbeddedRedis
-from signaling.sockets import Sockets
-from signaling.whip import rtmp_authorizer
-from web import STATIC, vendor_dirs
+from gridwatch.signaling.auth import PasswordChecks, Tokens, auth_middleware, shared_secret
+from gridwatch.signaling.basemap import load_basemap
+from gridwatch.signaling.calls import Calls
+from gridwatch.signaling.cameras import register_secrets
+from gridwatch.signaling.config import Config, ServerConfig
+from gridwatch.signaling.headers import page_policy, security_headers
+from gridwatch.signaling.http_errors import JsonError, error_middleware
+from gridwatch.signaling.metrics import Metrics
+from gridwatch.signaling.openapi import build as openapi_spec
+from gridwatch.signaling.policy import allow, check_rules
+from gridwatch.signaling.presence import Presence
+from gridwatch.signaling.redis_server import EmbeddedRedis
+from gridwatch.signaling.sockets import Sockets
+from gridwatch.signaling.whip import rtmp_authorizer
+from gridwatch.web import STATIC, vendor_dirs
 
 log = logging.getLogger("gridwatch.server")
 REDIS_CONNECTIONS = 256
 REDIS_WAIT_S = 5.0
-NODE = f"{socket.gethostname()}-{os.getpid()}"  # this node, in leases and presence
+NODE = node_id()  # this node, in leases and presence
 
 
 @contextlib.asynccontextmanager
@@ -123,9 +130,9 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.CALLS] = calls
     app[keys.METRICS].watch_field(sockets, calls, app[keys.PUBLISHERS], app[keys.RTMP])
 
-    async def position(camera_id: str) -> Location | None:
+    async def position(camera_id: str) -> Position | None:
         camera = await app[keys.CAMERAS].get(camera_id)
-        return Location(**camera.position.model_dump()) if camera and camera.position else None
+        return camera.position if camera else None
 
     evidence = EvidenceStore(cfg.server.data_dir / "evidence")
     app[keys.EVIDENCE] = evidence
@@ -177,7 +184,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
             log.error("rtmp ingest not started", extra={"port": cfg.rtmp.port, "error": str(e)})
     app[keys.METRICS].watch_streams(hub, viewers)
     app[keys.METRICS].watch_detectors(app[keys.REDIS])
-    store = CameraStore(app[keys.REDIS], hub)
+    store = CameraStore(app[keys.REDIS], hub, register_secrets)
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
 
@@ -201,9 +208,10 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
-    recordings = Recordings(app[keys.REDIS], app[keys.HUB], app[keys.CONFIG], app[keys.CAMERAS].all,
-                            app[keys.EVIDENCE], app[keys.TICKETS], app[keys.ALERTS],
-                            NODE)  # fmt: skip
+    cfg = app[keys.CONFIG]
+    recordings = Recordings(app[keys.REDIS], app[keys.HUB], cfg.recordings, cfg.server.data_dir, cfg.media.lease_s,
+                            cfg.calls.record, app[keys.CAMERAS].all, app[keys.EVIDENCE],
+                            TicketEvidence(app[keys.TICKETS], app[keys.ALERTS]), NODE)  # fmt: skip
     app[keys.RECORDINGS] = recordings
     app[keys.METRICS].watch_recordings(recordings)
     async with running(recordings.run()):

@@ -20,9 +20,9 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from signaling.config import User
-from signaling.http_errors import JsonError
-from signaling.policy import rule_of
+from gridwatch.signaling.config import User
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import rule_of
 
 log = logging.getLogger("gridwatch.auth")
 

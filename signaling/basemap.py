@@ -13,8 +13,8 @@ from pathlib import Path
 
 from shapely.geometry import mapping
 
-from dispatch.grids import GridError, load_grids
-from signaling.config import Config, ConfigError, MapConfig
+from gridwatch.dispatch.grids import GridError, load_grids
+from gridwatch.signaling.config import Config, ConfigError, MapConfig
 
 MAX_LAYER_BYTES = 50 * 1024 * 1024
 GEOMETRIES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",

@@ -19,17 +19,17 @@ from typing import Annotated, Literal
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from signaling.access import phone_stream
-from signaling.config import Config
-from signaling.ice import ice_servers_for
-from signaling.presence import Presence, busy_key
-from signaling.sockets import Client, Sockets
+from gridwatch.contracts.roles import DESK
+from gridwatch.signaling.access import phone_stream
+from gridwatch.signaling.config import Config
+from gridwatch.signaling.ice import ice_servers_for
+from gridwatch.signaling.presence import Presence, busy_key
+from gridwatch.signaling.sockets import Client, Sockets
 
 log = logging.getLogger("gridwatch.calls")
 
 ACTIVE_TTL_S = 12 * 3600  # a call nobody hangs up is forgotten after this
 CALLERS = ("admin", "dispatcher", "officer")
-DESK = ("admin", "dispatcher")
 
 UserName = Annotated[str, Field(min_length=1, max_length=64)]
 CallId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
@@ -58,7 +58,7 @@ class Sdp(CallRef):
     sdp: Description
 
 
-class Candidate(BaseModel):
+class IceCandidate(BaseModel):
     model_config = ConfigDict(extra="ignore")  # browsers add fields as the spec grows
     candidate: Annotated[str, Field(max_length=1024)]
     sdpMid: Annotated[str, Field(max_length=64)] | None = None
@@ -67,7 +67,7 @@ class Candidate(BaseModel):
 
 
 class Ice(CallRef):
-    candidate: Candidate | None  # None: end of candidates
+    candidate: IceCandidate | None  # None: end of candidates
 
 
 class Transfer(CallRef):

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import socket
 
-import redis.asyncio as aioredis
-
-from dispatch.events import WALL as WALL_CHANNEL
-from dispatch.records import load, load_all
-from media.hub import StreamHub
-from media.sources import SECRET_PARAMS, parse_source, redact
-from media.stream import Stream
-from signaling.config import Camera, MediaConfig
-from signaling.http_errors import JsonError
-from signaling.logs import add_secret
+from gridwatch.media.config import Camera, MediaConfig
+from gridwatch.media.sources import SECRET_PARAMS, parse_source, redact
+from gridwatch.media.stream import Stream
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.logs import add_secret
 
 log = logging.getLogger("gridwatch.cameras")
 
-KEY = "gw:cameras"
 
 
 async def check_api_camera(camera: Camera, media: MediaConfig, stored: Camera | None = None) -> None:
@@ -81,68 +74,3 @@ def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
     return data
 
 
-async def stored_cameras(redis: aioredis.Redis) -> list[Camera]:
-    """Every camera in Redis, by id; one that no longer validates is logged and left out."""
-    items = sorted((cid.decode(), blob) for cid, blob in (await redis.hgetall(KEY)).items())
-    return load_all(Camera, items, "camera")
-
-
-class CameraStore:
-    def __init__(self, redis: aioredis.Redis, hub: StreamHub):
-        self.redis = redis
-        self.hub = hub
-
-    async def all(self) -> list[Camera]:
-        return await stored_cameras(self.redis)
-
-    async def many(self, ids: list[str]) -> list[Camera]:
-        """The cameras among `ids` that exist, in one round trip."""
-        blobs = await self.redis.hmget(KEY, ids) if ids else []
-        return load_all(Camera, zip(ids, blobs, strict=True), "camera")
-
-    async def get(self, camera_id: str) -> Camera | None:
-        return load(Camera, await self.redis.hget(KEY, camera_id), "camera", camera_id)
-
-    async def put(self, camera: Camera, *, create: bool = False) -> None:
-        register_secrets(camera)
-        blob = camera.model_dump_json()
-        if create:
-            if not await self.redis.hsetnx(KEY, camera.id, blob):
-                raise JsonError(409, f"camera {camera.id!r} exists", "exists")
-        else:
-            await self.redis.hset(KEY, camera.id, blob)
-        self.hub.upsert(camera.id, parse_source(camera.source))
-        await self._changed(camera.id, deleted=False)
-        log.info("camera saved", extra={"camera": camera.id, "source": redact(camera.source)})
-
-    async def delete(self, camera_id: str) -> bool:
-        removed = await self.redis.hdel(KEY, camera_id)
-        self.hub.remove(camera_id)
-        if removed:
-            await self._changed(camera_id, deleted=True)
-            log.info("camera deleted", extra={"camera": camera_id})
-        return bool(removed)
-
-    async def _changed(self, camera_id: str, *, deleted: bool) -> None:
-        # Walls add, rename or drop the camera's tile and marker at once.
-        await self.redis.publish(WALL_CHANNEL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
-
-    async def stream(self, camera_id: str) -> Stream | None:
-        """The camera's stream on this node, created from the store on first use."""
-        camera = await self.get(camera_id)
-        if camera is None:
-            stream = self.hub.get(camera_id)
-            if stream is not None and not stream.pushed:
-                self.hub.remove(camera_id)  # deleted through another node
-            return None
-        register_secrets(camera)
-        return self.hub.upsert(camera.id, parse_source(camera.source))
-
-    async def load(self, configured: list[Camera]) -> None:
-        """Config cameras are written over their stored copies; API-made ones stay."""
-        for camera in configured:
-            await self.put(camera)
-        for camera in await self.all():
-            register_secrets(camera)
-            self.hub.upsert(camera.id, parse_source(camera.source))
-        log.info("cameras loaded", extra={"count": len(self.hub.streams)})

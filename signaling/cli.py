@@ -13,11 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from aiohttp import web
-
-from signaling.auth import hash_password
-from signaling.config import Config, ConfigError, load_config
-from signaling.logs import setup_logging
+from gridwatch.signaling.config import Config, ConfigError, load_config
+from gridwatch.signaling.logs import setup_logging
 
 log = logging.getLogger("gridwatch.server")
 
@@ -27,8 +24,12 @@ async def _serve(
     banner: str | None = None,
     sidecars: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None,
 ) -> None:
-    from signaling.app import create_app  # imports aiortc/av: keep check-config fast
-    from signaling.listener import KEEPALIVE_S, listen
+    # The web app (aiohttp, aiortc, av) only where it serves: `gridwatch detect` and
+    # `check-config` load neither it nor the ONVIF stack.
+    from aiohttp import web
+
+    from gridwatch.signaling.app import create_app
+    from gridwatch.signaling.listener import KEEPALIVE_S, listen
 
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False,
@@ -52,7 +53,7 @@ async def _serve(
 
 def load_checked(path: Path | None) -> Config:
     """The config, with the files it names (grids, map layers) read and checked too."""
-    from signaling.basemap import load_basemap
+    from gridwatch.signaling.basemap import load_basemap
 
     config = load_config(path)
     load_basemap(config)
@@ -107,7 +108,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
 async def _detect(url: str, config: Config) -> None:
     import redis.asyncio as aioredis
 
-    from detectors.worker import Worker, yolo_factory
+    from gridwatch.detectors.worker import Worker, yolo_factory
 
     client = aioredis.from_url(url)
     worker = asyncio.create_task(
@@ -122,7 +123,7 @@ async def _detect(url: str, config: Config) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from signaling import demo
+    from gridwatch.signaling import demo
 
     passwords = {"admin": secrets.token_urlsafe(9), demo.OFFICER: secrets.token_urlsafe(12)}
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -161,12 +162,14 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     if not password:
         print("no password given on standard input", file=sys.stderr)
         return 2
+    from gridwatch.signaling.auth import hash_password
+
     print(hash_password(password))
     return 0
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from media.discover import discover
+    from gridwatch.media.discover import discover
 
     found = asyncio.run(discover(timeout=args.timeout, interface=args.interface))
     for device in found:

@@ -24,10 +24,10 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from signaling.auth import hash_password
-from signaling.config import Config
-from signaling.demo_map import place, write_district
-from signaling.processes import die_with_parent
+from gridwatch.signaling.auth import hash_password
+from gridwatch.signaling.config import Config
+from gridwatch.signaling.demo_map import place, write_district
+from gridwatch.signaling.processes import die_with_parent
 
 log = logging.getLogger("gridwatch.demo")
 
@@ -44,13 +44,13 @@ DEMO_CAMERAS = [
 
 
 def street_video(data_dir: Path) -> Path:
-    from detectors.scenarios import rendered  # numpy/cv2/av: only for the demo
+    from gridwatch.detectors.scenarios import rendered  # numpy/cv2/av: only for the demo
 
     return rendered("demo", data_dir / "scenarios")
 
 
 def demo_config(port: int, data_dir: Path, passwords: dict[str, str]) -> Config:
-    from detectors.scenarios import PAVEMENT, ROAD
+    from gridwatch.detectors.scenarios import PAVEMENT, ROAD
 
     district = write_district(CENTRE, data_dir / "map")
     return Config.model_validate(
@@ -102,7 +102,7 @@ async def sidecars(config: Config, passwords: dict[str, str]) -> AsyncIterator[N
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     path.chmod(0o600)
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "signaling.cli", "detect", "--config", str(path),
+        sys.executable, "-m", "gridwatch.signaling.cli", "detect", "--config", str(path),
         stdin=subprocess.DEVNULL, env={**os.environ, "YOLO_OFFLINE": "1"},
         preexec_fn=die_with_parent,
     )  # fmt: skip
@@ -127,7 +127,7 @@ def offset(lat: float, lon: float, north_m: float, east_m: float) -> tuple[float
 
 
 def step_towards(here: tuple[float, float], there: tuple[float, float], metres: float):
-    from dispatch.officers import distance_m
+    from gridwatch.dispatch.officers import distance_m
 
     d = distance_m(*here, *there)
     if d <= metres:

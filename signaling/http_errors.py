@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis import exceptions as redis_errors
 
-from signaling.config import format_errors
+from gridwatch.contracts.config import format_errors
 
 log = logging.getLogger("gridwatch.http")
 

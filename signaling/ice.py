@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import time
 
-from signaling.config import WebRTCConfig
+from gridwatch.media.config import WebRTCConfig
 
 
 def ice_servers_for(cfg: WebRTCConfig, user: str, now: float | None = None) -> list[dict]:

@@ -5,26 +5,26 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from dispatch.alerts import Alerts
-from dispatch.evidence import EvidenceStore
-from dispatch.grids import Grids
-from dispatch.officers import Officers
-from dispatch.service import Dispatch
-from dispatch.tickets import TicketStore
-from media.hub import StreamHub
-from media.onvif import Onvif
-from media.publish import Publishers
-from media.rtmp import RtmpIngest
-from media.webrtc import Viewers
-from recordings.service import Recordings
-from signaling.auth import PasswordChecks, Tokens
-from signaling.basemap import BaseMap
-from signaling.calls import Calls
-from signaling.cameras import CameraStore
-from signaling.config import Config
-from signaling.metrics import Metrics
-from signaling.presence import Presence
-from signaling.sockets import Sockets
+from gridwatch.contracts.evidence import EvidenceStore
+from gridwatch.dispatch.alerts import Alerts
+from gridwatch.dispatch.grids import Grids
+from gridwatch.dispatch.officers import Officers
+from gridwatch.dispatch.service import Dispatch
+from gridwatch.dispatch.tickets import TicketStore
+from gridwatch.media.cameras import CameraStore
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.onvif import Onvif
+from gridwatch.media.publish import Publishers
+from gridwatch.media.rtmp import RtmpIngest
+from gridwatch.media.webrtc import Viewers
+from gridwatch.recordings.service import Recordings
+from gridwatch.signaling.auth import PasswordChecks, Tokens
+from gridwatch.signaling.basemap import BaseMap
+from gridwatch.signaling.calls import Calls
+from gridwatch.signaling.config import Config
+from gridwatch.signaling.metrics import Metrics
+from gridwatch.signaling.presence import Presence
+from gridwatch.signaling.sockets import Sockets
 
 CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", aioredis.Redis)

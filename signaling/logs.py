@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from media.sources import redact
+from gridwatch.media.sources import redact
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _secrets: set[str] = set()

@@ -15,13 +15,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from media.hub import StreamHub
-from media.publish import Publishers
-from media.rtmp import RtmpIngest
-from media.webrtc import Viewers
-from recordings.service import Recordings
-from signaling.calls import Calls
-from signaling.sockets import Sockets
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.publish import Publishers
+from gridwatch.media.rtmp import RtmpIngest
+from gridwatch.media.webrtc import Viewers
+from gridwatch.recordings.service import Recordings
+from gridwatch.signaling.calls import Calls
+from gridwatch.signaling.sockets import Sockets
 
 access = logging.getLogger("gridwatch.access")
 QUIET_PATHS = ("/healthz", "/metrics")

@@ -9,7 +9,7 @@ import re
 from aiohttp import web
 from pydantic import BaseModel
 
-from signaling.policy import Rule, rule_of
+from gridwatch.signaling.policy import Rule, rule_of
 
 ERROR = {
     "type": "object",

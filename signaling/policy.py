@@ -17,12 +17,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from signaling.config import format_errors
-from signaling.http_errors import JsonError, read_json, validated
-
-ROLES = ("admin", "dispatcher", "viewer", "officer", "device")
-WALL = ("admin", "dispatcher", "viewer")
-DESK = ("admin", "dispatcher")
+from gridwatch.contracts.config import format_errors
+from gridwatch.contracts.roles import ROLES
+from gridwatch.signaling.http_errors import JsonError, read_json, validated
 
 H = TypeVar("H", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)

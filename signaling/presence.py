@@ -15,8 +15,8 @@ import time
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from dispatch.records import load
-from signaling.sockets import Client, Sockets
+from gridwatch.contracts.records import load
+from gridwatch.signaling.sockets import Client, Sockets
 
 log = logging.getLogger("gridwatch.presence")
 

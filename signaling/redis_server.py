@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from signaling.processes import die_with_parent
+from gridwatch.signaling.processes import die_with_parent
 
 log = logging.getLogger("gridwatch.redis")
 

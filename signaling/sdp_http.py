@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from signaling import keys
-from signaling.http_errors import JsonError, read_body
-from signaling.ice import ice_servers_for
+from gridwatch.signaling import keys
+from gridwatch.signaling.http_errors import JsonError, read_body
+from gridwatch.signaling.ice import ice_servers_for
 
 MAX_SDP = 64 * 1024
 

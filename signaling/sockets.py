@@ -20,14 +20,14 @@ from collections import defaultdict
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from dispatch.alerts import ALERT_ROLES
-from dispatch.alerts import CHANNEL as ALERTS
-from dispatch.events import WALL
-from signaling.auth import Principal
+from gridwatch.contracts.channels import WALL
+from gridwatch.contracts.roles import WALL as WALL_ROLES
+from gridwatch.dispatch.alerts import ALERT_ROLES
+from gridwatch.dispatch.alerts import CHANNEL as ALERTS
+from gridwatch.signaling.auth import Principal
 
 log = logging.getLogger("gridwatch.ws")
 
-WALL_ROLES = ("admin", "dispatcher", "viewer")
 REPLAY_MAX = 500
 SEND_TIMEOUT_S = 10.0  # one event not taken by the client in this long: dropped too
 SLOW = 1013  # "try again later": the client reconnects and its inbox replays what it missed

@@ -6,13 +6,14 @@ import logging
 
 from aiohttp import web
 
-from media.webrtc import OfferError, TooManySessions
-from signaling import keys
-from signaling.access import may_watch
-from signaling.auth import Principal
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, WALL, allow
-from signaling.sdp_http import answer_response, read_offer
+from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.media.webrtc import OfferError, TooManySessions
+from gridwatch.signaling import keys
+from gridwatch.signaling.access import may_watch
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow
+from gridwatch.signaling.sdp_http import answer_response, read_offer
 
 log = logging.getLogger("gridwatch.whep")
 routes = web.RouteTableDef()

@@ -11,16 +11,17 @@ import re
 
 from aiohttp import web
 
-from media.publish import push_source
-from media.webrtc import OfferError
-from signaling import keys
-from signaling.access import may_publish
-from signaling.auth import Principal
-from signaling.calls import may_publish_call
-from signaling.config import CAMERA_ID
-from signaling.http_errors import JsonError
-from signaling.policy import DESK, allow
-from signaling.sdp_http import answer_response, read_offer
+from gridwatch.contracts.config import CAMERA_ID
+from gridwatch.contracts.roles import DESK
+from gridwatch.media.publish import push_source
+from gridwatch.media.webrtc import OfferError
+from gridwatch.signaling import keys
+from gridwatch.signaling.access import may_publish
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.calls import may_publish_call
+from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.policy import allow
+from gridwatch.signaling.sdp_http import answer_response, read_offer
 
 log = logging.getLogger("gridwatch.whip")
 routes = web.RouteTableDef()

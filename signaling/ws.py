@@ -12,15 +12,17 @@ import redis.asyncio as aioredis
 from aiohttp import WSMsgType, web
 from pydantic import BaseModel, Field, ValidationError
 
-from dispatch.officers import Fix
-from signaling import keys
-from signaling.auth import Principal
-from signaling.calls import MESSAGES, Refused, parse
-from signaling.config import CallsConfig, format_errors
-from signaling.http_errors import JsonError, parse_json
-from signaling.ice import ice_servers_for
-from signaling.policy import ROLES, WALL, allow, query
-from signaling.sockets import Client
+from gridwatch.contracts.config import format_errors
+from gridwatch.contracts.roles import ROLES, WALL
+from gridwatch.dispatch.officers import Fix
+from gridwatch.signaling import keys
+from gridwatch.signaling.auth import Principal
+from gridwatch.signaling.calls import MESSAGES, Refused, parse
+from gridwatch.signaling.config import CallsConfig
+from gridwatch.signaling.http_errors import JsonError, parse_json
+from gridwatch.signaling.ice import ice_servers_for
+from gridwatch.signaling.policy import allow, query
+from gridwatch.signaling.sockets import Client
 
 log = logging.getLogger("gridwatch.ws")
 routes = web.RouteTableDef()

@@ -10,9 +10,10 @@ import time
 
 import pytest
 
-from signaling.app import create_app
-from signaling.config import Config
-from signaling.policy import ROLES, rule_of
+from gridwatch.contracts.roles import ROLES
+from gridwatch.signaling.app import create_app
+from gridwatch.signaling.config import Config
+from gridwatch.signaling.policy import rule_of
 from support.procs import GridwatchServer
 
 PUBLIC = {"/healthz", "/metrics", "/api/login", "/api/openapi.json", "/", "/phone", "/sw.js"}

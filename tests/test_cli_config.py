@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 import yaml
 
-from signaling.auth import verify_password
+from gridwatch.signaling.auth import verify_password
 from support.procs import GRIDWATCH, GridwatchServer
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from detectors.rules import iou
-from detectors.scenes import CLASSES, TRAIN_FRAMES, random_scene, street_frames
-from detectors.yolo import YoloTracker
+from gridwatch.detectors.rules import iou
+from gridwatch.detectors.scenes import CLASSES, TRAIN_FRAMES, random_scene, street_frames
+from gridwatch.detectors.yolo import YoloTracker
 
 MODEL = Path(__file__).resolve().parents[1] / "detectors" / "models" / "gridwatch-demo.pt"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from detectors.scenarios import ROAD
+from gridwatch.detectors.scenarios import ROAD
 from support.scenario_run import ScenarioRun
 
 ZONE = {"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}

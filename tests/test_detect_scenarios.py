@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors.scenarios import PAVEMENT, ROAD
+from gridwatch.detectors.scenarios import PAVEMENT, ROAD
 from support.scenario_run import ScenarioRun
 
 

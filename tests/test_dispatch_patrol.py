@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dispatch.officers import distance_m
+from gridwatch.dispatch.officers import distance_m
 
 INCIDENT = (31.2600, 120.9200)
 M_PER_DEG_LAT = 111_320.0

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
-from signaling.calls import MESSAGES
+from gridwatch.signaling.calls import MESSAGES
 from support.procs import GridwatchServer
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")

@@ -127,7 +127,7 @@ async def test_camera_answers_and_call_media_reach_only_the_right_party(gridwatc
 
 
 def test_the_heartbeat_must_leave_room_before_an_officer_goes_stale():
-    from signaling.config import ConfigError, parse_config
+    from gridwatch.signaling.config import ConfigError, parse_config
 
     try:
         parse_config({"tracks": {"heartbeat_s": 70}, "dispatch": {"stale_s": 120}})

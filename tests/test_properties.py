@@ -8,9 +8,9 @@ from urllib.parse import quote
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from media.sources import SourceError, parse_source, redact, with_credentials
-from media.stream import CLOCK_RATE, Timeline
-from signaling.config import ConfigError, parse_config
+from gridwatch.media.sources import SourceError, parse_source, redact, with_credentials
+from gridwatch.media.stream import CLOCK_RATE, Timeline
+from gridwatch.signaling.config import ConfigError, parse_config
 
 password = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), min_size=3, max_size=40)
 username = st.text(st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=12)

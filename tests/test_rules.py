@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from detectors.rules import Detection, RuleConfig, ZoneRule, ZoneRules
-from detectors.verify import Verifier
-from dispatch.detections import Detection as DetectionInfo
-from dispatch.detections import VerifyRequest
+from gridwatch.contracts.detections import Sighting, VerifyRequest
+from gridwatch.detectors.rules import Detection, RuleConfig, ZoneRule, ZoneRules
+from gridwatch.detectors.verify import Verifier
 
 FPS = 2.0
 NOON = datetime(2026, 11, 23, 12, 0, 0)
@@ -132,7 +131,7 @@ def test_another_worker_carries_on_from_the_exported_state():
 def test_verifier_clear_after_clear_s_and_not_clear_after_the_window():
     request = VerifyRequest(
         ticket="T-1", since=1000.0,
-        detection=DetectionInfo(zone="np-1", kind="no_parking", label="car", box=(200, 320, 360, 420)),
+        detection=Sighting(zone="np-1", kind="no_parking", label="car", box=(200, 320, 360, 420)),
     )  # fmt: skip
     v = Verifier({"np-1": PARKING.polygon}, GROUPS, clear_s=5, window_s=30)
     v.sync([request])

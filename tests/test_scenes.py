@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from detectors.scenes import (
+from gridwatch.detectors.scenes import (
     CLASSES,
     SIZE,
     TRAIN_FRAMES,

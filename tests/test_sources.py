@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media import clock
+from gridwatch.media import clock
 from support.procs import GRIDWATCH, free_port, make_video, stop
 from support.whep_client import view
 

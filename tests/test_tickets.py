@@ -7,7 +7,8 @@ import asyncio
 import pytest
 import redis
 
-from dispatch.tickets import STATES, TRANSITIONS, allowed_actions
+from gridwatch.contracts.states import STATES
+from gridwatch.dispatch.tickets import TRANSITIONS, allowed_actions
 from support.procs import GridwatchServer
 
 OFFICER_ACTIONS = {"accept", "decline", "arrive", "resolve"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from web import STATIC
+from gridwatch.web import STATIC
 
 BACKGROUND = (0x21, 0x18, 0x11)  # BGR of #111821
 GRID = (0x41, 0x32, 0x26)

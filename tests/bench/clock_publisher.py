@@ -16,7 +16,7 @@ import av
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from media import clock
+from gridwatch.media import clock
 
 
 def main(port: int, width: int, height: int, fps: int, seconds: float) -> None:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from common import camera_file, ratio
 
-from detectors.motion import MotionGate
+from gridwatch.detectors.motion import MotionGate
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 

@@ -35,7 +35,7 @@ import redis
 from common import CpuMeter, camera_file, ratio
 from detect_bench import decode_cost, per_call
 
-from detectors.scenarios import PAVEMENT, ROAD, SCENARIOS, frames
+from gridwatch.detectors.scenarios import PAVEMENT, ROAD, SCENARIOS, frames
 from support.procs import DEMO_WEIGHTS, RedisServer, start_detector, stop
 
 MIX = ["park", "pass", "short-stop", "occluded", "stall", "walkers", "park-leave"]

@@ -24,11 +24,12 @@ import aiohttp
 import redis.asyncio as aioredis
 from common import ratio, start_gridwatch
 
-from dispatch.officers import Fix, Officers
-from dispatch.reach import Reach
-from dispatch.routing import Router, distance_m
-from dispatch.tickets import Location, NewTicket, Ticket, TicketStore
-from signaling.config import DispatchConfig
+from gridwatch.contracts.geo import Position
+from gridwatch.dispatch.config import DispatchConfig
+from gridwatch.dispatch.officers import Fix, Officers
+from gridwatch.dispatch.reach import Reach
+from gridwatch.dispatch.routing import Router, distance_m
+from gridwatch.dispatch.tickets import NewTicket, Ticket, TicketStore
 from support.procs import RedisServer, hashed_users
 
 CENTRE = (31.26, 120.92)
@@ -62,7 +63,7 @@ async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> Non
         for _ in range(queries):
             lat, lon = CENTRE[0] + rng.uniform(-0.05, 0.05), CENTRE[1] + rng.uniform(-0.05, 0.05)
             ticket = Ticket(
-                id="T-bench", location=Location(lat=lat, lon=lon), created_at=0, updated_at=0
+                id="T-bench", location=Position(lat=lat, lon=lon), created_at=0, updated_at=0
             )
             t0 = time.perf_counter()
             found, _ = await reach.candidates(ticket)
@@ -82,7 +83,7 @@ async def nearest(redis: aioredis.Redis, counts: list[int], queries: int) -> Non
 
 async def throughput(redis: aioredis.Redis, n: int, concurrency: int) -> None:
     store = TicketStore(redis)
-    new = NewTicket(category="illegal_parking", location=Location(lat=CENTRE[0], lon=CENTRE[1]))
+    new = NewTicket(category="illegal_parking", location=Position(lat=CENTRE[0], lon=CENTRE[1]))
     sem = asyncio.Semaphore(concurrency)
     ids: list[str] = []
 

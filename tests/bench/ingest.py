@@ -17,9 +17,9 @@ import time
 
 from common import CpuMeter, camera_args, cpu_seconds, ratio, start_camera
 
-from media.hub import StreamHub
-from media.sources import parse_source
-from media.stream import StreamClosed
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.sources import parse_source
+from gridwatch.media.stream import StreamClosed
 from support.procs import stop
 
 

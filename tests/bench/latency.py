@@ -32,8 +32,8 @@ from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from common import start_gridwatch
 
-from media import clock
-from media.webrtc import rtc_configuration
+from gridwatch.media import clock
+from gridwatch.media.webrtc import rtc_configuration
 from support.procs import RtspServer, free_port, stop
 from support.whep_client import negotiate  # also keeps ICE on loopback
 

@@ -17,7 +17,7 @@ from aiortc.contrib.media import MediaPlayer, MediaRelay
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from media.webrtc import rtc_configuration, use_host_addresses
+from gridwatch.media.webrtc import rtc_configuration, use_host_addresses
 
 use_host_addresses(["127.0.0.1"])
 

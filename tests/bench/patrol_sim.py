@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from signaling.auth import hash_password
+from gridwatch.signaling.auth import hash_password
 from support.procs import GridwatchServer, RedisServer, hashed_users
 
 CENTRE = (31.26, 120.92)

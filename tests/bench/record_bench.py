@@ -25,10 +25,10 @@ from pathlib import Path
 import av
 from common import CpuMeter, camera_file, cpu_seconds, ratio
 
-from media.h264 import H264Encoder
-from media.hub import StreamHub
-from media.sources import parse_source
-from recordings.recorder import Plan, Recorder
+from gridwatch.media.h264 import H264Encoder
+from gridwatch.media.hub import StreamHub
+from gridwatch.media.sources import parse_source
+from gridwatch.recordings.recorder import Plan, Recorder
 
 
 async def run(path: Path, n: int, seconds: float, record: bool, root: Path) -> tuple[float, int, int]:

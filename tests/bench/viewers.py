@@ -22,7 +22,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from media.webrtc import rtc_configuration
+from gridwatch.media.webrtc import rtc_configuration
 from support.whep_client import negotiate  # also keeps ICE on loopback
 
 COUNTS: dict[int, list[float]] = {}  # id(receiver) -> [frames, first frame time]

@@ -10,7 +10,7 @@ import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from media.webrtc import rtc_configuration, use_host_addresses
+from gridwatch.media.webrtc import rtc_configuration, use_host_addresses
 from support.whip_client import MovingPicture
 
 use_host_addresses(["127.0.0.1"])  # the network rule: calls stay on loopback

@@ -148,7 +148,7 @@ class RtspServer:
 
 
 def hashed_users(roles: dict[str, str] | None = None) -> list[dict]:
-    from signaling.auth import hash_password
+    from gridwatch.signaling.auth import hash_password
 
     roles = roles or ROLES
     return [

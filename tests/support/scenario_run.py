@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from detectors.scenarios import rendered
+from gridwatch.detectors.scenarios import rendered
 from support.procs import (
     DEMO_WEIGHTS,
     GridwatchServer,

@@ -21,7 +21,7 @@ from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import convert_timebase
 
-from media.webrtc import rtc_configuration, use_for_h264, use_host_addresses
+from gridwatch.media.webrtc import rtc_configuration, use_for_h264, use_host_addresses
 from support.whep_client import negotiate
 
 use_host_addresses(["127.0.0.1"])  # the network rule: publishers stay on loopback

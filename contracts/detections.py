@@ -19,7 +19,7 @@ from typing import Annotated
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatch.records import load, load_all
+from gridwatch.contracts.records import load, load_all
 
 VERIFICATIONS = "gw:verifications"
 
@@ -40,7 +40,7 @@ MAX_FRAME = 8192  # pixels: no camera frame is larger
 Coordinate = Annotated[float, Field(ge=-MAX_FRAME, le=2 * MAX_FRAME, allow_inf_nan=False)]
 
 
-class Detection(BaseModel):
+class Sighting(BaseModel):
     """What the detector saw: carried by a camera ticket, used to verify and to dismiss."""
 
     model_config = ConfigDict(extra="forbid")
@@ -52,11 +52,11 @@ class Detection(BaseModel):
 
 class VerifyRequest(BaseModel):
     ticket: str
-    detection: Detection
+    detection: Sighting
     since: float
 
 
-async def request_verify(redis: aioredis.Redis, camera: str, ticket: str, det: Detection) -> None:
+async def request_verify(redis: aioredis.Redis, camera: str, ticket: str, det: Sighting) -> None:
     req = VerifyRequest(ticket=ticket, detection=det, since=time.time())
     await redis.hset(verify_key(camera), ticket, req.model_dump_json())
 
@@ -67,7 +67,7 @@ def parse_requests(raw: dict[bytes, bytes]) -> list[VerifyRequest]:
 
 
 async def dismiss(
-    redis: aioredis.Redis, camera: str, ticket: str, det: Detection, for_s: float
+    redis: aioredis.Redis, camera: str, ticket: str, det: Sighting, for_s: float
 ) -> None:
     now = time.time()
     key = dismissed_key(camera)

@@ -1,0 +1,101 @@
+"""The camera registry: every camera of the centre in Redis (`gw:cameras`, id -> camera
+JSON), next to the streams it describes; any process reads it (the detector workers
+too), the server writes it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from gridwatch.contracts.channels import WALL
+from gridwatch.contracts.records import load, load_all
+from gridwatch.media.config import Camera
+from gridwatch.media.sources import parse_source, redact
+
+if TYPE_CHECKING:  # the hub pulls in the ONVIF and WebRTC stacks: a reader of the list needs neither
+    from gridwatch.media.hub import StreamHub
+    from gridwatch.media.stream import Stream
+
+log = logging.getLogger("gridwatch.cameras")
+
+KEY = "gw:cameras"
+
+
+async def stored_cameras(redis: aioredis.Redis) -> list[Camera]:
+    """Every camera in Redis, by id; one that no longer validates is logged and left out."""
+    items = sorted((cid.decode(), blob) for cid, blob in (await redis.hgetall(KEY)).items())
+    return load_all(Camera, items, "camera")
+
+
+class CameraExists(Exception):
+    """A camera with that id is stored already."""
+
+
+class CameraStore:
+    """The camera registry (`gw:cameras`) and this node's streams of those cameras.
+    `remember(camera)` is called with each camera before its stream is made (the server
+    registers its passwords for redaction)."""
+
+    def __init__(self, redis: aioredis.Redis, hub: StreamHub, remember: Callable[[Camera], None] = lambda c: None):
+        self.redis = redis
+        self.hub = hub
+        self.remember = remember
+
+    async def all(self) -> list[Camera]:
+        return await stored_cameras(self.redis)
+
+    async def many(self, ids: list[str]) -> list[Camera]:
+        """The cameras among `ids` that exist, in one round trip."""
+        blobs = await self.redis.hmget(KEY, ids) if ids else []
+        return load_all(Camera, zip(ids, blobs, strict=True), "camera")
+
+    async def get(self, camera_id: str) -> Camera | None:
+        return load(Camera, await self.redis.hget(KEY, camera_id), "camera", camera_id)
+
+    async def put(self, camera: Camera, *, create: bool = False) -> None:
+        self.remember(camera)
+        blob = camera.model_dump_json()
+        if create:
+            if not await self.redis.hsetnx(KEY, camera.id, blob):
+                raise CameraExists(f"camera {camera.id!r} exists")
+        else:
+            await self.redis.hset(KEY, camera.id, blob)
+        self.hub.upsert(camera.id, parse_source(camera.source))
+        await self._changed(camera.id, deleted=False)
+        log.info("camera saved", extra={"camera": camera.id, "source": redact(camera.source)})
+
+    async def delete(self, camera_id: str) -> bool:
+        removed = await self.redis.hdel(KEY, camera_id)
+        self.hub.remove(camera_id)
+        if removed:
+            await self._changed(camera_id, deleted=True)
+            log.info("camera deleted", extra={"camera": camera_id})
+        return bool(removed)
+
+    async def _changed(self, camera_id: str, *, deleted: bool) -> None:
+        # Walls add, rename or drop the camera's tile and marker at once.
+        await self.redis.publish(WALL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
+
+    async def stream(self, camera_id: str) -> Stream | None:
+        """The camera's stream on this node, created from the store on first use."""
+        camera = await self.get(camera_id)
+        if camera is None:
+            stream = self.hub.get(camera_id)
+            if stream is not None and not stream.pushed:
+                self.hub.remove(camera_id)  # deleted through another node
+            return None
+        self.remember(camera)
+        return self.hub.upsert(camera.id, parse_source(camera.source))
+
+    async def load(self, configured: list[Camera]) -> None:
+        """Config cameras are written over their stored copies; API-made ones stay."""
+        for camera in configured:
+            await self.put(camera)
+        for camera in await self.all():
+            self.remember(camera)
+            self.hub.upsert(camera.id, parse_source(camera.source))
+        log.info("cameras loaded", extra={"count": len(self.hub.streams)})

@@ -1,0 +1,140 @@
+"""The media config: cameras (source, position, recording policy, detection zones),
+WebRTC, the stream hub's timings and limits, RTMP ingest."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
+
+from gridwatch.contracts.config import CAMERA_ID, Strict
+from gridwatch.contracts.detections import MAX_FRAME
+from gridwatch.contracts.geo import Position
+from gridwatch.media.sources import SourceError, parse_source
+
+
+class IceServer(Strict):
+    urls: list[str] | str
+    username: str | None = None
+    credential: str | None = None
+
+class WebRTCConfig(Strict):
+    ice_servers: list[IceServer] = []
+    host_addresses: list[str] = []
+    # coturn's static-auth-secret: TURN credentials are then made per user and expire.
+    turn_secret: Annotated[str, Field(min_length=16)] | None = None
+    turn_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 3600
+
+    @field_validator("host_addresses")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for a in v:
+            ipaddress.ip_address(a)
+        return v
+
+class MediaConfig(Strict):
+    idle_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0
+    reconnect_min_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # A camera back from an outage is online again within this (plus connecting).
+    reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 3.0
+    read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
+    # A WebRTC viewer that has not connected this long after its answer is closed (an
+    # offer without usable candidates would hold its place for ever) ...
+    viewer_connect_s: Annotated[float, Field(ge=1, le=300)] = 20.0
+    # ... and one user holds at most this many viewer sessions on a node.
+    viewer_sessions_per_user: Annotated[int, Field(ge=1, le=10000)] = 64
+    # New WebRTC viewers are refused (503) past this much video out of the node: one
+    # core forwards about 400 Mbit/s (tests/bench/fanout.py), and a node that takes
+    # more loses frames for every viewer instead of turning one away. None: no limit.
+    max_egress_mbps: Annotated[float, Field(gt=0, le=1e6)] | None = 400.0
+    # A node that dies stops sampling its cameras for the detectors; another node takes
+    # them over within this.
+    lease_s: Annotated[float, Field(ge=1, le=300)] = 15.0
+    # A camera URL from the API is untrusted: these schemes only (file:, lavfi:, clock:
+    # come from this file unless listed here) ...
+    api_sources: list[Literal["rtsp", "rtsps", "onvif", "rtmp", "file", "lavfi", "clock"]] = ["rtsp", "rtsps", "onvif"]
+    # ... and no host in these networks (the node itself, link-local and cloud metadata).
+    deny_hosts: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "169.254.0.0/16",
+                                          "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128")
+    ]  # fmt: skip
+
+class RtmpConfig(Strict):
+    # Drones and encoders push rtmp://HOST:PORT/live/STREAM?token=TOKEN. None: no RTMP ingest.
+    port: Annotated[int, Field(ge=0, le=65535)] | None = 1935
+    host: str = "0.0.0.0"
+
+class RecordConfig(Strict):
+    mode: Literal["continuous", "events", "off"] = "off"
+    retain_days: Annotated[float, Field(gt=0, le=36500)] = 7
+    max_gb: Annotated[float, Field(gt=0, le=1e9)] | None = None  # this camera's quota; oldest go first
+
+class DetectConfig(Strict):
+    fps: Annotated[float, Field(gt=0, le=30)] = 2
+    enabled: bool = True
+
+class Zone(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["no_parking", "no_stall"]
+    # Image pixel coordinates of the detection frame, x right and y down.
+    polygon: Annotated[
+        list[
+            tuple[
+                Annotated[float, Field(ge=0, le=MAX_FRAME)],
+                Annotated[float, Field(ge=0, le=MAX_FRAME)],
+            ]
+        ],
+        Field(min_length=3, max_length=64),
+    ]
+    dwell_s: Annotated[float, Field(gt=0, le=86400)] = 120
+    hours: str | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        shape = Polygon(v)
+        if shape.convex_hull.area <= 0:
+            raise ValueError("encloses no area (its points are in a line)")
+        if not shape.is_valid:
+            raise ValueError(f"is not a simple polygon: {explain_validity(shape)}")
+        return v
+
+    def check_frame(self, width: int, height: int, index: int) -> None:
+        """Raise ValueError naming the point when the polygon leaves a width x height frame."""
+        for j, (x, y) in enumerate(self.polygon):
+            if x > width or y > height:
+                raise ValueError(
+                    f"zones.{index}.polygon.{j}: ({x:g}, {y:g}) is outside the {width}x{height} frame"
+                )
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$", v):
+            raise ValueError("must be HH:MM-HH:MM")
+        return v
+
+class Camera(Strict):
+    id: Annotated[str, Field(pattern=CAMERA_ID)]
+    name: str | None = None
+    source: str
+    detect_source: str | None = None
+    position: Position | None = None
+    record: RecordConfig = RecordConfig()
+    detect: DetectConfig = DetectConfig()
+    zones: list[Zone] = []
+
+    @field_validator("source", "detect_source")
+    @classmethod
+    def _source(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                parse_source(v)
+            except SourceError as e:
+                raise ValueError(str(e)) from None
+        return v
