@@ -1,6 +1,6 @@
 """Train the demo detector (vehicle, person, stall) on composed street scenes, on CPU.
 
-    .venv/bin/python -m detectors.train_demo --out detectors/models/gridwatch-demo.pt
+    .venv/bin/python -m gridwatch.detectors.train_demo --out detectors/models/gridwatch-demo.pt
 
 Reproducible (fixed seed): writes the dataset, trains YOLOv8n from its .yaml (no
 pretrained weights exist here) and copies the best weights to --out, printing the

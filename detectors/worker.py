@@ -37,6 +37,7 @@ from gridwatch.contracts.detections import (
 )
 from gridwatch.contracts.frames import FRAMES_MAXLEN, frames_key
 from gridwatch.contracts.node import node_id
+from gridwatch.contracts.retry import forever
 from gridwatch.detectors import evidence
 from gridwatch.detectors.config import DetectorsConfig
 from gridwatch.detectors.motion import MotionGate, small_grey
@@ -266,12 +267,7 @@ class Worker:
         await asyncio.to_thread(self.make_tracker)
         log.info("detector worker started", extra={"worker": self.name})
         try:
-            while True:
-                try:
-                    await self.cycle()
-                except (RedisError, OSError) as e:
-                    log.warning("redis unavailable", extra={"error": str(e)})
-                await asyncio.sleep(self.cfg.lease_s / 3)
+            await forever(self.cycle, "detector worker", log, period_s=self.cfg.lease_s / 3)
         finally:
             for camera in list(self.watching):
                 await self._stop(camera)

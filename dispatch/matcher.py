@@ -15,7 +15,7 @@ leaves the second one far worse off). A ticket left out keeps its current reason
 
 A round runs when something may have changed (`poke`: a ticket queued, an officer free,
 on duty, back online or in range, a decline's bar ended) and at least every `tick_s`.
-One node matches at a time (`gw:match:lock`); the claim of each officer is atomic with
+One node matches at a time (the lease `gw:lease:match:dispatch`); the claim of each officer is atomic with
 the offer (dispatch.tickets), so a round that overlaps a manual dispatch loses nothing.
 """
 
@@ -23,33 +23,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 import numpy as np
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 from scipy.optimize import linear_sum_assignment
 
+from gridwatch.contracts.node import node_id
+from gridwatch.contracts.retry import forever
 from gridwatch.contracts.states import WAITING
 from gridwatch.dispatch.reach import Candidate, Reach
 from gridwatch.dispatch.tickets import PENDING, Ticket, TicketStore
+from gridwatch.media.leases import Leases
 
 log = logging.getLogger("gridwatch.dispatch")
 
-LOCK = "gw:match:lock"
-LOCK_MS = 15_000
+LEASE, LEASE_S = "dispatch", 15.0  # gw:lease:match:dispatch
 MAX_BATCH = 500  # tickets a round looks at (the queue's head)
 SEARCHES = 8  # candidate searches at once
 HORIZON_S = 86400.0  # any offer beats none: values stay positive within a day
 WEIGHT = {"urgent": 8.0, "high": 4.0, "normal": 2.0, "low": 1.0}
 OUTBID = "waiting: the officers in reach were offered older or more urgent tickets"
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 Offer = Callable[[Ticket, Candidate], Awaitable[bool]]
 Note = Callable[[Ticket, str], Awaitable[None]]
@@ -84,7 +79,7 @@ class Matcher:
         self.debounce_s = debounce_s  # tickets opened together are matched together
         self._poked = asyncio.Event()
         self._waiters: list[asyncio.Future] = []
-        self._release = redis.register_script(_RELEASE)
+        self.lease = Leases(redis, "match", node_id(), LEASE_S)  # one node matches at a time
         self.rounds = 0
         self.offers = 0
 
@@ -104,34 +99,33 @@ class Matcher:
             pass
 
     async def run(self) -> None:
-        while True:
-            try:
-                await asyncio.wait_for(self._poked.wait(), self.tick_s)
-            except TimeoutError:
-                pass
-            await asyncio.sleep(self.debounce_s)
-            self._poked.clear()
-            waiters, self._waiters = self._waiters, []
-            try:
-                if not await self.round():
-                    await asyncio.sleep(0.2)  # another node is matching: look again soon
-                    self.poke()
-            except (RedisError, OSError) as e:
-                log.warning("matcher: redis unavailable", extra={"error": str(e)})
-            finally:
-                for w in waiters:
-                    if not w.done():
-                        w.set_result(None)
+        await forever(self._tick, "matcher", log)
+
+    async def _tick(self) -> None:
+        try:
+            await asyncio.wait_for(self._poked.wait(), self.tick_s)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(self.debounce_s)
+        self._poked.clear()
+        waiters, self._waiters = self._waiters, []
+        try:
+            if not await self.round():
+                await asyncio.sleep(0.2)  # another node is matching: look again soon
+                self.poke()
+        finally:
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
     async def round(self) -> bool:
-        """One round under the lock; False when another node holds it."""
-        token = secrets.token_hex(8)
-        if not await self.redis.set(LOCK, token, nx=True, px=LOCK_MS):
+        """One round under the lease; False when another node holds it."""
+        if not await self.lease.hold(LEASE):
             return False
         try:
             await self._match()
         finally:
-            await self._release(keys=[LOCK], args=[token])
+            await self.lease.release(LEASE)
         return True
 
     async def _match(self) -> None:

@@ -8,7 +8,6 @@ and cleared with the transition itself, in one Lua script (`_effects`).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -16,6 +15,7 @@ import time
 from redis.exceptions import RedisError
 
 from gridwatch.contracts import detections
+from gridwatch.contracts.retry import forever
 from gridwatch.contracts.roles import SYSTEM
 from gridwatch.contracts.states import ACTIVE, WAITING
 from gridwatch.dispatch.alerts import Alerts
@@ -214,19 +214,20 @@ class Dispatch:
 
     async def run_officer_feed(self, interval_s: float = 0.5) -> None:
         """Publish the officers noted since the last round as one `officers` event."""
-        while True:
-            await asyncio.sleep(interval_s)
-            if not self._changed:
-                continue
-            ids, self._changed = sorted(self._changed), set()
-            try:
-                states = await self.officers.states(ids)
-                now = time.time()
-                await self.events.to_walls({"type": "officers", "stale_s": self.cfg.stale_s,
-                                            "officers": [s.view(self.cfg.stale_s, now) for s in states]})  # fmt: skip
-            except (RedisError, OSError) as e:
-                self._changed.update(ids)  # sent with the next round
-                log.warning("officer feed: redis unavailable", extra={"error": str(e)})
+        await forever(self._feed, "officer feed", log, period_s=interval_s)
+
+    async def _feed(self) -> None:
+        if not self._changed:
+            return
+        ids, self._changed = sorted(self._changed), set()
+        try:
+            states = await self.officers.states(ids)
+            now = time.time()
+            await self.events.to_walls({"type": "officers", "stale_s": self.cfg.stale_s,
+                                        "officers": [s.view(self.cfg.stale_s, now) for s in states]})  # fmt: skip
+        except (RedisError, OSError):
+            self._changed.update(ids)  # sent with the next round
+            raise
 
     async def on_fixes(self, by_officer: dict[str, list[Fix]]) -> None:
         """Judge arrival from each officer's new fixes in time order: a ticket he has
@@ -330,18 +331,13 @@ class Dispatch:
         log.warning("deadline passed", extra={"ticket": ticket_id, "step": name, "officer": ticket.assignee})
 
     async def run_deadlines(self, interval_s: float = 0.25) -> None:
-        while True:
+        # Redis away: the timers wait in Redis and fire once it is back.
+        await forever(self._fire_due, "deadlines", log, period_s=interval_s)
+
+    async def _fire_due(self) -> None:
+        for ticket_id, step, lease in await self.deadlines.claim_due():
             try:
-                for ticket_id, step, lease in await self.deadlines.claim_due():
-                    try:
-                        await self.on_deadline(ticket_id, step)
-                    except TransitionError as e:
-                        log.info(
-                            "deadline action not applied",
-                            extra={"ticket": ticket_id, "step": step, "why": str(e)},
-                        )
-                    await self.deadlines.done(ticket_id, step, lease)
-            except (RedisError, OSError) as e:
-                # Redis away: the timers wait in Redis and fire once it is back.
-                log.warning("deadline poll failed", extra={"error": str(e)})
-            await asyncio.sleep(interval_s)
+                await self.on_deadline(ticket_id, step)
+            except TransitionError as e:
+                log.info("deadline action not applied", extra={"ticket": ticket_id, "step": step, "why": str(e)})
+            await self.deadlines.done(ticket_id, step, lease)

@@ -21,13 +21,14 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gridwatch.contracts.detections import VERIFICATIONS, Sighting
 from gridwatch.contracts.evidence import EvidenceStore
 from gridwatch.contracts.geo import Position
 from gridwatch.contracts.marks import add_mark
 from gridwatch.contracts.node import node_id
+from gridwatch.contracts.retry import forever
 from gridwatch.contracts.roles import SYSTEM
 from gridwatch.dispatch.service import Dispatch
 from gridwatch.dispatch.tickets import NewTicket, TransitionError
@@ -55,26 +56,21 @@ class GroupConsumer:
         self.name = node_id()
 
     async def run(self) -> None:
+        await forever(self._consume, f"{self.stream} consumer", log)
+
+    async def _consume(self) -> None:
+        # The group again after an error: Redis may have come back empty.
+        await self._ensure_group()
         while True:
-            try:
-                await self._ensure_group()
-                while True:
-                    _, claimed, _ = await self.redis.xautoclaim(
-                        self.stream, GROUP, self.name, self.claim_idle_ms, "0-0", count=100
-                    )
-                    for entry_id, fields in claimed:
-                        await self._handle(entry_id, fields)
-                    batches = await self.redis.xreadgroup(
-                        GROUP, self.name, {self.stream: ">"}, count=100, block=1000
-                    )
-                    for _, entries in batches or []:
-                        for entry_id, fields in entries:
-                            await self._handle(entry_id, fields)
-            except (RedisError, OSError) as e:
-                log.warning(
-                    "%s consumer lost redis; retrying", self.stream, extra={"error": str(e)}
-                )
-                await asyncio.sleep(1)
+            _, claimed, _ = await self.redis.xautoclaim(
+                self.stream, GROUP, self.name, self.claim_idle_ms, "0-0", count=100
+            )
+            for entry_id, fields in claimed:
+                await self._handle(entry_id, fields)
+            batches = await self.redis.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=100, block=1000)
+            for _, entries in batches or []:
+                for entry_id, fields in entries:
+                    await self._handle(entry_id, fields)
 
     async def _ensure_group(self) -> None:
         try:

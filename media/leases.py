@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+
+from gridwatch.contracts.retry import forever
 
 log = logging.getLogger("gridwatch.leases")
 T = TypeVar("T")
@@ -74,13 +75,7 @@ class LeasedWork(Generic[T]):
 
     async def run(self) -> None:
         try:
-            while True:
-                try:
-                    await self._cycle()
-                except (RedisError, OSError) as e:
-                    log.warning("leases: redis unavailable",
-                                extra={"role": self.leases.role, "error": str(e)})  # fmt: skip
-                await asyncio.sleep(self.period_s)
+            await forever(self._cycle, f"{self.leases.role} leases", log, period_s=self.period_s)
         finally:
             for item in list(self.running):
                 await self._stop(item)

@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Protocol
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from gridwatch.contracts.evidence import EvidenceStore
 from gridwatch.contracts.marks import MARKS, add_mark
+from gridwatch.contracts.retry import forever
 from gridwatch.media.config import Camera, RecordConfig
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.leases import LeasedWork, Leases
@@ -75,6 +75,7 @@ class Recordings:
         self.cameras = cameras
         self.evidence = evidence
         self.desk = desk
+        self._last_mark: bytes | str | None = None  # the mark stream read so far
         self.node = node
         self.root = (data_dir / "recordings").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -145,21 +146,16 @@ class Recordings:
         await add_mark(self.redis, camera, at)
 
     async def _marks(self) -> None:
-        last: bytes | str | None = None
-        while True:
-            try:
-                if last is None:  # from now on; kept across errors, so no mark is skipped
-                    newest = await self.redis.xrevrange(MARKS, count=1)
-                    last = newest[0][0] if newest else "0-0"
-                reply = await self.redis.xread({MARKS: last}, block=1000, count=100)
-            except (RedisError, OSError) as e:
-                log.warning("marks: redis unavailable", extra={"error": str(e)})
-                await asyncio.sleep(1)
-                continue
-            for _, entries in reply:
-                for entry_id, fields in entries:
-                    last = entry_id
-                    self._on_mark({k.decode(): v.decode() for k, v in fields.items()})
+        await forever(self._read_marks, "marks", log)
+
+    async def _read_marks(self) -> None:
+        if self._last_mark is None:  # from now on; kept across errors, so no mark is skipped
+            newest = await self.redis.xrevrange(MARKS, count=1)
+            self._last_mark = newest[0][0] if newest else "0-0"
+        for _, entries in await self.redis.xread({MARKS: self._last_mark}, block=1000, count=100):
+            for entry_id, fields in entries:
+                self._last_mark = entry_id
+                self._on_mark({k.decode(): v.decode() for k, v in fields.items()})
 
     def _on_mark(self, mark: dict[str, str]) -> None:
         recorder = self.recorders.get(mark["camera"])
@@ -280,13 +276,11 @@ class Recordings:
                 await self.redis.zrem(EVIDENCE_CLIPS, rel)
 
     async def _housekeeping(self) -> None:
-        while True:
-            try:
-                self._check_disk()
-                await self.retention()
-            except (RedisError, OSError) as e:
-                log.warning("recordings housekeeping failed", extra={"error": str(e)})
-            await asyncio.sleep(self.cfg.check_s)
+        await forever(self._housekeep, "recordings housekeeping", log, period_s=self.cfg.check_s)
+
+    async def _housekeep(self) -> None:
+        self._check_disk()
+        await self.retention()
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(t) for t in (self.work.run(), self._marks(), self._housekeeping())]

@@ -7,15 +7,14 @@ STALE_S belongs to a node that died and is dropped. Changes go out on `gw:presen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from gridwatch.contracts.records import load
+from gridwatch.contracts.retry import forever
 from gridwatch.signaling.sockets import Client, Sockets
 
 log = logging.getLogger("gridwatch.presence")
@@ -96,12 +95,10 @@ class Presence:
 
     async def run(self) -> None:
         """Keep this node's devices fresh, so that other nodes do not take them for dead."""
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            try:
-                pipe = self.redis.pipeline(transaction=False)
-                for c in self.sockets.clients():
-                    pipe.hset(f"gw:presence:{c.user}", c.device, self._entry(c, c.since))
-                await pipe.execute()
-            except (RedisError, OSError) as e:
-                log.warning("presence refresh failed", extra={"error": str(e)})
+        await forever(self._refresh, "presence refresh", log, period_s=HEARTBEAT_S)
+
+    async def _refresh(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for c in self.sockets.clients():
+            pipe.hset(f"gw:presence:{c.user}", c.device, self._entry(c, c.since))
+        await pipe.execute()

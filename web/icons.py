@@ -1,6 +1,6 @@
 """Draws the phone page's app icons (web/static/icons/*.png) from nothing but OpenCV:
 
-    .venv/bin/python -m web.icons
+    .venv/bin/python -m gridwatch.web.icons
 
 A map pin over a city grid, in the wall's colours. The PNGs are committed; run this
 again only to change them.
