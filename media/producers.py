@@ -23,7 +23,7 @@ from gridwatch.media import clock
 from gridwatch.media.h264 import AnnexB, H264Encoder
 from gridwatch.media.onvif import OnvifFailure
 from gridwatch.media.sources import Source, redact
-from gridwatch.media.stream import TIME_BASE, Stream
+from gridwatch.media.stream import Stream
 
 log = logging.getLogger("gridwatch.media")
 
@@ -101,13 +101,7 @@ class ThreadProducer(abc.ABC):
             fn(*args)
 
     def emit(self, packet: av.Packet) -> None:
-        self._call(self._publish, packet)
-
-    def _publish(self, packet: av.Packet) -> None:
-        pts = self.stream.timeline.map(packet.pts, packet.time_base)
-        packet.pts = packet.dts = pts
-        packet.time_base = TIME_BASE
-        self.stream.publish(packet)
+        self._call(self.stream.ingest, packet)
 
     def online(self, codec: str, width: int | None, height: int | None) -> None:
         self._call(self.stream.set_online, codec, width, height)

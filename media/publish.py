@@ -78,10 +78,7 @@ class Feed:
         self.stream.set_online(codec, width, height)
 
     def packet(self, packet: av.Packet) -> None:
-        pts = self.stream.timeline.map(packet.pts, packet.time_base)
-        packet.pts = packet.dts = pts
-        packet.time_base = TIME_BASE
-        self.stream.publish(packet)
+        self.stream.ingest(packet)
 
     async def frame(self, frame: av.VideoFrame) -> None:
         self.stream.state.decoded_frames += 1

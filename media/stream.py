@@ -290,7 +290,15 @@ class Stream:
         wall, at = self.anchor
         return wall + (pts - at) / CLOCK_RATE
 
-    def publish(self, packet: av.Packet) -> None:
+    def ingest(self, packet: av.Packet) -> None:
+        """A packet from whatever feeds the stream (a pulled source's producer, a WHIP or
+        RTMP publisher), in its own time base: onto the stream's clock, then to the
+        consumers. The one way in for every ingest path."""
+        packet.pts = packet.dts = self.timeline.map(packet.pts, packet.time_base)
+        packet.time_base = TIME_BASE
+        self._publish(packet)
+
+    def _publish(self, packet: av.Packet) -> None:
         self.anchor = (time.time(), packet.pts)
         st = self.state
         size = packet.size
