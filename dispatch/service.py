@@ -253,7 +253,8 @@ class Dispatch:
             if fix.time >= since and d <= self.cfg.arrive_radius_m:
                 try:
                     await self.act(ticket.id, "arrive", ticket.assignee or SYSTEM, SYSTEM,
-                                   why=f"track: {d:.0f} m from the incident at {fix.time:.0f}")  # fmt: skip
+                                   why=f"track: {d:.0f} m from the incident, fix of "
+                                       f"{time.strftime('%H:%M:%S', time.localtime(fix.time))}")  # fmt: skip
                 except TransitionError:
                     pass  # arrived by hand at the same moment
                 return
