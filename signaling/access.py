@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from gridwatch.contracts.roles import WALL
+from gridwatch.contracts.roles import DESK, WALL
 from gridwatch.signaling.auth import Principal
 from gridwatch.signaling.config import Config, User
 
@@ -35,7 +35,7 @@ def may_watch(config: Config, principal: Principal, stream_id: str) -> bool:
 
 def may_publish(config: Config, principal: Principal, stream_id: str) -> bool:
     """Cameras are never published to (they are pulled); checked by the caller."""
-    if principal.role in ("admin", "dispatcher"):
+    if principal.role in DESK:
         return True
     if principal.role == "officer":
         return stream_id == phone_stream(principal.username)
