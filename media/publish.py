@@ -1,8 +1,9 @@
 """Publishers that connect to us: WebRTC (WHIP) and RTMP push both feed an ordinary Stream.
 
-A pushed stream has no producer to start or stop: it is online while its publisher is
-connected, and its viewers stay attached across a publisher's reconnect (a drone that
-loses its link comes back onto the same wall tiles). H.264 from a WebRTC publisher is
+A pushed stream's producer is its publisher's feed, one the stream never starts: it is
+online while its publisher is connected, a publisher that reconnects takes over from
+its stale session, and the viewers stay attached across it (a drone that loses its link
+comes back onto the same wall tiles). H.264 from a WebRTC publisher is
 reassembled into access units by aiortc's jitter buffer and forwarded as it is: the
 receiver's decoder is swapped for a pass-through, so nothing is decoded or encoded.
 Any other codec (VP8 from a browser that will not send H.264) is transcoded once, for
@@ -15,6 +16,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 import av
 from aiortc import (
@@ -65,22 +67,47 @@ def push_source(stream_id: str, via: str) -> Source:
 
 
 class Feed:
-    """One publisher's packets into a stream: timestamps onto the stream's clock,
-    other codecs transcoded to H.264 (off the event loop)."""
+    """One publisher's packets into a stream. Once it `take`s the stream it is the
+    stream's producer, one the stream does not start: stopping it (the stream closes, or
+    another publisher takes over) ends the publisher's session through `on_stop`; until
+    then its packets go in by the stream's one way (`Stream.ingest`), other codecs
+    transcoded to H.264 off the event loop. A feed that is no longer the stream's
+    producer is ignored: a stale session's last packets never reach the new one's viewers."""
 
-    def __init__(self, stream: Stream, via: str):
+    def __init__(self, stream: Stream, via: str, on_stop: Callable[[], object]):
         self.stream = stream
         self.via = via
+        self.on_stop = on_stop
         self._encoder: H264Encoder | None = None
-        stream.timeline.restart()
+
+    def take(self, request_keyframe: Callable[[], None] | None) -> None:
+        """This publisher feeds the stream now (`request_keyframe`: it can make key frames
+        on demand, as WebRTC can)."""
+        self.stream.take_producer(self)
+        self.stream.timeline.restart()
+        self.stream.request_keyframe = request_keyframe
+
+    @property
+    def current(self) -> bool:
+        return self.stream.producer is self
+
+    def start(self) -> None:
+        """Nothing to start: the publisher connected by itself."""
+
+    def stop(self) -> None:
+        self.on_stop()
 
     def online(self, codec: str, width: int | None, height: int | None) -> None:
-        self.stream.set_online(codec, width, height)
+        if self.current:
+            self.stream.set_online(codec, width, height)
 
     def packet(self, packet: av.Packet) -> None:
-        self.stream.ingest(packet)
+        if self.current:
+            self.stream.ingest(packet)
 
     async def frame(self, frame: av.VideoFrame) -> None:
+        if not self.current:
+            return
         self.stream.state.decoded_frames += 1
         if self._encoder is None:
             w, h = frame.width - frame.width % 2, frame.height - frame.height % 2
@@ -94,8 +121,12 @@ class Feed:
             self.packet(p)
 
     def ended(self, reason: str) -> None:
-        self.stream.request_keyframe = None
-        self.stream.publisher_left(reason)
+        """The publisher left: the stream is offline until another takes it (a no-op for a
+        feed another publisher replaced)."""
+        if self.current:
+            self.stream.producer = None
+            self.stream.request_keyframe = None
+            self.stream.publisher_left(reason)
 
 
 def _receive_codecs() -> list:
@@ -111,7 +142,8 @@ class WhipSession:
         self.stream = stream
         self.pc = pc
         self.who = who
-        self.feed = Feed(stream, "whip")
+        # Stopped by the stream (it closes, or another publisher takes over): hang up.
+        self.feed = Feed(stream, "whip", lambda: asyncio.ensure_future(pc.close()))
         self.tasks: list[asyncio.Task] = []
         self._last_request = 0.0
 
@@ -154,8 +186,7 @@ class WhipSession:
             pass
 
     async def close(self) -> None:
-        if self.stream.request_keyframe == self.request_keyframe:
-            self.feed.ended("publisher left")
+        self.feed.ended("publisher left")
         for task in self.tasks:
             task.cancel()
         await self.pc.close()
@@ -199,11 +230,11 @@ class Publishers:
             raise
         previous = self.by_stream(stream.id)
         self.sessions[session.id] = session
-        if previous is not None:
-            # A phone or drone that reconnects replaces its own stale session.
+        if previous is not None:  # a phone or drone that reconnects replaces its stale session
             log.info("publisher replaced", extra={"stream": stream.id, "session": previous.id})
+        session.feed.take(session.request_keyframe)  # stops the previous one's feed
+        if previous is not None:
             await self.close(previous.id)
-        stream.request_keyframe = session.request_keyframe
 
         @pc.on("connectionstatechange")
         async def _state() -> None:

@@ -119,9 +119,9 @@ class FlvH264:
 
 
 class _Publisher:
-    def __init__(self, stream: Stream) -> None:
+    def __init__(self, stream: Stream, session: SessionManager) -> None:
         self.stream = stream
-        self.feed = Feed(stream, "rtmp")
+        self.feed = Feed(stream, "rtmp", session.writer.close)  # stopped: disconnect him
         self.flv = FlvH264()
         self.online = False
 
@@ -158,11 +158,8 @@ class RtmpIngest(SimpleRTMPController):
             session.writer.close()
             return
         stream = self.hub.upsert(name, push_source(name, "rtmp"))
-        for other, publisher in list(self.publishers.items()):
-            if publisher.stream is stream:  # a drone that reconnects replaces its stale session
-                other.writer.close()
-                del self.publishers[other]
-        self.publishers[session] = _Publisher(stream)
+        publisher = self.publishers[session] = _Publisher(stream, session)
+        publisher.feed.take(None)  # a drone that reconnects replaces (and disconnects) its stale session
         log.info("rtmp publisher joined", extra={"stream": name, "peer": session.peername})
         await super().on_ns_publish(session, message)
 
@@ -188,9 +185,10 @@ class RtmpIngest(SimpleRTMPController):
     def _end(self, session: SessionManager, reason: str) -> None:
         publisher = self.publishers.pop(session, None)
         if publisher is not None:
+            current = publisher.feed.current  # a replaced session leaves the stream to the new one
             publisher.feed.ended(reason)
             log.info("rtmp publisher left", extra={"stream": publisher.stream.id, "reason": reason})
-            if not publisher.stream.consumers:
+            if current and not publisher.stream.consumers:
                 self.hub.remove(publisher.stream.id)
 
     async def cleanup(self, session: SessionManager) -> None:

@@ -280,6 +280,14 @@ class Stream:
             self.state.reconnects += 1
         log.warning("stream source failed", extra={"stream": self.id, "error": error})
 
+    def take_producer(self, producer: Producer) -> None:
+        """A pushed stream's publisher is its producer from now on: the stream never starts
+        one (the publisher connects), and the one it replaces is stopped (a drone or phone
+        that reconnects takes over from its own stale session)."""
+        previous, self.producer = self.producer, producer
+        if previous is not None and previous is not producer:
+            previous.stop()
+
     def publisher_left(self, reason: str) -> None:
         """A pushed stream's publisher went away: offline until it (or another) comes back."""
         self._set_offline(reason)

@@ -151,3 +151,67 @@ async def test_rtmp_push_refused_without_the_right_token(gridwatch_factory):
         assert drone.returncode != 0, user
         assert gw.logs().count("rtmp publish refused") == n + 1
         assert stream_metric(gw.metrics(), "packets", target) == 0
+
+
+def rtmp_drone(gw, stream: str, token: str, size: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25",
+         "-t", "60", "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "25",
+         "-pix_fmt", "yuv420p", "-f", "flv", f"rtmp://127.0.0.1:{gw.rtmp_port}/live/{stream}?token={token}"],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def test_a_publisher_that_reconnects_takes_over_and_the_viewer_stays(gridwatch_factory, http):
+    """The new session is the stream's producer; the stale one is hung up by the server,
+    and the viewer attached all along sees the new publisher's pictures."""
+    gw = gridwatch_factory()
+    token, view_token = gw.token("admin"), gw.token("dispatcher")
+    # WHIP: a phone reconnects (its old peer connection still up).
+    old_pc, _ = await publish(http, gw.base, "drone-5", token)
+    viewer = await view(http, gw.base, "drone-5", view_token)
+    new_pc = None
+    try:
+        assert await viewer.wait_frames(10, timeout=10.0)
+        new_pc, _ = await publish(http, gw.base, "drone-5", token)
+        deadline = time.monotonic() + 10
+        while old_pc.connectionState not in ("closed", "failed"):
+            assert time.monotonic() < deadline, f"the stale session is still {old_pc.connectionState}"
+            await asyncio.sleep(0.1)
+        seen = len(viewer.frames)
+        assert await viewer.wait_frames(seen + 25, timeout=10.0), "the viewer lost the stream"
+        m = gw.metrics()
+        assert m['gridwatch_publishers{via="whip"}'] == 1 and stream_metric(m, "online", "drone-5") == 1
+    finally:
+        await viewer.close(http, gw.base, view_token)
+        await old_pc.close()
+        if new_pc:
+            await new_pc.close()
+
+    # RTMP: a drone comes back at another resolution; its stale connection is dropped.
+    first = rtmp_drone(gw, "drone-6", token, "320x240")
+    second = None
+    viewer = None
+    try:
+        deadline = time.monotonic() + 15
+        while stream_metric(gw.metrics(), "online", "drone-6") != 1:
+            assert time.monotonic() < deadline, gw.logs()[-3000:]
+            await asyncio.sleep(0.2)
+        viewer = await view(http, gw.base, "drone-6", view_token)
+        assert await viewer.wait_frames(10, timeout=10.0)
+        second = rtmp_drone(gw, "drone-6", token, "640x360")
+        deadline = time.monotonic() + 15
+        while first.poll() is None:  # the server hung up on it
+            assert time.monotonic() < deadline, "the stale RTMP session was not dropped"
+            await asyncio.sleep(0.2)
+        deadline = time.monotonic() + 15
+        while not viewer.frames or (viewer.frames[-1][1].width, viewer.frames[-1][1].height) != (640, 360):
+            assert time.monotonic() < deadline, "the viewer never saw the new publisher"
+            await asyncio.sleep(0.2)
+        assert stream_metric(gw.metrics(), "online", "drone-6") == 1
+    finally:
+        if viewer:
+            await viewer.close(http, gw.base, view_token)
+        stop(first, timeout=5)
+        if second:
+            stop(second, timeout=5)
