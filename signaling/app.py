@@ -129,6 +129,7 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     calls = Calls(redis, sockets, presence, cfg)
     app[keys.CALLS] = calls
     app[keys.METRICS].watch_field(sockets, calls, app[keys.PUBLISHERS], app[keys.RTMP])
+    app[keys.METRICS].watch_matcher(dispatch.matcher)
 
     async def position(camera_id: str) -> Position | None:
         camera = await app[keys.CAMERAS].get(camera_id)

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
+from gridwatch.dispatch.matcher import Matcher
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.publish import Publishers
 from gridwatch.media.rtmp import RtmpIngest
@@ -117,6 +118,17 @@ class FieldCollector(Collector):
         g.add_metric(["whip"], len(self.publishers.sessions))
         g.add_metric(["rtmp"], len(self.rtmp.publishers))
         yield g
+
+
+class MatcherCollector(Collector):
+    def __init__(self, matcher: Matcher):
+        self.matcher = matcher
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield CounterMetricFamily("gridwatch_dispatch_match_rounds",
+                                  "matcher rounds this node ran over a non-empty queue", self.matcher.rounds)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_dispatch_offers", "offers this node's matcher made",
+                                  self.matcher.offers)  # fmt: skip
 
 
 class RecordingsCollector(Collector):
@@ -225,6 +237,9 @@ class Metrics:
         self, sockets: Sockets, calls: Calls, publishers: Publishers, rtmp: RtmpIngest
     ) -> None:
         self.registry.register(FieldCollector(sockets, calls, publishers, rtmp))
+
+    def watch_matcher(self, matcher: Matcher) -> None:
+        self.registry.register(MatcherCollector(matcher))
 
     def watch_recordings(self, recordings: Recordings) -> None:
         self.registry.register(RecordingsCollector(recordings))

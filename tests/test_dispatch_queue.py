@@ -199,6 +199,8 @@ async def test_two_tickets_two_officers_each_gets_the_better_one(gridwatch_facto
     a = await desk.until(a["id"], lambda t: t["state"] == "dispatched", 5)
     b = await desk.until(b["id"], lambda t: t["state"] == "dispatched", 5)
     assert (a["assignee"], b["assignee"]) == ("officer2", "officer")
+    m = gw.metrics()  # the matcher shows in /metrics
+    assert m["gridwatch_dispatch_offers_total"] == 2 and m["gridwatch_dispatch_match_rounds_total"] >= 1
     walk = distance_m(**_ll(at(0)), **_ll2(at(600))) + distance_m(**_ll(at(900)), **_ll2(at(1600)))
     greedy = distance_m(**_ll(at(900)), **_ll2(at(600))) + distance_m(**_ll(at(0)), **_ll2(at(1600)))
     assert (greedy - walk) * 1.3 / 1.4 > 300  # what one-at-a-time offers would have lost
