@@ -3,20 +3,25 @@ rtmp://HOST:PORT/live/STREAM?token=TOKEN.
 
 pyrtmp speaks the protocol (handshake, chunk stream, AMF0 commands); this module turns
 the FLV video tags into Annex-B H.264 access units for the stream, without decoding.
+Anything else (another codec, a malformed tag or chunk) drops the publisher with one
+warning line naming the stream, the peer and the cause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import struct
+import os
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from urllib.parse import parse_qs
 
 import av
-from pyrtmp.messages.command import NSPublish
-from pyrtmp.messages.video import VideoMessage
+from pyrtmp import StreamClosedException
+from pyrtmp.messages import Chunk
+from pyrtmp.messages.command import NCConnect, NCCreateStream, NSPublish
+from pyrtmp.messages.factory import MessageFactory
+from pyrtmp.messages.handshake import C0, C1, C2
 from pyrtmp.rtmp import RTMPProtocol, SimpleRTMPController
 from pyrtmp.session_manager import SessionManager
 
@@ -38,7 +43,6 @@ MS = Fraction(1, 1000)  # FLV timestamps are milliseconds
 Authorize = Callable[[str, str | None], Awaitable[str | None]]
 
 
-
 class _KnownCommands(logging.Filter):
     """pyrtmp warns of every command it does not parse (FCPublish, releaseStream, which
     every encoder sends and nothing needs); one warning per publisher is noise."""
@@ -53,69 +57,228 @@ for _name in ("pyrtmp.rtmp", "pyrtmp.messages.command"):
 
 
 class FlvError(ValueError):
-    pass
+    """A video tag we cannot forward; the message names the cause (and the codec, by name)."""
+
+
+# FLV's own video codec ids (the FLV spec, E.4.3.1), and the ones Chinese encoders and CDNs
+# added before enhanced RTMP existed.
+FLV_VIDEO_CODECS = {
+    1: "JPEG",
+    2: "Sorenson H.263",
+    3: "Screen video",
+    4: "On2 VP6",
+    5: "On2 VP6 with alpha",
+    6: "Screen video v2",
+    7: "H.264",
+    12: "HEVC",  # not in the FLV spec: the id Chinese encoders and CDNs use
+}
+# Enhanced RTMP names its codec by a FourCC after the first byte instead.
+ENHANCED_CODECS = {
+    b"avc1": "H.264",
+    b"hvc1": "HEVC",
+    b"av01": "AV1",
+    b"vp09": "VP9",
+    b"vp08": "VP8",
+}
+KEY_FRAME, COMMAND_FRAME = 1, 5  # FLV frame types (4: a generated key frame, seeking only)
+AVC_HEADER, AVC_NALU, AVC_END = 0, 1, 2  # AVCPacketType
+# Enhanced RTMP PacketType.
+EX_SEQUENCE_START, EX_CODED_FRAMES, EX_SEQUENCE_END, EX_CODED_FRAMES_X, EX_METADATA = range(5)
+EX_MULTITRACK, EX_MODEX = 6, 7
+
+
+def _fourcc_name(fourcc: bytes) -> str:
+    """'HEVC (hvc1)' for a known FourCC, the FourCC itself (or its hex) otherwise."""
+    shown = (
+        fourcc.decode("ascii")
+        if fourcc.isascii() and fourcc.decode("ascii").isprintable()
+        else fourcc.hex()
+    )
+    return (
+        f"{ENHANCED_CODECS[fourcc]} ({shown})" if fourcc in ENHANCED_CODECS else f"FourCC {shown!r}"
+    )
+
+
+def _check_frame_type(frame_type: int) -> None:
+    if not 1 <= frame_type <= 5:
+        raise FlvError(f"reserved FLV video frame type {frame_type}")
+
+
+def parse_avc_config(record: bytes) -> tuple[int, list[bytes]]:
+    """An AVCDecoderConfigurationRecord (ISO 14496-15, 5.2.4.1) -> (NAL length size in
+    bytes, [SPS..., PPS...]). Bytes after the PPS list (the High profile chroma fields)
+    are not needed and not read. Empty parameter sets are left out.
+
+    Raises FlvError naming where the record ends early or what is wrong in it.
+    """
+    if len(record) < 6:
+        raise FlvError(f"AVC sequence header of {len(record)} bytes, shorter than its 6-byte head")
+    if record[0] != 1:
+        raise FlvError(f"AVC sequence header version {record[0]}, not 1")
+    # lengthSizeMinusOne: 1, 2 and 4 bytes are the standard's; 3 is taken as ffmpeg takes it.
+    length_size = (record[4] & 3) + 1
+    params: list[bytes] = []
+    pos = 5
+    for kind, mask in (("SPS", 0x1F), ("PPS", 0xFF)):
+        if pos >= len(record):
+            raise FlvError(f"AVC sequence header ends before its {kind} count")
+        count, pos = record[pos] & mask, pos + 1
+        for i in range(count):
+            if pos + 2 > len(record):
+                raise FlvError(f"AVC sequence header ends inside {kind} {i + 1} of {count}")
+            n = int.from_bytes(record[pos : pos + 2], "big")
+            if pos + 2 + n > len(record):
+                raise FlvError(f"AVC sequence header: {kind} {i + 1} of {count} runs past its end")
+            if n:
+                params.append(record[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+    return length_size, params
+
+
+def avcc_to_annexb(data: bytes, length_size: int) -> list[bytes]:
+    """Length-prefixed NAL units (AVCC) -> the NAL units, in order. Zero-length NAL units
+    (padding some encoders write) are skipped.
+
+    Raises FlvError when a length runs past the data or bytes are left over after the last.
+    """
+    nals, pos = [], 0
+    while pos < len(data):
+        if pos + length_size > len(data):
+            raise FlvError(
+                f"{len(data) - pos} stray bytes after the last NAL unit of the video tag"
+            )
+        n = int.from_bytes(data[pos : pos + length_size], "big")
+        pos += length_size
+        if pos + n > len(data):
+            raise FlvError(f"a NAL unit of {n} bytes runs past the end of the video tag")
+        if n:
+            nals.append(data[pos : pos + n])
+        pos += n
+    return nals
 
 
 class FlvH264:
-    """FLV video tags (AVC) to Annex-B access units, SPS/PPS before each key frame."""
+    """FLV video tags (H.264, legacy or enhanced RTMP's avc1) to Annex-B access units,
+    SPS/PPS before each key frame.
+
+    `packet` is total: any bytes give a packet, None, or FlvError naming the cause.
+    """
 
     def __init__(self) -> None:
         self.params = b""
         self.length_size = 4
+        self.configured = False
 
     def config(self, record: bytes) -> None:
-        """The AVCDecoderConfigurationRecord: NAL length size, SPS and PPS."""
-        if len(record) < 7 or record[0] != 1:
-            raise FlvError("malformed AVC sequence header")
-        self.length_size = (record[4] & 3) + 1
-        params, pos = [], 5
-        for _ in range(2):  # the SPS list, then the PPS list
-            count = record[pos] & (0x1F if not params else 0xFF)
-            pos += 1
-            for _ in range(count):
-                (n,) = struct.unpack_from(">H", record, pos)
-                params.append(record[pos + 2 : pos + 2 + n])
-                pos += 2 + n
-            if pos > len(record):
-                raise FlvError("truncated AVC sequence header")
+        """The AVCDecoderConfigurationRecord: NAL length size, SPS and PPS (FlvError if malformed)."""
+        self.length_size, params = parse_avc_config(record)
         self.params = b"".join(START + p for p in params)
+        self.configured = True
 
     def annexb(self, data: bytes, keyframe: bool) -> bytes:
-        out, pos, size = [], 0, self.length_size
-        while pos + size <= len(data):
-            n = int.from_bytes(data[pos : pos + size], "big")
-            pos += size
-            if n == 0 or pos + n > len(data):
-                raise FlvError("NAL unit runs past the end of the video tag")
-            out.append(START + data[pos : pos + n])
-            pos += n
-        if keyframe and self.params:
-            out.insert(0, self.params)
-        return b"".join(out)
+        """One AVCC access unit as Annex-B, SPS/PPS first on a key frame; b"" if it holds no NAL."""
+        nals = avcc_to_annexb(data, self.length_size)
+        if not nals:
+            return b""
+        head = self.params if keyframe else b""
+        return head + b"".join(START + n for n in nals)
 
     def packet(self, tag: bytes, timestamp_ms: int) -> av.Packet | None:
-        """One FLV video tag; None for sequence headers and end-of-sequence."""
-        if len(tag) < 5:
-            raise FlvError("video tag too short")
+        """One FLV video tag body -> an Annex-B packet (pts = timestamp + composition time,
+        dts = timestamp, in ms); None for what carries no picture (sequence headers, ends of
+        sequence, command frames, metadata, an empty frame).
+
+        Raises FlvError for any other codec than H.264 (named), and for malformed tags.
+        """
+        if not tag:
+            raise FlvError("empty video tag")
+        if tag[0] & 0x80:
+            return self._enhanced(tag, timestamp_ms)
         frame_type, codec = tag[0] >> 4, tag[0] & 0x0F
-        if tag[0] & 0x80:  # the enhanced-RTMP header bit (HEVC, AV1, ...)
-            raise FlvError("enhanced RTMP codecs are not taken; push H.264")
         if codec != AVC:
-            raise FlvError(f"FLV video codec {codec} is not H.264 (7); push H.264")
-        kind = tag[1]
-        cts = int.from_bytes(tag[2:5], "big", signed=True)
-        if kind == 0:
+            name = FLV_VIDEO_CODECS.get(codec, "unknown")
+            raise FlvError(f"FLV video codec {name} (codec id {codec}) is not taken; push H.264")
+        _check_frame_type(frame_type)
+        if frame_type == COMMAND_FRAME:
+            return None  # a one-byte seek marker, not a picture
+        if len(tag) < 5:
+            raise FlvError(f"H.264 video tag of {len(tag)} bytes, shorter than its 5-byte header")
+        kind, cts = tag[1], int.from_bytes(tag[2:5], "big", signed=True)
+        if kind == AVC_HEADER:
             self.config(tag[5:])
             return None
-        if kind != 1:
+        if kind == AVC_END:
             return None
-        keyframe = frame_type == 1
-        packet = av.Packet(self.annexb(tag[5:], keyframe))
+        if kind != AVC_NALU:
+            raise FlvError(f"unknown AVC packet type {kind}")
+        return self._frame(tag[5:], frame_type, timestamp_ms, cts)
+
+    def _enhanced(self, tag: bytes, timestamp_ms: int) -> av.Packet | None:
+        """An enhanced RTMP tag (the 0x80 bit): taken for avc1, refused naming any other codec."""
+        frame_type, kind = (tag[0] >> 4) & 0x07, tag[0] & 0x0F
+        _check_frame_type(frame_type)
+        if kind in (EX_MULTITRACK, EX_MODEX):  # the FourCC is not where it would be
+            raise FlvError(
+                f"enhanced RTMP {'multitrack' if kind == EX_MULTITRACK else 'ModEx'} video is not taken; push H.264"
+            )
+        if len(tag) < 5:
+            raise FlvError(f"enhanced RTMP video tag of {len(tag)} bytes, shorter than its FourCC")
+        fourcc = tag[1:5]
+        if fourcc != b"avc1":
+            raise FlvError(
+                f"enhanced RTMP video codec {_fourcc_name(fourcc)} is not taken; push H.264"
+            )
+        if frame_type == COMMAND_FRAME and kind != EX_METADATA:
+            return None
+        if kind == EX_SEQUENCE_START:
+            self.config(tag[5:])
+            return None
+        if kind in (EX_SEQUENCE_END, EX_METADATA):
+            return None
+        if kind == EX_CODED_FRAMES_X:
+            return self._frame(tag[5:], frame_type, timestamp_ms, 0)
+        if kind == EX_CODED_FRAMES:
+            if len(tag) < 8:
+                raise FlvError(
+                    f"enhanced RTMP H.264 frame of {len(tag)} bytes, shorter than its header"
+                )
+            cts = int.from_bytes(tag[5:8], "big", signed=True)
+            return self._frame(tag[8:], frame_type, timestamp_ms, cts)
+        raise FlvError(f"enhanced RTMP packet type {kind} is not taken for H.264")
+
+    def _frame(self, data: bytes, frame_type: int, timestamp_ms: int, cts: int) -> av.Packet | None:
+        if not self.configured:
+            # Without the record the NAL length size is unknown and there are no SPS/PPS:
+            # a decoder can do nothing with the frame, and a conformant encoder always
+            # sends the header first, so waiting would only hide a broken publisher.
+            raise FlvError("an H.264 frame came before the AVC sequence header (SPS/PPS)")
+        keyframe = frame_type == KEY_FRAME
+        body = self.annexb(data, keyframe)
+        if not body:
+            return None
+        packet = av.Packet(body)
         packet.pts = timestamp_ms + cts
         packet.dts = timestamp_ms
         packet.time_base = MS
         packet.is_keyframe = keyframe
         return packet
+
+
+class RtmpRefusal(Exception):
+    """The publisher is dropped: `cause` goes into the one warning line that says so."""
+
+    def __init__(self, cause: str):
+        super().__init__(cause)
+        self.cause = cause
+
+
+class _HungUp(Exception):
+    """The session is over and already logged (a refused token): stop reading it."""
+
+
+# RTMP message type ids (RTMP spec 5.4 and 7.1).
+SET_CHUNK_SIZE, AUDIO, VIDEO, DATA_AMF0, COMMAND_AMF0 = 0x01, 0x08, 0x09, 0x12, 0x14
+CONTROL = {0x02, 0x03, 0x04, 0x05, 0x06}  # abort, ack, user control, window, bandwidth
 
 
 class _Publisher:
@@ -127,6 +290,16 @@ class _Publisher:
 
 
 class RtmpIngest(SimpleRTMPController):
+    """pyrtmp reads the handshake and the chunk stream; the messages are ours to dispatch.
+
+    We run the session loop ourselves (not pyrtmp's `client_callback`) so that whatever a
+    publisher sends ends in one of three ways: served, gone (he hung up), or refused with
+    one warning line from gridwatch.rtmp naming the stream, the peer and the cause; never
+    a library's traceback. pyrtmp's own parsers are used only for commands; its AMF0
+    metadata parser asserts things real encoders break (an ECMA array's count), and
+    metadata is nothing we need.
+    """
+
     def __init__(self, hub: StreamHub, authorize: Authorize):
         super().__init__()
         self.hub = hub
@@ -148,39 +321,132 @@ class RtmpIngest(SimpleRTMPController):
                 session.writer.close()
             await self.server.wait_closed()
 
+    async def client_callback(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One connection, start to end; see the class docstring for how it can end."""
+        session = SessionManager(reader=reader, writer=writer)
+        reason = "publisher left"
+        try:
+            await self._handshake(session)
+            await self._serve(session)
+        except (StreamClosedException, ConnectionError, _HungUp):
+            pass
+        except RtmpRefusal as e:
+            self._refuse(session, e.cause)
+            reason = e.cause
+        except Exception:  # a bug of ours: its traceback is wanted, and the session ends cleanly
+            log.exception("rtmp session failed", extra={"peer": _peer(session)})
+            reason = "internal error"
+        finally:
+            self._end(session, reason)
+            writer.close()
+
+    def _refuse(self, session: SessionManager, cause: str) -> None:
+        publisher = self.publishers.get(session)
+        log.warning("rtmp publisher dropped",
+                    extra={"stream": publisher.stream.id if publisher else None,
+                           "peer": _peer(session), "error": cause})  # fmt: skip
+
+    @staticmethod
+    async def _handshake(session: SessionManager) -> None:
+        """pyrtmp's handshake, but a first byte that is not RTMP 3 (6 is RTMPE, 'G' an HTTP
+        request) is refused before we answer it."""
+        c0 = await C0.from_stream(session.fifo_reader)
+        if c0.protocol_version != 3:
+            raise RtmpRefusal(f"not an RTMP handshake (version byte {c0.protocol_version}, not 3)")
+        c1 = await C1.from_stream(session.fifo_reader)
+        session.writer.write(
+            C0(protocol_version=3).to_bytes()
+            + C1(time=0, zero=0, random=os.urandom(1528)).to_bytes()
+            + C2(time1=c1.time, time2=c1.time, random=c1.random).to_bytes()
+        )
+        await session.writer.drain()
+        await C2.from_stream(session.fifo_reader)
+
+    async def _serve(self, session: SessionManager) -> None:
+        """Reads messages until the publisher hangs up (StreamClosedException) or is refused."""
+        chunks = session.read_chunks_from_stream()
+        while True:
+            try:
+                chunk = await anext(chunks)
+            except StreamClosedException:
+                raise
+            except KeyError as e:  # a continuation header on a chunk stream never started
+                raise RtmpRefusal(
+                    f"malformed RTMP chunk stream: chunk stream {e.args[0]} continued before it began"
+                ) from None
+            except Exception as e:  # pyrtmp's reader over untrusted bytes raises assorted types
+                raise RtmpRefusal(f"malformed RTMP chunk stream: {type(e).__name__}: {e}") from None
+            await self._message(session, chunk)
+
+    async def _message(self, session: SessionManager, chunk: Chunk) -> None:
+        """One complete RTMP message, by its type id. Types we have no use for (AMF3,
+        shared objects, aggregates, protocol control other than the chunk size) are skipped."""
+        kind = chunk.msg_type_id
+        if kind == VIDEO:
+            self._video(session, chunk.payload, chunk.timestamp)
+        elif kind == AUDIO:
+            self._audio(session, chunk.payload, chunk.timestamp)
+        elif kind == COMMAND_AMF0:
+            await self._command(session, chunk)
+        elif kind == SET_CHUNK_SIZE:
+            session.reader_chunk_size = _chunk_size(chunk.payload)
+        # DATA_AMF0 (@setDataFrame onMetaData), CONTROL and the rest: nothing we need.
+
+    async def _command(self, session: SessionManager, chunk: Chunk) -> None:
+        try:
+            message = MessageFactory.from_chunk(chunk)
+        except (
+            Exception
+        ) as e:  # pyrtmp's AMF0 reader: ReadError, AssertionError, NotImplementedError...
+            raise RtmpRefusal(f"malformed RTMP command message: {type(e).__name__}: {e}") from None
+        if isinstance(message, NCConnect):
+            await self.on_nc_connect(session, message)
+        elif isinstance(message, NCCreateStream):
+            await self.on_nc_create_stream(session, message)
+        elif isinstance(message, NSPublish):
+            await self.on_ns_publish(session, message)
+        # FCPublish, releaseStream, deleteStream...: nothing to answer; the hang-up ends him.
+
     async def on_ns_publish(self, session: SessionManager, message: NSPublish) -> None:
         name, _, query = str(message.publishing_name).partition("?")
         token = (parse_qs(query).get("token") or [None])[-1]
         refusal = await self.authorize(name, token)
         if refusal is not None:
             log.warning("rtmp publish refused",
-                        extra={"stream": name[:80], "peer": session.peername, "error": refusal})  # fmt: skip
-            session.writer.close()
-            return
+                        extra={"stream": name[:80], "peer": _peer(session), "error": refusal})  # fmt: skip
+            raise _HungUp
+        if session in self.publishers:
+            raise RtmpRefusal("a second publish on one connection")
         stream = self.hub.upsert(name, push_source(name, "rtmp"))
         publisher = self.publishers[session] = _Publisher(stream, session)
-        publisher.feed.take(None)  # a drone that reconnects replaces (and disconnects) its stale session
-        log.info("rtmp publisher joined", extra={"stream": name, "peer": session.peername})
+        publisher.feed.take(
+            None
+        )  # a drone that reconnects replaces (and disconnects) its stale session
+        log.info("rtmp publisher joined", extra={"stream": name, "peer": _peer(session)})
         await super().on_ns_publish(session, message)
 
-    async def on_video_message(self, session: SessionManager, message: VideoMessage) -> None:
+    def _video(self, session: SessionManager, tag: bytes, timestamp_ms: int) -> None:
+        """One FLV video tag body onto the stream; RtmpRefusal for what FlvH264 refuses."""
         publisher = self.publishers.get(session)
         if publisher is None:
-            return
+            return  # video before publish: nowhere to put it (pyrtmp clients do not do this)
         try:
-            packet = publisher.flv.packet(message.payload, message.timestamp)
+            packet = publisher.flv.packet(tag, timestamp_ms)
         except FlvError as e:
-            log.warning("rtmp publisher dropped",
-                        extra={"stream": publisher.stream.id, "error": str(e)})  # fmt: skip
-            self._end(session, str(e))
-            session.writer.close()
-            return
+            raise RtmpRefusal(str(e)) from None
         if packet is None:
             return
         if not publisher.online:
             publisher.feed.online("h264", None, None)
             publisher.online = True
         publisher.feed.packet(packet)
+
+    def _audio(self, session: SessionManager, tag: bytes, timestamp_ms: int) -> None:
+        """One FLV audio tag body (any bytes, possibly empty). Audio is not forwarded yet:
+        this is where it will be. Whatever parses it must raise FlvError (-> a refusal
+        with its message) and nothing else."""
 
     def _end(self, session: SessionManager, reason: str) -> None:
         publisher = self.publishers.pop(session, None)
@@ -191,5 +457,18 @@ class RtmpIngest(SimpleRTMPController):
             if current and not publisher.stream.consumers:
                 self.hub.remove(publisher.stream.id)
 
-    async def cleanup(self, session: SessionManager) -> None:
-        self._end(session, "publisher left")
+
+def _peer(session: SessionManager) -> str | None:
+    """host:port of the publisher; None once the socket is gone."""
+    peer = session.writer.get_extra_info("peername")
+    return f"{peer[0]}:{peer[1]}" if peer else None
+
+
+def _chunk_size(payload: bytes) -> int:
+    """A Set Chunk Size message (RTMP 5.4.1): 31 bits, at least 1. RtmpRefusal otherwise."""
+    if len(payload) < 4:
+        raise RtmpRefusal(f"Set Chunk Size message of {len(payload)} bytes, not 4")
+    size = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+    if size < 1:
+        raise RtmpRefusal("Set Chunk Size of 0")
+    return size
