@@ -1,14 +1,26 @@
-"""ONVIF cameras: stream URIs, snapshots and PTZ through onvif-zeep-async."""
+"""ONVIF cameras: stream URIs, snapshots and PTZ through onvif-zeep-async.
+
+WS-Security signs every call with a timestamp the device checks against its own clock
+(within a few minutes), so a device whose clock is off (after a power cut, without NTP)
+refuses a correct password with "Sender not Authorized". Each session therefore asks the
+device its time first (GetSystemDateAndTime, which ONVIF lets anyone call) and signs with
+that offset; when the device still refuses, the error says whether its clock or the
+credentials are to blame.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 from onvif import ONVIFCamera, ONVIFError
 from zeep.exceptions import Error as ZeepError
+from zeep.exceptions import Fault, TransportError
 
 from gridwatch.media.sources import Source, with_credentials
 
@@ -19,8 +31,98 @@ log = logging.getLogger("gridwatch.onvif")
 DEVICE_ERRORS = (ONVIFError, ZeepError, aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 
+# Offsets below this are measuring noise (the device answers whole seconds) and far inside
+# any device's WS-Security window: not worth a word in an error.
+CLOCK_NOTE_S = 5.0
+
+SOAP_NS = "http://www.w3.org/2003/05/soap-envelope"
+TT_NS = "http://www.onvif.org/ver10/schema"
+GET_TIME = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    f'<s:Envelope xmlns:s="{SOAP_NS}"><s:Body>'
+    '<GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/>'
+    "</s:Body></s:Envelope>"
+)
+GET_TIME_ACTION = "http://www.onvif.org/ver10/device/wsdl/GetSystemDateAndTime"
+
+
 class OnvifFailure(Exception):
-    """The device did not answer as ONVIF says it should; the message says what failed."""
+    """The device did not answer as ONVIF says it should; the message says what failed.
+
+    `reason` sorts it for callers that treat them differently: "credentials" (the device
+    refused the username/password), "clock" (it refused WS-Security and its clock is, or may
+    be, off), or "device" (anything else: down, slow, not ONVIF).
+    """
+
+    def __init__(self, message: str, reason: str = "device"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DeviceClock:
+    """What GetSystemDateAndTime told: `offset` = device UTC - our UTC, or why it is unknown."""
+
+    offset: timedelta | None
+    error: str = ""
+    answered: bool = True  # False: no HTTP answer at all (down, unreachable, timed out)
+
+
+def describe_offset(offset: timedelta) -> str:
+    """'2 h 0 min ahead of ours', '3 min 5 s behind ours', '40 s ahead of ours'."""
+    seconds = round(abs(offset.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        amount = f"{hours} h {minutes} min"
+    elif minutes:
+        amount = f"{minutes} min {secs} s"
+    else:
+        amount = f"{secs} s"
+    return f"{amount} {'ahead of' if offset > timedelta(0) else 'behind'} ours"
+
+
+def parse_device_time(reply: bytes) -> datetime:
+    """The UTCDateTime of a GetSystemDateAndTime reply, as aware UTC.
+
+    Raises ValueError when the reply is not XML, is a SOAP Fault (its reason is the
+    message), or has no complete UTCDateTime.
+    """
+    try:
+        root = ET.fromstring(reply)
+    except ET.ParseError as e:
+        raise ValueError(f"garbled reply ({e})") from None
+    fault = root.find(f".//{{{SOAP_NS}}}Fault")
+    if fault is not None:
+        reason = fault.findtext(f".//{{{SOAP_NS}}}Reason/{{{SOAP_NS}}}Text", "").strip()
+        raise ValueError(f"refused: {reason or 'SOAP Fault'}")
+    utc = root.find(f".//{{{TT_NS}}}UTCDateTime")
+    if utc is None:
+        raise ValueError("no UTCDateTime in the reply")
+    date, clock = utc.find(f"{{{TT_NS}}}Date"), utc.find(f"{{{TT_NS}}}Time")
+    try:
+        if date is None or clock is None:
+            raise ValueError("no Date or Time")
+        ymd = [int(date.findtext(f"{{{TT_NS}}}{n}", "")) for n in ("Year", "Month", "Day")]
+        hms = [int(clock.findtext(f"{{{TT_NS}}}{n}", "")) for n in ("Hour", "Minute", "Second")]
+        return datetime(*ymd, *hms, tzinfo=UTC)
+    except ValueError as e:  # a missing or non-numeric field, or an impossible date
+        raise ValueError(f"UTCDateTime unreadable ({e})") from None
+
+
+def is_auth_refusal(e: BaseException) -> bool:
+    """Did the device refuse our WS-Security token (rather than fail otherwise)?
+
+    ONVIF's answer is a Fault with subcode ter:NotAuthorized ("Sender not Authorized");
+    some devices only say it in the reason text, or answer HTTP 401 with no SOAP at all.
+    """
+    if isinstance(e, Fault):
+        subcodes = [str(getattr(c, "localname", c)) for c in (e.subcodes or [])]
+        return (
+            any(c.endswith("NotAuthorized") for c in subcodes)
+            or "not authorized" in str(e.message or "").lower()
+        )
+    return isinstance(e, TransportError) and e.status_code == 401
 
 
 @dataclass
@@ -32,13 +134,107 @@ class PtzCommand:
     preset: str | None = None
 
 
+@dataclass
+class Session:
+    """One device conversation: its services sign with the device's clock when it told us."""
+
+    cam: ONVIFCamera
+    media: Any
+    token: str  # the chosen media profile
+    clock: DeviceClock
+
+
+def refusal_text(e: BaseException) -> str:
+    """What the device said when it refused our token ("Sender not Authorized", "HTTP 401")."""
+    if isinstance(e, Fault):
+        return str(e.message or "SOAP Fault")
+    return f"HTTP {getattr(e, 'status_code', '?')}"
+
+
+def failure(what: str, e: BaseException, clock: DeviceClock) -> OnvifFailure:
+    """An OnvifFailure for `e`, raised by the call `what` ("PTZ stop failed", ...).
+
+    A WS-Security refusal is told apart: with the device's clock right (or corrected and
+    close to ours) it is the username or password; with the clock unreadable, or far off
+    even though we signed with it, the message names the clock.
+    """
+    if not is_auth_refusal(e):
+        return OnvifFailure(f"{what}: {e}")
+    said = refusal_text(e)
+    if clock.offset is None:
+        return OnvifFailure(
+            f"{what}: WS-Security refused ({said}) and the device clock could not be read "
+            f"(GetSystemDateAndTime: {clock.error}): a device clock that is off (set it, "
+            "or its NTP) or a wrong username or password",
+            "clock",
+        )
+    if abs(clock.offset.total_seconds()) >= CLOCK_NOTE_S:
+        return OnvifFailure(
+            f"{what}: device clock is {describe_offset(clock.offset)}; WS-Security refused "
+            f"({said}) even signed with the device's time: set the device clock (or its NTP), "
+            "and check the username and password",
+            "clock",
+        )
+    return OnvifFailure(
+        f"{what}: wrong username or password (WS-Security refused: {said})", "credentials"
+    )
+
+
 class Onvif:
     """Talks to the devices behind `onvif://` sources; one short session per call."""
 
     def __init__(self, timeout_s: float = 5.0):
         self.timeout_s = timeout_s
 
-    async def _session(self, source: Source) -> tuple[ONVIFCamera, Any, str]:
+    async def device_clock(self, source: Source) -> DeviceClock:
+        """Ask the device its time, unauthenticated (ONVIF allows it, for exactly this).
+
+        Never raises: a device that refuses (AXIS asks for a token), garbles or does not
+        answer gives a DeviceClock with offset None and the reason in `error`.
+        """
+        host = f"[{source.host}]" if ":" in source.host else source.host
+        url = f"http://{host}:{source.port or 80}/onvif/device_service"
+        headers = {
+            "Content-Type": f'application/soap+xml; charset=utf-8; action="{GET_TIME_ACTION}"'
+        }
+        timeout = aiohttp.ClientTimeout(total=self.timeout_s)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                sent = time.time()
+                async with http.post(url, data=GET_TIME, headers=headers) as resp:
+                    reply = await resp.read()
+                received = time.time()
+            device = parse_device_time(reply)
+        except ValueError as e:  # it answered, but no time we can use
+            return DeviceClock(None, str(e))
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            return DeviceClock(None, str(e) or type(e).__name__, answered=False)
+        # The device read its clock somewhere in the round trip, and answers whole seconds
+        # (truncated): compare its mid-second with our mid-trip.
+        ours = datetime.fromtimestamp((sent + received) / 2, UTC)
+        return DeviceClock(device + timedelta(seconds=0.5) - ours)
+
+    async def _session(self, source: Source) -> Session:
+        """Clock read, services, profiles; raises OnvifFailure (see `failure`)."""
+        device = f"ONVIF device {source.host}:{source.port}"
+        clock = await self.device_clock(source)
+        if not clock.answered:
+            # Down or unreachable: waiting out the library's own timeouts would only double
+            # the time to say so.
+            raise OnvifFailure(f"{device} did not answer: {clock.error}")
+        if clock.offset is not None and abs(clock.offset.total_seconds()) >= CLOCK_NOTE_S:
+            log.info(
+                "onvif device clock is off; signing with its time",
+                extra={
+                    "device": device,
+                    "offset_s": round(clock.offset.total_seconds()),
+                },
+            )
+        # adjust_time: the library reads the clock again in update_xaddrs() and keeps the
+        # offset (dt_diff) for every service it creates here, PTZ included. Only when our
+        # read worked: the library's read raises on a garbled reply, and a device that
+        # refuses it may well have a right clock. (Our own read comes first because it never
+        # raises and says why it failed.)
         # no_cache: zeep would otherwise write a cache database into the home directory.
         cam = ONVIFCamera(
             source.host,
@@ -46,46 +242,49 @@ class Onvif:
             source.username or "",
             source.password or "",
             no_cache=True,
+            adjust_time=clock.offset is not None,
         )
         try:
             await cam.update_xaddrs()
             media = await cam.create_media_service()
             profiles = await media.GetProfiles()
-        except DEVICE_ERRORS as e:
+        except (*DEVICE_ERRORS, AttributeError) as e:  # AttributeError: a reply without UTCDateTime
             await cam.close()
-            raise OnvifFailure(
-                f"ONVIF device {source.host}:{source.port} did not answer: {e}"
-            ) from None
+            if not is_auth_refusal(e):
+                raise OnvifFailure(f"{device} did not answer: {e}") from None
+            raise failure(device, e, clock) from None
         index = int(source.params.get("profile", "0"))
         if not profiles or index >= len(profiles):
             await cam.close()
             raise OnvifFailure(f"ONVIF profile {index} not found ({len(profiles or [])} profiles)")
-        return cam, media, profiles[index].token
+        return Session(cam, media, profiles[index].token, clock)
 
     async def stream_uri(self, source: Source) -> str:
-        cam, media, token = await self._session(source)
+        """The profile's RTSP URI with the source's credentials in it; raises OnvifFailure."""
+        s = await self._session(source)
         try:
-            reply = await media.GetStreamUri(
+            reply = await s.media.GetStreamUri(
                 {
-                    "ProfileToken": token,
+                    "ProfileToken": s.token,
                     "StreamSetup": {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}},
                 }
             )
         except DEVICE_ERRORS as e:
-            raise OnvifFailure(f"GetStreamUri failed: {e}") from None
+            raise failure("GetStreamUri failed", e, s.clock) from None
         finally:
-            await cam.close()
+            await s.cam.close()
         return with_credentials(reply.Uri, source.username, source.password)
 
     async def snapshot(self, source: Source) -> bytes | None:
         """The device's own JPEG (GetSnapshotUri), or None when it offers none."""
-        cam, media, token = await self._session(source)
+        s = await self._session(source)
         try:
-            uri = (await media.GetSnapshotUri({"ProfileToken": token})).Uri
+            uri = (await s.media.GetSnapshotUri({"ProfileToken": s.token})).Uri
         except DEVICE_ERRORS:
             return None
         finally:
-            await cam.close()
+            await s.cam.close()
+        # The JPEG itself is plain HTTP (digest or basic), no WS-Security: no clock in it.
         if not uri:
             return None
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
@@ -106,9 +305,12 @@ class Onvif:
         return None
 
     async def ptz(self, source: Source, cmd: PtzCommand) -> None:
-        cam, _media, token = await self._session(source)
+        """Move, stop or go to a preset; raises OnvifFailure."""
+        s = await self._session(source)
+        token = s.token
         try:
-            ptz = await cam.create_ptz_service()
+            # Created after update_xaddrs(), so it signs with the device's clock too.
+            ptz = await s.cam.create_ptz_service()
             if cmd.action == "move":
                 await ptz.ContinuousMove(
                     {
@@ -124,6 +326,6 @@ class Onvif:
             else:
                 await ptz.GotoPreset({"ProfileToken": token, "PresetToken": cmd.preset})
         except DEVICE_ERRORS as e:
-            raise OnvifFailure(f"PTZ {cmd.action} failed: {e}") from None
+            raise failure(f"PTZ {cmd.action} failed", e, s.clock) from None
         finally:
-            await cam.close()
+            await s.cam.close()
