@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from urllib.parse import quote
 
 from gridwatch.media.sources import redact
 
@@ -17,6 +18,9 @@ def add_secret(value: str | None) -> None:
     """Register a literal secret (a camera password) that must never be logged."""
     if value and len(value) >= 3:
         _secrets.add(value)
+        # Source.url hands it to FFmpeg percent-encoded: a message quoting that form is
+        # scrubbed too.
+        _secrets.add(quote(value, safe=""))
 
 
 def scrub(text: str) -> str:
@@ -50,9 +54,16 @@ class OneLineFromLibraries(logging.Filter):
     tracebacks, which are bugs to fix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and record.exc_info[1] is not None and not record.name.startswith("gridwatch"):
+        if (
+            record.exc_info
+            and record.exc_info[1] is not None
+            and not record.name.startswith("gridwatch")
+        ):
             exc = record.exc_info[1]
-            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:300]}", None
+            record.msg, record.args = (
+                f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:300]}",
+                None,
+            )
             record.exc_info = record.exc_text = None
         return True
 

@@ -14,7 +14,8 @@ Usage::
 
     /usr/bin/python3 tests/support/rtsp_server.py --port PORT \
         [--mount PATH=SPEC ...] [--threads N] [--backlog N] \
-        [--udp-ports LO-HI] [--die-with-parent] [-v|--verbose]
+        [--udp-ports LO-HI] [--auth USER:PASSWORD] [--die-with-parent]
+        [-v|--verbose]
 
 ``--port 0`` picks a free port; the chosen port is the one printed on the
 READY line.  ``--mount`` may be repeated; without any, a single
@@ -65,6 +66,11 @@ multicast is not):
             -bsf:v h264_mp4toannexb -f rtp rtp://127.0.0.1:5004
 
     e.g. ``/udp1=udp:5004``
+
+``--auth USER:PASSWORD`` (split at the first ``:``; the password may hold
+any character, ``@ / # :`` included; repeatable) makes every mount require
+RTSP Basic authentication with one of those credentials: a client without
+them, or with others, gets 401 Unauthorized and no stream.
 
 Protocol with the parent process:
 
@@ -523,6 +529,7 @@ def build_server(args, mounts):
     server.connect("client-connected",
                    lambda _srv, client: client.connect("pre-play-request", _on_pre_play))
     points = server.get_mount_points()
+    permissions = _require_auth(server, args.auth) if args.auth else None
     clock = Gst.SystemClock.obtain()
     # Without a pool with *unicast* (ttl 0) addresses, the per-client UDP
     # RTP/RTCP sockets are bound to 0.0.0.0 and [::]; this pins them to
@@ -546,6 +553,8 @@ def build_server(args, mounts):
         # joined.  With CLOCK_AND_OFFSET the media counts as not seekable
         # (the SDP just gains RFC 7273 a=ts-refclk/a=mediaclk lines).
         factory.set_publish_clock_mode(GstRtspServer.RTSPPublishClockMode.CLOCK_AND_OFFSET)
+        if permissions is not None:
+            factory.set_permissions(permissions)
         if kind == "file":
             feeder = FileFeeder(payload, path)
             if not feeder.start():
@@ -567,6 +576,24 @@ def build_server(args, mounts):
         points.add_factory(path, factory)
         debug("mount %s -> %s" % (path, desc))
     return server, feeders
+
+
+def _require_auth(server, credentials):
+    """Basic auth on @server for each USER:PASSWORD in @credentials; returns the
+    permissions every factory must carry (only the role those credentials give
+    may open a mount)."""
+    auth = GstRtspServer.RTSPAuth()
+    token = GstRtspServer.RTSPToken()
+    token.set_string("media.factory.role", "viewer")
+    for pair in credentials:
+        user, _, password = pair.partition(":")
+        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+    auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+    server.set_auth(auth)
+    permissions = GstRtspServer.RTSPPermissions()
+    permissions.add_permission_for_role("viewer", "media.factory.access", True)
+    permissions.add_permission_for_role("viewer", "media.factory.construct", True)
+    return permissions
 
 
 def _wait_for_segments(media, timeout_s=5.0):
@@ -636,6 +663,9 @@ def main(argv=None):
                     metavar="LO-HI",
                     help="port range for server-side UDP RTP/RTCP sockets, bound to "
                          "127.0.0.1 (default 20000-29999)")
+    ap.add_argument("--auth", action="append", default=[], metavar="USER:PASSWORD",
+                    help="require RTSP Basic auth with these credentials on every mount "
+                         "(repeatable: any of them)")
     ap.add_argument("--die-with-parent", action="store_true",
                     help="get SIGTERM when the parent exits (Linux prctl)")
     ap.add_argument("-v", "--verbose", action="store_true", help="log to stderr")
