@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
+import time
+import weakref
 
 from gridwatch.media.producers import DemuxProducer, Resolver, SyntheticProducer, ThreadProducer
 from gridwatch.media.sources import Source
@@ -31,13 +35,19 @@ class StreamHub:
             "read_timeout_s": read_timeout_s,
         }
         self.onvif_resolver = onvif_resolver
+        # Every producer made here, while it lives: stop() waits for their threads.
+        self._producers: weakref.WeakSet[ThreadProducer] = weakref.WeakSet()
 
     def _producer(self, stream: Stream) -> ThreadProducer:
         kind = stream.source.kind
+        producer: ThreadProducer
         if kind in ("lavfi", "clock"):
-            return SyntheticProducer(stream, **self._producer_args)
-        resolve = self.onvif_resolver if kind == "onvif" else None
-        return DemuxProducer(stream, resolve=resolve, **self._producer_args)
+            producer = SyntheticProducer(stream, **self._producer_args)
+        else:
+            resolve = self.onvif_resolver if kind == "onvif" else None
+            producer = DemuxProducer(stream, resolve=resolve, **self._producer_args)
+        self._producers.add(producer)
+        return producer
 
     def get(self, stream_id: str) -> Stream | None:
         return self.streams.get(stream_id)
@@ -65,3 +75,26 @@ class StreamHub:
     def close(self) -> None:
         for stream_id in list(self.streams):
             self.remove(stream_id)
+
+    async def stop(self, timeout_s: float) -> None:
+        """Close every stream and wait, at most `timeout_s` in all, for the producers'
+        threads to end, so that none is still in FFmpeg while the interpreter exits.
+        A thread still blocked at the deadline (a source that stopped answering, inside
+        its read timeout) is named in a warning and left: it is a daemon thread."""
+        self.close()
+        deadline = time.monotonic() + timeout_s
+        for producer in list(self._producers):
+            thread = _thread_of(producer)
+            if thread is None or not thread.is_alive():
+                continue
+            await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.warning("producer thread still running at shutdown",
+                            extra={"stream": producer.stream.id, "seconds": timeout_s})  # fmt: skip
+
+
+def _thread_of(producer: ThreadProducer) -> threading.Thread | None:
+    # ThreadProducer keeps its thread private; a `join()` of its own would be the right
+    # interface (asked for). Until it has one, its thread is found here.
+    thread = getattr(producer, "_thread", None)
+    return thread if isinstance(thread, threading.Thread) else None

@@ -2,7 +2,9 @@
 
 A holder renews its lease well within the TTL; when it dies, the lease runs out and
 another takes the camera over. Renewal and release check the holder, so a holder
-that was too slow can never extend or drop a lease someone else has taken since.
+that was too slow can never extend or drop a lease someone else has taken since. A
+holder that stops cleanly (a node shutting down) releases its leases at once, so
+another node, or this one restarted, takes the cameras without waiting for the TTL.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from gridwatch.contracts.retry import forever
 
@@ -58,6 +61,10 @@ class LeasedWork(Generic[T]):
     Every lease_s/3 the wanted items are read again: a task whose item is no longer
     wanted, or changed, is stopped and its lease released; one whose lease another
     took is stopped; a free lease is taken and its task started.
+
+    A task is stopped by `stop(item)` when given (it asks the task to end on its own:
+    a recorder closes its segment) and cancelled only if it has not ended `stop_s`
+    later. `close()` (or cancelling `run()`) stops every task and releases its lease.
     """
 
     def __init__(
@@ -66,21 +73,57 @@ class LeasedWork(Generic[T]):
         wanted: Callable[[], Awaitable[dict[str, T]]],
         start: Callable[[str, T], Coroutine[None, None, None]],
         period_s: float,
+        stop: Callable[[str], None] | None = None,
+        stop_s: float = 2.0,
     ):
         self.leases = leases
         self.wanted = wanted
         self.start = start
         self.period_s = period_s
+        self.stop = stop
+        self.stop_s = stop_s
         self.running: dict[str, tuple[T, asyncio.Task]] = {}
+        self.closed = False
+        # A cycle and close() never interleave: a cycle's hold() landing after close()
+        # released the lease would take it again for a node that is going away.
+        self._lock = asyncio.Lock()
 
     async def run(self) -> None:
         try:
             await forever(self._cycle, f"{self.leases.role} leases", log, period_s=self.period_s)
         finally:
-            for item in list(self.running):
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop every task and release its lease; no task starts after this. Idempotent.
+        A lease that cannot be released (Redis away) runs out by its TTL as after a crash."""
+        async with self._lock:
+            self.closed = True
+            await self._stop_all()
+
+    async def _stop_all(self) -> None:
+        for item in list(self.running):
+            try:
                 await self._stop(item)
+            except (RedisError, OSError) as e:  # its last write (a segment's index entry) lost
+                log.warning("task stopped without redis", extra={"role": self.leases.role,
+                                                                 "item": item, "error": str(e)})  # fmt: skip
+            except Exception:  # one task's fault must not keep the others' leases held
+                log.exception(
+                    "task failed while stopping", extra={"role": self.leases.role, "item": item}
+                )
+            try:
+                await self.leases.release(item)
+            except (RedisError, OSError) as e:
+                log.warning("lease not released", extra={"role": self.leases.role, "item": item,
+                                                         "error": str(e)})  # fmt: skip
 
     async def _cycle(self) -> None:
+        async with self._lock:
+            if not self.closed:
+                await self._take_and_drop()
+
+    async def _take_and_drop(self) -> None:
         wanted = await self.wanted()
         for item in list(self.running):
             if item not in wanted or self.running[item][0] != wanted[item]:
@@ -92,11 +135,20 @@ class LeasedWork(Generic[T]):
                     await self._stop(item)
                 continue
             if item not in self.running:
-                task = asyncio.create_task(self.start(item, spec), name=f"{self.leases.role}-{item}")
+                task = asyncio.create_task(
+                    self.start(item, spec), name=f"{self.leases.role}-{item}"
+                )
                 self.running[item] = (spec, task)
 
     async def _stop(self, item: str) -> None:
         _, task = self.running.pop(item)
+        if self.stop is not None and not task.done():
+            self.stop(item)
+            # asyncio.wait, not wait_for: it never cancels the task it waits on.
+            await asyncio.wait([task], timeout=self.stop_s)
+            if not task.done():
+                log.warning("task did not stop in time, cancelled",
+                            extra={"role": self.leases.role, "item": item, "seconds": self.stop_s})  # fmt: skip
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import av
 
-from gridwatch.media.stream import CLOCK_RATE, Stream, StreamClosed
+from gridwatch.media.stream import CLOCK_RATE, Consumer, Stream, StreamClosed
 from gridwatch.recordings.segments import DiskFull, Segment, SegmentWriter
 
 log = logging.getLogger("gridwatch.recordings")
@@ -62,6 +62,8 @@ class Recorder:
         # A cancelled write goes on in its thread: closing must wait for it, never race it.
         self._io = threading.Lock()
         self._anchor: tuple[float, int] | None = None  # (wall, pts)
+        self._consumer: Consumer | None = None
+        self._stopping = False
 
     def mark(self, at: float, pre_s: float, post_s: float) -> None:
         """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
@@ -72,11 +74,22 @@ class Recorder:
                 start if self.pending_from is None else min(self.pending_from, start)
             )
 
+    def stop(self) -> None:
+        """End run() cleanly (the node shuts down, or the camera is no longer ours): what
+        is written is closed and indexed with its end and size, so the next recorder of
+        the camera, here or on another node, finds nothing to repair. On the event loop;
+        a batch being written is finished and indexed first."""
+        self._stopping = True
+        if self._consumer is not None:
+            self._consumer.close()  # a waiting get() raises StreamClosed at once
+
     async def run(self) -> None:
-        consumer = self.stream.attach(f"recorder:{self.camera}")
+        if self._stopping:
+            return
+        consumer = self._consumer = self.stream.attach(f"recorder:{self.camera}")
         log.info("recording", extra={"camera": self.camera, "mode": self.plan.mode})
         try:
-            while True:
+            while not self._stopping:
                 try:
                     # Not wait_for: on 3.11 it can swallow a cancel that races a packet.
                     async with asyncio.timeout(IDLE_CLOSE_S):

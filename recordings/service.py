@@ -80,9 +80,8 @@ class Recordings:
         self.root = (data_dir / "recordings").resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = SegmentIndex(redis)
-        self.work = LeasedWork(
-            Leases(redis, "record", node, self.lease_s), self._wanted, self._record, self.lease_s / 3
-        )
+        self.work = LeasedWork(Leases(redis, "record", node, self.lease_s), self._wanted,
+                               self._record, self.lease_s / 3, stop=self._stop_recorder)  # fmt: skip
         self.recorders: dict[str, Recorder] = {}
         self.policies: dict[str, RecordConfig] = {}
         self.disk_full = False
@@ -112,17 +111,28 @@ class Recordings:
 
     async def _record(self, camera: str, spec: tuple[str, RecordConfig]) -> None:
         source, policy = spec
-        await self._repair(camera)  # we hold its lease now: nobody else writes its segments
         stream = self.hub.upsert(camera, parse_source(source)) if source else self.hub.get(camera)
-        if stream is None:
-            return
-        plan = Plan(policy.mode, self.cfg.segment_s, self.cfg.pre_s, self.cfg.post_s)
-        recorder = Recorder(self.root, camera, stream, plan, self._indexed, lambda: not self.disk_full)
-        self.recorders[camera] = recorder
+        recorder = None
+        if stream is not None:
+            plan = Plan(policy.mode, self.cfg.segment_s, self.cfg.pre_s, self.cfg.post_s)
+            recorder = Recorder(
+                self.root, camera, stream, plan, self._indexed, lambda: not self.disk_full
+            )
+            # Registered before the repair: a stop() that comes meanwhile is not lost.
+            self.recorders[camera] = recorder
         try:
-            await recorder.run()
+            await self._repair(camera)  # we hold its lease now: nobody else writes its segments
+            if recorder is not None:
+                await recorder.run()
         finally:
-            self.recorders.pop(camera, None)
+            if recorder is not None and self.recorders.get(camera) is recorder:
+                del self.recorders[camera]
+
+    def _stop_recorder(self, camera: str) -> None:
+        """Ask a camera's recorder to close its segment and end (LeasedWork's stop)."""
+        recorder = self.recorders.get(camera)
+        if recorder is not None:
+            recorder.stop()
 
     async def _indexed(self, seg: Segment) -> None:
         await self.index.put(seg)
@@ -189,14 +199,19 @@ class Recordings:
         try:
             seconds = await asyncio.to_thread(export, self.root, segments, start, end, tmp)
         except NoFootage:
-            log.warning("no footage for an evidence clip", extra={"camera": camera, "ticket": ticket_id})
+            log.warning(
+                "no footage for an evidence clip", extra={"camera": camera, "ticket": ticket_id}
+            )
             return
         tmp.replace(path)
         await self.redis.zadd(EVIDENCE_CLIPS, {rel: time.time()})
         await self.redis.hset(f"{EVIDENCE_CLIPS}:tickets", rel, ticket_id)
         await self.desk.attach(ticket_id, rel, f"clip {seconds:.0f} s")
         self.counts["evidence_clips"] += 1
-        log.info("evidence clip", extra={"camera": camera, "ticket": ticket_id, "seconds": round(seconds, 1)})
+        log.info(
+            "evidence clip",
+            extra={"camera": camera, "ticket": ticket_id, "seconds": round(seconds, 1)},
+        )
 
     # retention and disk ------------------------------------------------------
 
@@ -236,12 +251,16 @@ class Recordings:
                     break
             usage[camera] = await self.index.usage(camera)
             if policy.max_gb is not None:
-                usage[camera] = await self._trim(camera, usage[camera], policy.max_gb * GB, "camera quota")
+                usage[camera] = await self._trim(
+                    camera, usage[camera], policy.max_gb * GB, "camera quota"
+                )
         if self.cfg.max_gb is not None:
             total, limit = sum(usage.values()), self.cfg.max_gb * GB
             while total > limit:
                 firsts = [(await self.index.oldest(c, 1), c) for c in usage]
-                candidates = [(segs[0], c) for segs, c in firsts if segs and segs[0].end is not None]
+                candidates = [
+                    (segs[0], c) for segs, c in firsts if segs and segs[0].end is not None
+                ]
                 if not candidates:
                     break
                 seg, camera = min(candidates, key=lambda x: x[0].start)
@@ -282,10 +301,20 @@ class Recordings:
         self._check_disk()
         await self.retention()
 
+    async def close(self) -> None:
+        """Shut down cleanly: every recorder closes its segment (indexed with its end and
+        size, playable to its end) and the record leases are released, so another node,
+        or this one restarted, records on at once with nothing to repair."""
+        await self.work.close()
+
     async def run(self) -> None:
-        tasks = [asyncio.create_task(t) for t in (self.work.run(), self._marks(), self._housekeeping())]
+        tasks = [
+            asyncio.create_task(t) for t in (self.work.run(), self._marks(), self._housekeeping())
+        ]
         try:
-            await asyncio.gather(*tasks)
+            # wait, not gather: a cancelled gather cancels its tasks itself, and the second
+            # cancel below would then land in their cleanup (a recorder closing its segment).
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
             for t in [*tasks, *self._tasks]:
                 t.cancel()

@@ -70,6 +70,9 @@ log = logging.getLogger("gridwatch.server")
 REDIS_CONNECTIONS = 256
 REDIS_WAIT_S = 5.0
 NODE = node_id()  # this node, in leases and presence
+PRODUCERS_STOP_S = 1.5  # for the producers' threads to leave their source at shutdown
+# Set when the node starts shutting down: from then on every new request is refused.
+DRAINING = web.AppKey("draining", asyncio.Event)
 
 
 @contextlib.asynccontextmanager
@@ -101,7 +104,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await client.ping()
     app[keys.REDIS] = client
     secret = await shared_secret(client, cfg.server.secret)
-    app[keys.TOKENS] = Tokens(secret, cfg.server.token_ttl_s, client, {u.username: u.role for u in cfg.users})
+    app[keys.TOKENS] = Tokens(
+        secret, cfg.server.token_ttl_s, client, {u.username: u.role for u in cfg.users}
+    )
     yield
     await client.aclose()
     if embedded is not None:
@@ -197,15 +202,13 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
             if c.detect.enabled and c.zones
         ]
 
-    samplers = Samplers(
-        app[keys.REDIS], hub, targets, NODE, cfg.media.lease_s
-    )
-    async with running(samplers.run()):
+    samplers = Samplers(app[keys.REDIS], hub, targets, NODE, cfg.media.lease_s)
+    async with running(samplers.run()):  # cancelled, the samplers release their leases
         yield
     await rtmp.stop()
     await publishers.close_all()
     await viewers.close_all()
-    hub.close()
+    await hub.stop(PRODUCERS_STOP_S)
 
 
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -217,6 +220,43 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.METRICS].watch_recordings(recordings)
     async with running(recordings.run()):
         yield
+
+
+@web.middleware
+async def refuse_while_draining(request: web.Request, handler) -> web.StreamResponse:
+    """503 for every request once the node shuts down (a keep-alive connection may still
+    bring one): no new WHEP/WHIP session, /ws socket or API call starts on a node that is
+    going away; the client retries, on another node or on this one once it is back."""
+    if request.app[DRAINING].is_set():
+        return web.json_response(
+            {"error": "shutting_down", "message": "this node is shutting down; try again"},
+            status=503, headers={"Retry-After": "2", "Connection": "close"},
+        )  # fmt: skip
+    return await handler(request)
+
+
+async def drain(app: web.Application) -> None:
+    """The first step of a shutdown (aiohttp's on_shutdown, after the listening socket is
+    closed and before in-flight requests are waited for): refuse new sessions, end the
+    long-lived ones that would otherwise hold the shutdown up, and hand the cameras over.
+
+    - every new request gets 503, RTMP stops listening and hangs up its publishers;
+    - each /ws socket is closed with 1001 (going away), so its handler returns at once
+      (left open, aiohttp would wait for it until its shutdown timeout);
+    - every recorder closes its segment (indexed with end and size) and the record
+      leases are released, so another node, or this one restarted, records at once.
+    WebRTC peers and producer threads are stopped afterwards, in media_ctx's cleanup.
+    """
+    app[DRAINING].set()
+    log.info("draining", extra={"sockets": app[keys.SOCKETS].count(),
+                                "recorders": len(app[keys.RECORDINGS].recorders)})  # fmt: skip
+    steps = {"rtmp": app[keys.RTMP].stop(), "sockets": app[keys.SOCKETS].close_all(),
+             "recordings": app[keys.RECORDINGS].close()}  # fmt: skip
+    results = await asyncio.gather(*steps.values(), return_exceptions=True)
+    for step, result in zip(steps, results, strict=True):
+        # One step's fault must not skip the others, nor the cleanup that follows.
+        if isinstance(result, Exception):
+            log.error("shutdown step failed", extra={"step": step, "error": repr(result)})
 
 
 @allow(public=True)
@@ -285,9 +325,10 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[metrics.middleware(), security_headers(page_policy(PAGES, config.map.tile_url)),
-                     error_middleware, auth_middleware(keys.TOKENS, config.server.origins)],
-    )
+                     refuse_while_draining, error_middleware, auth_middleware(keys.TOKENS, config.server.origins)],
+    )  # fmt: skip
     app[keys.CONFIG] = config
+    app[DRAINING] = asyncio.Event()
     app[keys.METRICS] = metrics
     app[keys.MAP] = load_basemap(config)  # ConfigError here: check-config reports it first
     app[keys.PASSWORDS] = PasswordChecks()
@@ -296,6 +337,7 @@ def create_app(config: Config) -> web.Application:
         app[keys.PASSWORDS].close()
 
     app.on_cleanup.append(close_passwords)
+    app.on_shutdown.append(drain)
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
     app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx, recordings_ctx])
     app.router.add_get("/metrics", metrics_guard(config.server, metrics.handler))

@@ -10,6 +10,7 @@ import logging
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from gridwatch.signaling.config import Config, ConfigError, load_config
 from gridwatch.signaling.logs import setup_logging
 
 log = logging.getLogger("gridwatch.server")
+# Requests still in flight when the node shuts down (a recording download, a WHEP offer)
+# get this long. The long-lived ones (/ws sockets) are closed first and never wait on it.
+IN_FLIGHT_S = 2.0
 
 
 async def _serve(
@@ -33,9 +37,11 @@ async def _serve(
 
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False,
-                           keepalive_timeout=KEEPALIVE_S)  # fmt: skip
+                           keepalive_timeout=KEEPALIVE_S, shutdown_timeout=IN_FLIGHT_S)  # fmt: skip
     await runner.setup()
-    server = await listen(runner, config.server.host, config.server.port, config.server.header_timeout_s)
+    server = await listen(
+        runner, config.server.host, config.server.port, config.server.header_timeout_s
+    )
     host = config.server.host if config.server.host not in ("0.0.0.0", "::") else "127.0.0.1"
     log.info("listening", extra={"url": f"http://{host}:{config.server.port}/"})
     if banner:
@@ -47,8 +53,13 @@ async def _serve(
     async with sidecars() if sidecars else contextlib.nullcontext():
         await stop.wait()
         log.info("shutting down")
+    began = time.monotonic()
+    # No new connection from here; runner.cleanup() then refuses new requests and closes
+    # the sockets, segments and leases (app.drain), waits for requests in flight, and
+    # runs the app's cleanup (peers, producers, Redis).
     server.close()
     await runner.cleanup()
+    log.info("stopped", extra={"seconds": round(time.monotonic() - began, 2)})
 
 
 def load_checked(path: Path | None) -> Config:

@@ -31,6 +31,8 @@ log = logging.getLogger("gridwatch.ws")
 REPLAY_MAX = 500
 SEND_TIMEOUT_S = 10.0  # one event not taken by the client in this long: dropped too
 SLOW = 1013  # "try again later": the client reconnects and its inbox replays what it missed
+GOING_AWAY = 1001  # the node shuts down: the client reconnects (to another node, or this one)
+CLOSE_WAIT_S = 1.0  # for the client's answer to our close frame, before the connection is cut
 
 
 class Client:
@@ -54,6 +56,7 @@ class Client:
         self.transport = transport
         self.out: asyncio.Queue[dict] = asyncio.Queue(queue)
         self.dropped: str | None = None
+        self.closed_with: int | None = None  # the code this side closed with, if it did
         self.writer = asyncio.create_task(self._write())
 
     async def start(self) -> None:
@@ -99,14 +102,23 @@ class Client:
         if self.dropped:
             return
         self.dropped = why
-        log.warning("slow socket dropped", extra={"user": self.user, "device": self.device, "why": why})
+        log.warning(
+            "slow socket dropped", extra={"user": self.user, "device": self.device, "why": why}
+        )
         asyncio.get_running_loop().create_task(self._close(why))
 
     async def _close(self, why: str) -> None:
+        await self.close(SLOW, f"too slow: {why}")
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code`, waiting at most CLOSE_WAIT_S for the client's answer; the
+        handler's `async for` then ends. Events still queued are not sent: what was
+        addressed to the user stays in his inbox for his next connection."""
+        self.closed_with = code
         self.writer.cancel()
         try:  # the close code, if it can still get through ...
-            async with asyncio.timeout(1):
-                await self.ws.close(code=SLOW, message=f"too slow: {why}".encode()[:120])
+            async with asyncio.timeout(CLOSE_WAIT_S):
+                await self.ws.close(code=code, message=reason.encode()[:120])
         except (TimeoutError, ConnectionResetError, RuntimeError):
             pass
         finally:  # ... but a client that does not read is not waited for: its reply never comes
@@ -139,6 +151,11 @@ class Sockets:
 
     def clients(self) -> list[Client]:
         return [c for clients in self.by_user.values() for c in clients]
+
+    async def close_all(self, code: int = GOING_AWAY, reason: str = "server shutting down") -> None:
+        """Close every socket of this node at once (the node shuts down): each client sees
+        `code` within CLOSE_WAIT_S, not an abnormal closure, and reconnects."""
+        await asyncio.gather(*(c.close(code, reason) for c in self.clients()))
 
     async def to_user(self, user: str, event: dict, device: str | None = None) -> None:
         """Send now, to every socket of `user` (or only those of `device`), on any node."""

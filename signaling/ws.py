@@ -75,13 +75,17 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     device = query(request, WsQuery).device or uuid.uuid4().hex[:16]
     ws = web.WebSocketResponse(heartbeat=20, max_msg_size=MAX_MESSAGE)
     await ws.prepare(request)
-    if (sock := request.transport.get_extra_info("socket") if request.transport else None) is not None:
+    if (
+        sock := request.transport.get_extra_info("socket") if request.transport else None
+    ) is not None:
         # The kernel would buffer megabytes for a client that stopped reading (per socket,
         # thousands of sockets); a bounded buffer makes a slow client show at once.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER)
     app = request.app
     redis = app[keys.REDIS]
-    client = Client(ws, principal, redis, device, request.transport, app[keys.CONFIG].server.ws_send_queue)
+    client = Client(
+        ws, principal, redis, device, request.transport, app[keys.CONFIG].server.ws_send_queue
+    )
     sockets, presence = app[keys.SOCKETS], app[keys.PRESENCE]
     sockets.add(client)
     limit = RateLimit(app[keys.CONFIG].calls)
@@ -127,8 +131,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     finally:
         client.stop()
         sockets.remove(client)
+        # The code we closed with (1001 at shutdown, 1013 slow), else the client's.
+        code = client.closed_with or ws.close_code
         log.info("socket closed", extra={"user": client.user, "device": device,
-                                         "code": ws.close_code})  # fmt: skip
+                                         "code": code})  # fmt: skip
         await presence.offline(client)
         await app[keys.CALLS].socket_closed(client)
     return ws

@@ -214,6 +214,20 @@ class GridwatchServer:
     def stop(self) -> None:
         stop(self.proc, timeout=20)
 
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> float:
+        """Send `sig` and wait for the process to exit: the seconds it took. Past `timeout`
+        it is killed and TimeoutError raised."""
+        assert self.proc is not None and self.proc.poll() is None, "not running"
+        sent = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise TimeoutError(f"gridwatch still running {timeout} s after {sig!r}") from None
+        return time.monotonic() - sent
+
     def logs(self) -> str:
         return self.log_path.read_text()
 
