@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import weakref
 
@@ -84,17 +83,6 @@ class StreamHub:
         self.close()
         deadline = time.monotonic() + timeout_s
         for producer in list(self._producers):
-            thread = _thread_of(producer)
-            if thread is None or not thread.is_alive():
-                continue
-            await asyncio.to_thread(thread.join, max(0.0, deadline - time.monotonic()))
-            if thread.is_alive():
+            if not await asyncio.to_thread(producer.join, max(0.0, deadline - time.monotonic())):
                 log.warning("producer thread still running at shutdown",
                             extra={"stream": producer.stream.id, "seconds": timeout_s})  # fmt: skip
-
-
-def _thread_of(producer: ThreadProducer) -> threading.Thread | None:
-    # ThreadProducer keeps its thread private; a `join()` of its own would be the right
-    # interface (asked for). Until it has one, its thread is found here.
-    thread = getattr(producer, "_thread", None)
-    return thread if isinstance(thread, threading.Thread) else None

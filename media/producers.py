@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import random
@@ -66,6 +67,13 @@ class ThreadProducer(abc.ABC):
     def stop(self) -> None:
         self._stop.set()
 
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the thread to end (after stop()); whether it
+        has. Blocking: call it from a thread."""
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     # thread side ------------------------------------------------------------
 
     def _run(self) -> None:
@@ -79,10 +87,15 @@ class ThreadProducer(abc.ABC):
                 error = redact(f"{type(e).__name__}: {e}")
                 if not isinstance(e, EXPECTED):
                     log.exception("producer error", extra={"stream": self.stream.id})
+                refused = isinstance(e, OnvifFailure) and e.reason in ("credentials", "clock")
+            else:
+                refused = False
             if self._stop.is_set():
                 break
-            # A session that ran for a while was a success; start the backoff afresh.
+            # A session that ran for a while was a success; start the backoff afresh. A
+            # device that refuses us will not change its mind soon: the longest wait.
             attempt = 0 if time.monotonic() - started > 10 else attempt + 1
+            attempt = max(attempt, 16) if refused else attempt
             self._call(self.stream.source_failed, error, True)
             cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(attempt, 16))
             self._stop.wait(random.uniform(self.reconnect_min_s, max(cap, self.reconnect_min_s)))
@@ -103,8 +116,10 @@ class ThreadProducer(abc.ABC):
     def emit(self, packet: av.Packet) -> None:
         self._call(self.stream.ingest, packet)
 
-    def online(self, codec: str, width: int | None, height: int | None) -> None:
-        self._call(self.stream.set_online, codec, width, height)
+    def online(
+        self, codec: str, width: int | None, height: int | None, parameter_sets: bytes = b""
+    ) -> None:
+        self._call(self.stream.set_online, codec, width, height, parameter_sets)
 
     def pace(self, t0: float, seconds: float) -> None:
         """Sleep until `seconds` of media time after wall time `t0` (file/synthetic sources)."""
@@ -117,6 +132,40 @@ class ThreadProducer(abc.ABC):
         """Open the source and emit its packets until it fails or the producer stops."""
 
 
+class DecodeTimes:
+    """Gives every packet of a demuxed source a decode time.
+
+    RTP carries presentation times only. FFmpeg's RTSP demuxer works a B-frame stream's
+    decode times out a few packets in, so its first packets (the key frame among them)
+    come with none. Those are held, at most HOLD packets (about 100 ms at stream start),
+    until a decode time arrives, and get the evenly spaced ones before it; a source that
+    gives none by then is not reordered, and decodes when it presents. `frame`: one frame
+    interval in the source's time base.
+    """
+
+    HOLD = 16
+
+    def __init__(self, frame: int):
+        self.frame = max(1, frame)
+        self.held: list[av.Packet] = []
+        self.settled = False
+
+    def __call__(self, packet: av.Packet) -> list[av.Packet]:
+        if self.settled:
+            if packet.dts is None:
+                packet.dts = packet.pts
+            return [packet]
+        self.held.append(packet)
+        if packet.dts is None and len(self.held) < self.HOLD:
+            return []
+        self.settled, held, self.held = True, self.held, []
+        known = packet.dts
+        for i, p in enumerate(held[:-1] if known is not None else held):
+            p.dts = p.pts if known is None else known - (len(held) - 1 - i) * self.frame
+            p.pts = p.dts if p.pts is None else max(p.pts, p.dts)
+        return held
+
+
 class DemuxProducer(ThreadProducer):
     """RTSP, RTMP, ONVIF (resolved to RTSP) and file sources through PyAV's demuxers."""
 
@@ -124,7 +173,10 @@ class DemuxProducer(ThreadProducer):
         if self.resolve is None:
             return self.source.url
         future = asyncio.run_coroutine_threadsafe(self.resolve(self.source), self.loop)
-        return future.result(timeout=self.read_timeout_s * 3)
+        try:
+            return future.result(timeout=self.read_timeout_s * 3)
+        except concurrent.futures.CancelledError:  # the loop is shutting down
+            raise SourceEnded("stopped while resolving the source") from None
 
     def session(self) -> None:
         src = self.source
@@ -138,11 +190,17 @@ class DemuxProducer(ThreadProducer):
             vstream = c.streams.video[0]
             codec = vstream.codec_context.name
             convert: Callable[[av.Packet], list[av.Packet]]
+            params = b""
             if codec == "h264":
                 convert = AnnexB(vstream)
+                params = convert.parameter_sets
             else:
                 convert = Transcoder(self.stream, vstream)
-            self.online(codec, vstream.codec_context.width, vstream.codec_context.height)
+            self.online(codec, vstream.codec_context.width, vstream.codec_context.height, params)
+            rate = vstream.average_rate or vstream.guessed_rate or 25
+            times = (
+                DecodeTimes(round(1 / (rate * vstream.time_base))) if vstream.time_base else None
+            )
             paced = src.kind == "file"
             while not self._stop.is_set():
                 t0, first = time.monotonic(), None
@@ -155,8 +213,9 @@ class DemuxProducer(ThreadProducer):
                         t = float(packet.pts * packet.time_base)
                         first = t if first is None else first
                         self.pace(t0, t - first)
-                    for out in convert(packet):
-                        self.emit(out)
+                    for timed in times(packet) if times is not None else [packet]:
+                        for out in convert(timed):
+                            self.emit(out)
                 if not paced:
                     return
                 c.seek(0)  # files loop, as demo cameras should

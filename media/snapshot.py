@@ -13,12 +13,11 @@ from gridwatch.media.stream import Stream, StreamClosed
 def _decode_last(packets: list[av.Packet]) -> bytes | None:
     decoder = av.CodecContext.create("h264", "r")
     frame = None
-    for packet in packets:
+    # Flushed: with B-frames the decoder holds back the latest pictures until the end.
+    for packet in [*packets, None]:
         for decoded in decoder.decode(packet):
-            frame = decoded
-    if frame is None:
-        for decoded in decoder.decode(None):
-            frame = decoded
+            if frame is None or (decoded.pts or 0) >= (frame.pts or 0):
+                frame = decoded
     if frame is None:
         return None
     ok, jpeg = cv2.imencode(

@@ -8,7 +8,9 @@ frame (the GOP cache) so that a consumer that joins starts decoding at once.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,13 +19,17 @@ from typing import Protocol
 
 import av
 
+from gridwatch.media.h264 import ParameterSets
 from gridwatch.media.sources import Source
 
 log = logging.getLogger("gridwatch.media")
 
 CLOCK_RATE = 90000
 TIME_BASE = Fraction(1, CLOCK_RATE)
-GOP_MAX_PACKETS = 600
+# The GOP cache's bounds. Cameras in "smart codec" mode send a key frame every 10-20 s
+# when little moves; a GOP longer or larger than this is not cached (a joiner waits for
+# the next key frame, and a WebRTC publisher is asked for one at once).
+GOP_MAX_S = 30
 GOP_MAX_BYTES = 16 * 1024 * 1024
 
 
@@ -56,15 +62,19 @@ class StreamState:
 class Consumer:
     """A bounded queue of packets for one viewer, recorder or sampler.
 
-    A consumer that falls behind loses packets up to the next key frame, never
-    delays the others and never builds a backlog.
+    A consumer that joins mid-GOP is handed the cached GOP as its `catch_up` (the
+    packets from the last key frame, shared, not copied), served before its queue of
+    live packets: however long the GOP, joining never overflows the queue. A consumer
+    that falls behind loses packets up to the next key frame, never delays the others
+    and never builds a backlog.
     """
 
-    def __init__(self, stream: Stream, name: str, maxsize: int):
+    def __init__(self, stream: Stream, name: str, maxsize: int, catch_up: list[av.Packet]):
         self.stream = stream
         self.name = name
         self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
-        self._need_keyframe = True
+        self.catch_up = collections.deque(catch_up)
+        self._need_keyframe = not catch_up
         self.closed = False
 
     def offer(self, packet: av.Packet) -> None:
@@ -81,13 +91,15 @@ class Consumer:
 
     def reset(self) -> None:
         """The source restarted: what is queued belongs to a GOP that will never finish."""
+        self.catch_up.clear()
         while not self._queue.empty():
             self._queue.get_nowait()
         self._need_keyframe = True
 
     def ready(self) -> list[av.Packet]:
         """What is queued now, without waiting (a writer takes packets in batches)."""
-        out = []
+        out = list(self.catch_up)
+        self.catch_up.clear()
         while not self._queue.empty():
             packet = self._queue.get_nowait()
             if packet is None:
@@ -99,6 +111,8 @@ class Consumer:
     async def get(self) -> av.Packet:
         if self.closed:
             raise StreamClosed(self.name)
+        if self.catch_up:
+            return self.catch_up.popleft()
         packet = await self._queue.get()
         if packet is None:
             raise StreamClosed(self.name)
@@ -114,38 +128,76 @@ class Consumer:
 
 
 class Timeline:
-    """Rewrites source timestamps into one monotonic 90 kHz clock per stream.
+    """Maps a source's decode and presentation times onto the stream's one 90 kHz clock.
 
-    A source that reconnects starts its timestamps again; viewers must not see time
-    go backwards or jump, so each discontinuity is stitched onto the running clock.
+    `map(pts, dts, time_base)` gives (pts, dts): dts rises strictly, in the order
+    packets are decoded; pts = dts + the source's composition offset (B-frames show
+    later than they decode; the offset is kept, clamped to [0, MAX_REORDER]). A source
+    restarts, reconnects, wraps its 32-bit RTP clock, steps back, or jumps forward far
+    beyond the time that really passed: each is a discontinuity, and the clock goes on
+    from its last value by the time that really passed, at least one frame (the
+    source's own frame interval, measured), at most MAX_GAP, so viewers' frames stay
+    evenly spaced and never bunch one tick apart. Forward steps up to the wall time that
+    passed plus SLACK are the source's own (a pause, a slow camera) and are kept.
+    Packets with neither time take the wall clock.
     """
 
     MAX_GAP = 5 * CLOCK_RATE
+    SLACK = CLOCK_RATE  # a burst after network jitter runs ahead of the wall clock
+    MAX_REORDER = CLOCK_RATE  # H.264 reorder depth is a few frames; more is a broken source
+    FRAME = CLOCK_RATE // 30  # the frame interval until one is measured
 
     def __init__(self) -> None:
-        self._offset: int | None = None
+        self._offset: int | None = None  # stream dts - source dts
+        self._src_last = 0
         self._last = 0
         self._last_wall = 0.0
+        self.frame = self.FRAME
+        self._deltas: collections.deque[int] = collections.deque(maxlen=15)
+        self._same = 0  # packets in a row that repeated the previous decode time
+        self.discontinuities = 0
 
     def restart(self) -> None:
+        """The source starts over (a new session): its first packet is a discontinuity."""
         self._offset = None
 
-    def map(self, pts: int | None, time_base: Fraction | None) -> int:
+    def _step(self, now: float) -> int:
+        passed = int((now - self._last_wall) * CLOCK_RATE) if self._last_wall else 0
+        return max(self.frame, min(passed, self.MAX_GAP))
+
+    def map(self, pts: int | None, dts: int | None, time_base: Fraction | None) -> tuple[int, int]:
         now = time.monotonic()
-        if pts is None or time_base is None:
-            t = self._last + max(1, int((now - self._last_wall) * CLOCK_RATE))
-        else:
-            src = int(pts * time_base * CLOCK_RATE)
-            if self._offset is None:
-                gap = int((now - self._last_wall) * CLOCK_RATE) if self._last_wall else 0
-                self._offset = self._last + max(1, min(gap, self.MAX_GAP)) - src
-            t = src + self._offset
-            if t <= self._last - CLOCK_RATE or t > self._last + self.MAX_GAP:
-                self._offset = self._last + 3000 - src
-                t = src + self._offset
-        t = max(t, self._last + 1) if self._last_wall else t
-        self._last, self._last_wall = t, now
-        return t
+        if time_base is None or (pts is None and dts is None):
+            t = self._last + self._step(now) if self._last_wall else 0
+            self._offset = None
+            self._last, self._last_wall = t, now
+            return t, t
+        num, den = time_base.numerator * CLOCK_RATE, time_base.denominator
+        src_dts = (dts if dts is not None else pts) * num // den
+        src_pts = src_dts if pts is None else pts * num // den
+        if self._offset is not None:
+            delta = src_dts - self._src_last
+            passed = int((now - self._last_wall) * CLOCK_RATE)
+            same = -min(self.frame // 2, CLOCK_RATE // 100) < delta <= 0
+            self._same = self._same + 1 if same else 0
+            if same and self._same == 1:
+                # One picture sent as several packets (fields, parameter sets apart), or
+                # rounding: the next tick. A source whose clock stands still is not this.
+                self._offset = self._last + 1 - src_dts
+            elif delta <= 0 or delta > max(passed, 0) + self.SLACK:
+                self._offset = None
+            else:
+                self._deltas.append(delta)
+                self.frame = max(
+                    CLOCK_RATE // 1000, min(statistics.median_low(self._deltas), CLOCK_RATE)
+                )
+        if self._offset is None:
+            if self._last_wall:
+                self.discontinuities += 1
+            self._offset = self._last + (self._step(now) if self._last_wall else 0) - src_dts
+        t = src_dts + self._offset
+        self._src_last, self._last, self._last_wall = src_dts, t, now
+        return t + min(max(src_pts - src_dts, 0), self.MAX_REORDER), t
 
 
 class Producer(Protocol):
@@ -178,7 +230,8 @@ class Stream:
         self.consumers: set[Consumer] = set()
         self.producer: Producer | None = None
         self.timeline = Timeline()
-        self.gop: list[av.Packet] = []
+        self.parameter_sets = ParameterSets()
+        self.gop: list[av.Packet] = []  # [] also while the current GOP is past the bounds
         self._gop_bytes = 0
         self._idle_handle: asyncio.TimerHandle | None = None
         self._window_start = time.monotonic()
@@ -198,9 +251,7 @@ class Stream:
     # consumers -------------------------------------------------------------
 
     def attach(self, name: str) -> Consumer:
-        consumer = Consumer(self, name, self.consumer_queue)
-        for packet in self.gop:
-            consumer.offer(packet)
+        consumer = Consumer(self, name, self.consumer_queue, self.gop)
         self.consumers.add(consumer)
         if self._idle_handle is not None:
             self._idle_handle.cancel()
@@ -251,7 +302,13 @@ class Stream:
 
     # producer side (always called on the event loop) ------------------------
 
-    def set_online(self, codec: str, width: int | None, height: int | None) -> None:
+    def set_online(
+        self, codec: str, width: int | None, height: int | None, parameter_sets: bytes = b""
+    ) -> None:
+        """The source is up; `parameter_sets`: its SPS/PPS (Annex-B) when it gave them out
+        of band (an RTSP camera's SDP)."""
+        if parameter_sets:
+            self.parameter_sets.seed(parameter_sets)
         st = self.state
         st.online, st.codec, st.width, st.height = True, codec, width, height
         st.last_error = None
@@ -302,9 +359,9 @@ class Stream:
         """A packet from whatever feeds the stream (a pulled source's producer, a WHIP or
         RTMP publisher), in its own time base: onto the stream's clock, then to the
         consumers. The one way in for every ingest path."""
-        packet.pts = packet.dts = self.timeline.map(packet.pts, packet.time_base)
+        packet.pts, packet.dts = self.timeline.map(packet.pts, packet.dts, packet.time_base)
         packet.time_base = TIME_BASE
-        self._publish(packet)
+        self._publish(self.parameter_sets.complete(packet))
 
     def _publish(self, packet: av.Packet) -> None:
         self.anchor = (time.time(), packet.pts)
@@ -316,9 +373,15 @@ class Stream:
             st.keyframes += 1
             self.gop = [packet]
             self._gop_bytes = size
-        elif self.gop and len(self.gop) < GOP_MAX_PACKETS and self._gop_bytes < GOP_MAX_BYTES:
-            self.gop.append(packet)
+        elif self.gop:
             self._gop_bytes += size
+            if (
+                self._gop_bytes > GOP_MAX_BYTES
+                or packet.dts - self.gop[0].dts > GOP_MAX_S * CLOCK_RATE
+            ):
+                self.gop = []  # a partial GOP would only show a picture that breaks up
+            else:
+                self.gop.append(packet)
         self._window_frames += 1
         self._window_bytes += size
         now = time.monotonic()

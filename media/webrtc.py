@@ -7,9 +7,9 @@ frame, so forwarding costs packetisation and SRTP only, never a codec.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from types import ModuleType
 
@@ -28,7 +28,7 @@ from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gridwatch.media.stream import Consumer, Stream, StreamClosed
+from gridwatch.media.stream import CLOCK_RATE, Consumer, Stream, StreamClosed
 
 log = logging.getLogger("gridwatch.webrtc")
 
@@ -64,7 +64,9 @@ class SharedPacketizer(AiortcH264Encoder):
     aiortc's encoder unchanged.
     """
 
-    _packed: OrderedDict[int, tuple[av.Packet, tuple[list[bytes], int]]] = OrderedDict()
+    _packed: collections.OrderedDict[int, tuple[av.Packet, tuple[list[bytes], int]]] = (
+        collections.OrderedDict()
+    )
     CACHE = 1024
 
     def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
@@ -106,18 +108,57 @@ def rtc_configuration(ice_servers: Iterable[dict[str, object]]) -> RTCConfigurat
     return RTCConfiguration(iceServers=[RTCIceServer(**s) for s in ice_servers])
 
 
+CATCH_UP_STEP = 90  # 1 ms of the 90 kHz RTP clock between catch-up frames
+CATCH_UP_SPEED = 8  # a catch-up is sent at least this many times faster than real time
+CATCH_UP_MAX_S = 2.0  # and takes at most this long, however long the GOP
+
+
+def retimed(packet: av.Packet, pts: int) -> av.Packet:
+    """A copy of `packet` at `pts` (= dts): the stream's packets are shared, never changed."""
+    copy = av.Packet(bytes(packet))
+    copy.pts = copy.dts = pts
+    copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
+    return copy
+
+
 class PacketTrack(MediaStreamTrack):
-    """A video track whose frames are the stream's encoded H.264 packets."""
+    """A video track whose frames are the stream's encoded H.264 packets.
+
+    A viewer who joins mid-GOP gets the GOP so far (his consumer's catch-up) first, so
+    that he sees a picture at once:
+    - paced, CATCH_UP_SPEED times faster than it was shot but over no more than
+      CATCH_UP_MAX_S: a 16 s GOP sent in one burst overflows socket buffers on the way
+      and the picture breaks up until the next key frame;
+    - retimed CATCH_UP_STEP apart, ending just before the live packets' times: every
+      catch-up frame is late for the player, which shows it as it comes (a fast-forward
+      to live), and the live frames that queued meanwhile are late too, so the player
+      never holds the viewer behind live by the GOP's length.
+    """
 
     kind = "video"
 
     def __init__(self, consumer: Consumer):
         super().__init__()
         self.consumer = consumer
+        catch_up = consumer.catch_up
+        self._pace = 0.0  # seconds between catch-up frames
+        self._next = 0.0  # when the next catch-up frame may go (loop time)
+        if catch_up:
+            edge, n = catch_up[-1].dts + 1, len(catch_up)
+            span_s = (catch_up[-1].dts - catch_up[0].dts) / CLOCK_RATE
+            self._pace = min(span_s / CATCH_UP_SPEED, CATCH_UP_MAX_S) / n
+            consumer.catch_up = collections.deque(
+                retimed(p, edge - (n - i) * CATCH_UP_STEP) for i, p in enumerate(catch_up)
+            )
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
+        if self.consumer.catch_up and self._pace:
+            loop = asyncio.get_running_loop()
+            self._next = max(self._next, loop.time())
+            await asyncio.sleep(self._next - loop.time())
+            self._next += self._pace
         try:
             return await self.consumer.get()
         except StreamClosed:
@@ -161,7 +202,9 @@ class Viewers:
     candidate would otherwise hold its place for ever); one user holds at most
     `per_user` sessions; only connected sessions count as egress."""
 
-    def __init__(self, configuration: RTCConfiguration, connect_s: float = 20.0, per_user: int = 64):
+    def __init__(
+        self, configuration: RTCConfiguration, connect_s: float = 20.0, per_user: int = 64
+    ):
         self.configuration = configuration
         self.sessions: dict[str, ViewerSession] = {}
         self.connect_s = connect_s

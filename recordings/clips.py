@@ -21,7 +21,7 @@ def export(root: Path, segments: list[Segment], start: float, end: float, out_pa
     """Write the clip to `out_path`; its duration in seconds."""
     out = None
     vstream = None
-    first_pts = last_pts = None
+    first = last_dts = end_pts = None
     pending: list[av.Packet] = []  # the GOP before `start`, in case `start` is mid-GOP
     try:
         for seg in sorted(segments, key=lambda s: s.start):
@@ -56,15 +56,23 @@ def export(root: Path, segments: list[Segment], start: float, end: float, out_pa
                             todo, pending = pending, []
                         else:
                             todo = [packet]
+                        scale = float(vin.time_base / vstream.time_base)
+                        shift = (seg.start - start) / float(vstream.time_base)
                         for p in todo:
-                            t = seg.start + float((p.pts - base) * vin.time_base)
-                            pts = round((t - start) / float(vstream.time_base))
-                            first_pts = pts if first_pts is None else first_pts
-                            pts -= first_pts
-                            if last_pts is not None and pts <= last_pts:
-                                pts = last_pts + 1  # rounding must not send time backwards
-                            p.pts = p.dts = pts
-                            last_pts = p.pts
+                            # Presentation and decode times both move: B-frames keep their
+                            # composition offsets.
+                            pts = round((p.pts - base) * scale + shift)
+                            dts = (
+                                round((p.dts - base) * scale + shift) if p.dts is not None else pts
+                            )
+                            first = dts if first is None else first
+                            pts, dts = pts - first, dts - first
+                            if last_dts is not None and dts <= last_dts:
+                                # Rounding, or segments that abut, must not send time back.
+                                pts, dts = pts + last_dts + 1 - dts, last_dts + 1
+                            p.pts, p.dts = max(pts, dts), dts
+                            last_dts = dts
+                            end_pts = p.pts if end_pts is None else max(end_pts, p.pts)
                             p.stream = vstream
                             out.mux(p)
                 except av.FFmpegError:
@@ -72,6 +80,6 @@ def export(root: Path, segments: list[Segment], start: float, end: float, out_pa
     finally:
         if out is not None:
             out.close()
-    if out is None or last_pts is None:
+    if out is None or end_pts is None:
         raise NoFootage("no recording covers that time")
-    return float(last_pts * vstream.time_base)
+    return float(end_pts * vstream.time_base)

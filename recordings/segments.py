@@ -55,7 +55,8 @@ class SegmentWriter:
         self.file = root / self.segment.path
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self._first_pts = first.pts
-        self.last_pts = first.pts
+        self.last_pts = first.pts  # the latest presentation time written
+        self._last_dts = first.dts
         self._frame = CLOCK_RATE // 25  # one frame's duration, until measured
         try:
             self.out = av.open(str(self.file), "w", format="mp4", options=FRAGMENTED)
@@ -68,9 +69,14 @@ class SegmentWriter:
         self.write(first)
 
     def write(self, packet: av.Packet) -> None:
-        if packet.pts is not None and packet.pts > self.last_pts:
-            self._frame = min(packet.pts - self.last_pts, CLOCK_RATE)
-            self.last_pts = packet.pts
+        """Mux one packet as it came: its decode and presentation times (B-frames give the
+        MP4 composition offsets) on the stream's 90 kHz clock."""
+        if packet.dts is not None and packet.dts > self._last_dts:
+            # Decode times rise one frame at a time even where B-frames reorder pts.
+            self._frame = min(packet.dts - self._last_dts, CLOCK_RATE)
+            self._last_dts = packet.dts
+        if packet.pts is not None:
+            self.last_pts = max(self.last_pts, packet.pts)
         packet.stream = self.vstream
         try:
             self.out.mux(packet)
@@ -106,7 +112,7 @@ def probe_end(file: Path, start: float) -> tuple[float, int]:
                     continue
                 t = float(packet.pts * packet.time_base)
                 first = t if first is None else first
-                last = t
+                last = t if last is None else max(last, t)
     except (av.FFmpegError, OSError):
         pass
     size = file.stat().st_size if file.exists() else 0

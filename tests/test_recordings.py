@@ -37,10 +37,10 @@ async def segments(http, gw, token, start=0.0, end=None, camera="gate") -> list[
         return (await r.json())["segments"]
 
 
-async def wait_closed(http, gw, token, n: int, timeout: float) -> list[dict]:
+async def wait_closed(http, gw, token, n: int, timeout: float, camera="gate") -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        closed = [s for s in await segments(http, gw, token) if s["end"] is not None]
+        closed = [s for s in await segments(http, gw, token, camera=camera) if s["end"] is not None]
         if len(closed) >= n:
             return closed
         await asyncio.sleep(0.5)

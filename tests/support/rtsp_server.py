@@ -33,7 +33,9 @@ multicast is not):
     Defaults: 640x360@30, 1000 kbit/s.  Options: ``pattern=NAME`` (any
     videotestsrc pattern, default smpte), ``speed=N`` (horizontal scroll in
     px/frame, default 4 so frames differ; 0 = static picture),
-    ``gop=N`` (key-int-max in frames, default = FPS).  With the
+    ``gop=N`` (key-int-max in frames, default = FPS), ``bframes=N`` (main profile
+    with N B-frames, b-adapt off, no zerolatency: a camera whose decode and
+    presentation orders differ).  With the
     ultrafast preset x264 only ever emits constrained baseline (no CABAC,
     no B-frames; SDP profile-level-id 42c0xx), which WebRTC peers accept
     for pass-through; the caps filter just makes that explicit.
@@ -181,7 +183,7 @@ def _parse_synth(spec):
             if not eq or not key:
                 raise SpecError("bad option %r in %r (want key=value)" % (item, spec))
             opts[key.strip()] = val.strip()
-    unknown = set(opts) - {"pattern", "speed", "gop"}
+    unknown = set(opts) - {"pattern", "speed", "gop", "bframes"}
     if unknown:
         raise SpecError("unknown option(s) %s in %r" % (", ".join(sorted(unknown)), spec))
     kind = m.group("kind")
@@ -200,11 +202,16 @@ def _parse_synth(spec):
     if kind == "testsrc":
         kbps = int(m.group("num") or 1000)
         gop = int(opts.get("gop", fps))
+        bframes = int(opts.get("bframes", 0))
+        if bframes:
+            # Main profile with B-frames, as most IP cameras send (zerolatency forbids them).
+            x264 = "bframes={b} b-adapt=false ! video/x-h264,profile=main".format(b=bframes)
+        else:
+            x264 = "tune=zerolatency ! video/x-h264,profile=constrained-baseline"
         enc = (
-            "x264enc tune=zerolatency speed-preset=ultrafast bitrate={kbps} "
-            "key-int-max={gop} ! video/x-h264,profile=constrained-baseline "
+            "x264enc speed-preset=ultrafast bitrate={kbps} key-int-max={gop} {x264} "
             "! rtph264pay name=pay0 pt=96 config-interval=1"
-        ).format(kbps=kbps, gop=gop)
+        ).format(kbps=kbps, gop=gop, x264=x264)
     else:
         quality = int(m.group("num") or 85)
         if not 0 <= quality <= 100:

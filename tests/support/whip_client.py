@@ -21,6 +21,7 @@ from aiortc.codecs.base import Encoder
 from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import convert_timebase
 
+from gridwatch.media.h264 import PPS, SPS, nal_type, nal_units
 from gridwatch.media.webrtc import rtc_configuration, use_for_h264, use_host_addresses
 from support.whep_client import negotiate
 
@@ -48,9 +49,13 @@ class LongGopEncoder(Encoder):
         frame.pict_type = av.video.frame.PictureType.I if force_keyframe else 0
         if force_keyframe:
             LongGopEncoder.forced.append(1)
-        data = b"".join(bytes(p) for p in self.ctx.encode(frame))
+        data = self.bitstream(b"".join(bytes(p) for p in self.ctx.encode(frame)))
         payloads = H264Encoder._packetize(H264Encoder._split_bitstream(data))
         return payloads, convert_timebase(frame.pts, frame.time_base, VIDEO_TIME_BASE)
+
+    def bitstream(self, data: bytes) -> bytes:
+        """What goes on the wire of an access unit libx264 made (a subclass's quirk)."""
+        return data
 
     def pack(self, packet):  # pragma: no cover - frames only
         raise NotImplementedError
@@ -64,8 +69,28 @@ class LongGopEncoder(Encoder):
         pass
 
 
-def use_long_gop() -> None:
-    use_for_h264(rtcrtpsender, "get_encoder", LongGopEncoder)
+class ParameterSetsOnceEncoder(LongGopEncoder):
+    """A hardware-encoder-like publisher: SPS/PPS with its first key frame only; its
+    later key frames (every `gop` frames, or when a receiver asks) come without them."""
+
+    gop = 60
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent_params = False
+
+    def bitstream(self, data: bytes) -> bytes:
+        units = nal_units(data)
+        kinds = [nal_type(u) for u in units]
+        if not self.sent_params and SPS in kinds:
+            self.sent_params = True
+            return data
+        return b"".join(u for u, k in zip(units, kinds, strict=True) if k not in (SPS, PPS))
+
+
+def use_long_gop(encoder: type[LongGopEncoder] = LongGopEncoder) -> None:
+    """aiortc's senders in this process encode H.264 with `encoder` from now on."""
+    use_for_h264(rtcrtpsender, "get_encoder", encoder)
 
 
 class MovingPicture(VideoStreamTrack):
