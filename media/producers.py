@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterator
 import av
 
 from gridwatch.media import clock
+from gridwatch.media.audio import AudioError, OpusTranscoder
 from gridwatch.media.h264 import AnnexB, H264Encoder
 from gridwatch.media.onvif import OnvifFailure
 from gridwatch.media.sources import Source, redact
@@ -117,7 +118,7 @@ class ThreadProducer(abc.ABC):
         self._call(self.stream.ingest, packet)
 
     def online(
-        self, codec: str, width: int | None, height: int | None, parameter_sets: bytes = b""
+        self, codec: str | None, width: int | None, height: int | None, parameter_sets: bytes = b""
     ) -> None:
         self._call(self.stream.set_online, codec, width, height, parameter_sets)
 
@@ -185,40 +186,78 @@ class DemuxProducer(ThreadProducer):
         if url.startswith(("rtsp://", "rtsps://")):
             options = {"rtsp_transport": src.params.get("transport", "tcp")}
         with av.open(url, options=options, timeout=(self.read_timeout_s, self.read_timeout_s)) as c:
-            if not c.streams.video:
-                raise SourceEnded("source has no video stream")
-            vstream = c.streams.video[0]
-            codec = vstream.codec_context.name
-            convert: Callable[[av.Packet], list[av.Packet]]
-            params = b""
-            if codec == "h264":
-                convert = AnnexB(vstream)
-                params = convert.parameter_sets
-            else:
-                convert = Transcoder(self.stream, vstream)
-            self.online(codec, vstream.codec_context.width, vstream.codec_context.height, params)
-            rate = vstream.average_rate or vstream.guessed_rate or 25
-            times = (
-                DecodeTimes(round(1 / (rate * vstream.time_base))) if vstream.time_base else None
-            )
+            vstream = c.streams.video[0] if c.streams.video else None
+            astream = c.streams.audio[0] if c.streams.audio else None
+            if vstream is None and astream is None:
+                raise SourceEnded("source has neither video nor audio")
+            video = self._video(vstream) if vstream is not None else None
+            sound = self._sound(astream) if astream is not None else None
+            if video is None:
+                self.online(None, None, None)  # a microphone, a radio channel
             paced = src.kind == "file"
             while not self._stop.is_set():
-                t0, first = time.monotonic(), None
-                for packet in c.demux(vstream):
+                t0, first = time.monotonic(), {}
+                for packet in c.demux(*(s for s in (vstream, astream) if s is not None)):
                     if self._stop.is_set():
                         return
                     if packet.size == 0:
                         continue
                     if paced and packet.pts is not None and packet.time_base is not None:
                         t = float(packet.pts * packet.time_base)
-                        first = t if first is None else first
-                        self.pace(t0, t - first)
-                    for timed in times(packet) if times is not None else [packet]:
-                        for out in convert(timed):
+                        self.pace(t0, t - first.setdefault(packet.stream.index, t))
+                    if packet.stream is vstream and video is not None:
+                        for out in video(packet):
                             self.emit(out)
+                    elif sound is not None:
+                        try:
+                            for out in sound(packet):
+                                self._call(self.stream.ingest_audio, out)
+                        except AudioError as e:
+                            # The pictures go on; the sound of this session is lost, once said.
+                            log.warning("source audio dropped",
+                                        extra={"stream": self.stream.id, "error": str(e)})  # fmt: skip
+                            sound = None
                 if not paced:
                     return
                 c.seek(0)  # files loop, as demo cameras should
+
+    def _video(
+        self, vstream: av.video.stream.VideoStream
+    ) -> Callable[[av.Packet], list[av.Packet]]:
+        """Goes online with the video's codec; what turns its packets into the stream's."""
+        codec = vstream.codec_context.name
+        convert: Callable[[av.Packet], list[av.Packet]]
+        params = b""
+        if codec == "h264":
+            convert = AnnexB(vstream)
+            params = convert.parameter_sets
+        else:
+            convert = Transcoder(self.stream, vstream)
+        self.online(codec, vstream.codec_context.width, vstream.codec_context.height, params)
+        rate = vstream.average_rate or vstream.guessed_rate or 25
+        times = DecodeTimes(round(1 / (rate * vstream.time_base))) if vstream.time_base else None
+
+        def video(packet: av.Packet) -> list[av.Packet]:
+            timed = times(packet) if times is not None else [packet]
+            return [out for p in timed for out in convert(p)]
+
+        return video
+
+    def _sound(
+        self, astream: av.audio.stream.AudioStream
+    ) -> Callable[[av.Packet], list[av.Packet]]:
+        """Opus as it came; any other codec through one OpusTranscoder."""
+        if astream.codec_context.name == "opus":
+            return lambda packet: [packet]
+        transcoder = OpusTranscoder(astream.codec_context)
+        state = self.stream.state
+
+        def sound(packet: av.Packet) -> list[av.Packet]:
+            out = transcoder(packet)
+            state.audio_transcoded += len(out)
+            return out
+
+        return sound
 
 
 class Transcoder:

@@ -31,11 +31,12 @@ from aiortc.exceptions import OperationError
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from gridwatch.media.audio import OPUS_TIME_BASE, OpusTranscoder
 from gridwatch.media.h264 import H264Encoder, nal_types
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.sources import Source
 from gridwatch.media.stream import TIME_BASE, Stream
-from gridwatch.media.webrtc import OfferError, use_for_h264
+from gridwatch.media.webrtc import OfferError, use_for
 
 log = logging.getLogger("gridwatch.publish")
 
@@ -54,12 +55,24 @@ class PassthroughH264(Decoder):
         return [packet]
 
 
-def forward_received_h264() -> None:
-    """Make aiortc's receivers pass H.264 through instead of decoding it.
+class PassthroughOpus(Decoder):
+    """Hands aiortc's received Opus frames on as packets, undecoded (48 kHz RTP clock)."""
 
-    This node never shows received video itself: what it receives, it forwards.
+    def decode(self, encoded_frame: JitterFrame) -> list[av.Packet]:  # type: ignore[override]
+        packet = av.Packet(encoded_frame.data)
+        packet.pts = packet.dts = encoded_frame.timestamp
+        packet.time_base = OPUS_TIME_BASE
+        return [packet]
+
+
+def forward_received_media() -> None:
+    """Make aiortc's receivers pass H.264 and Opus through instead of decoding them.
+
+    This node never shows or plays what it receives: it forwards it. Other codecs (VP8,
+    G.711) are decoded by aiortc and transcoded once, for every consumer.
     """
-    use_for_h264(rtcrtpreceiver, "get_decoder", PassthroughH264)
+    use_for(rtcrtpreceiver, "get_decoder", "video/H264", PassthroughH264)
+    use_for(rtcrtpreceiver, "get_decoder", "audio/opus", PassthroughOpus)
 
 
 def push_source(stream_id: str, via: str) -> Source:
@@ -79,6 +92,7 @@ class Feed:
         self.via = via
         self.on_stop = on_stop
         self._encoder: H264Encoder | None = None
+        self._opus: OpusTranscoder | None = None
 
     def take(self, request_keyframe: Callable[[], None] | None) -> None:
         """This publisher feeds the stream now (`request_keyframe`: it can make key frames
@@ -97,7 +111,7 @@ class Feed:
     def stop(self) -> None:
         self.on_stop()
 
-    def online(self, codec: str, width: int | None, height: int | None) -> None:
+    def online(self, codec: str | None, width: int | None, height: int | None) -> None:
         if self.current:
             self.stream.set_online(codec, width, height)
 
@@ -120,6 +134,22 @@ class Feed:
             p.pts, p.time_base = pts, time_base
             self.packet(p)
 
+    async def sound(self, item: av.Packet | av.AudioFrame) -> None:
+        """Opus as it came; decoded sound (G.711 from a device that offers no Opus)
+        encoded to Opus off the event loop."""
+        if not self.current:
+            return
+        if isinstance(item, av.Packet):
+            self.stream.ingest_audio(item)
+            return
+        if self._opus is None:
+            self._opus = OpusTranscoder()
+        packets = await asyncio.to_thread(self._opus.encode, item)
+        self.stream.state.audio_transcoded += len(packets)
+        for packet in packets:
+            if self.current:
+                self.stream.ingest_audio(packet)
+
     def ended(self, reason: str) -> None:
         """The publisher left: the stream is offline until another takes it (a no-op for a
         feed another publisher replaced)."""
@@ -133,6 +163,12 @@ def _receive_codecs() -> list:
     # H.264 first: it is forwarded as it is; VP8 is taken (and transcoded) rather than refused.
     caps = RTCRtpReceiver.getCapabilities("video").codecs
     order = {"video/H264": 0, "video/VP8": 1, "video/rtx": 2}
+    return sorted((c for c in caps if c.mimeType in order), key=lambda c: order[c.mimeType])
+
+
+def _audio_codecs() -> list:
+    caps = RTCRtpReceiver.getCapabilities("audio").codecs
+    order = {"audio/opus": 0, "audio/PCMU": 1, "audio/PCMA": 2}
     return sorted((c for c in caps if c.mimeType in order), key=lambda c: order[c.mimeType])
 
 
@@ -176,12 +212,13 @@ class WhipSession:
         except MediaStreamError:
             pass
 
-    @staticmethod
-    async def drain(track: MediaStreamTrack) -> None:
-        # Audio is not forwarded yet; it must still be read or aiortc's queue grows.
+    async def run_audio(self, track: MediaStreamTrack) -> None:
         try:
             while True:
-                await track.recv()
+                item = await track.recv()
+                if not self.stream.state.online and self.feed.current:
+                    self.feed.online(None, None, None)  # sound only, until pictures come
+                await self.feed.sound(item)
         except MediaStreamError:
             pass
 
@@ -204,18 +241,25 @@ class Publishers:
         return next((s for s in self.sessions.values() if s.stream.id == stream_id), None)
 
     async def answer(self, stream: Stream, offer_sdp: str, who: str) -> WhipSession:
-        if "m=video" not in offer_sdp:
-            raise OfferError("the offer has no video media section")
+        if "m=video" not in offer_sdp and "m=audio" not in offer_sdp:
+            raise OfferError("the offer has no video or audio media section")
         pc = RTCPeerConnection(self.configuration)
         session = WhipSession(uuid.uuid4().hex, stream, pc, who)
 
         @pc.on("track")
         def _track(track: MediaStreamTrack) -> None:
-            run = session.run_video if track.kind == "video" else session.drain
+            run = session.run_video if track.kind == "video" else session.run_audio
             session.tasks.append(asyncio.ensure_future(run(track)))
 
         try:
-            pc.addTransceiver("video", direction="recvonly").setCodecPreferences(_receive_codecs())
+            if "m=video" in offer_sdp:
+                pc.addTransceiver("video", direction="recvonly").setCodecPreferences(
+                    _receive_codecs()
+                )
+            if "m=audio" in offer_sdp:  # Opus first: it is forwarded as it is
+                pc.addTransceiver("audio", direction="recvonly").setCodecPreferences(
+                    _audio_codecs()
+                )
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except OperationError as e:
@@ -259,4 +303,3 @@ class Publishers:
 
     async def close_all(self) -> None:
         await asyncio.gather(*(self.close(s) for s in list(self.sessions)))
-

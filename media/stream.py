@@ -40,7 +40,7 @@ class StreamClosed(Exception):
 @dataclass
 class StreamState:
     online: bool = False
-    codec: str | None = None
+    codec: str | None = None  # the video codec; None for a source with sound only
     width: int | None = None
     height: int | None = None
     fps: float = 0.0
@@ -57,6 +57,9 @@ class StreamState:
     sampler_decodes: int = 0  # frames decoded for the detectors
     bytes_out: int = 0  # bytes handed to consumers
     keyframe_requests: int = 0  # PLIs sent to a WebRTC publisher as viewers joined
+    audio: str | None = None  # "opus" while the stream has sound (any source codec becomes Opus)
+    audio_packets: int = 0
+    audio_transcoded: int = 0  # Opus packets this server encoded from another codec
 
 
 class Consumer:
@@ -127,6 +130,51 @@ class Consumer:
         self._queue.put_nowait(None)
 
 
+class AudioConsumer:
+    """A bounded queue of a stream's Opus packets for one listener or recorder. Any packet
+    decodes on its own, so one that falls behind just loses the oldest."""
+
+    def __init__(self, stream: Stream, name: str, maxsize: int = 100):  # 2 s of 20 ms frames
+        self.stream = stream
+        self.name = name
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
+        self.closed = False
+
+    def offer(self, packet: av.Packet) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()
+            self.stream.state.dropped += 1
+        self._queue.put_nowait(packet)
+
+    def ready(self) -> list[av.Packet]:
+        """What is queued now, without waiting."""
+        out = []
+        while not self._queue.empty():
+            packet = self._queue.get_nowait()
+            if packet is None:
+                self._queue.put_nowait(None)
+                break
+            out.append(packet)
+        return out
+
+    async def get(self) -> av.Packet:
+        if self.closed:
+            raise StreamClosed(self.name)
+        packet = await self._queue.get()
+        if packet is None:
+            raise StreamClosed(self.name)
+        return packet
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.stream.listeners.discard(self)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
+
+
 class Timeline:
     """Maps a source's decode and presentation times onto the stream's one 90 kHz clock.
 
@@ -160,6 +208,12 @@ class Timeline:
     def restart(self) -> None:
         """The source starts over (a new session): its first packet is a discontinuity."""
         self._offset = None
+
+    def start_at(self, t: int) -> None:
+        """Begin (or go on) near `t` of the stream's clock: a second track (sound) that
+        must run beside the first."""
+        if not self._last_wall:
+            self._offset, self._last, self._last_wall = None, t, time.monotonic()
 
     def _step(self, now: float) -> int:
         passed = int((now - self._last_wall) * CLOCK_RATE) if self._last_wall else 0
@@ -230,6 +284,8 @@ class Stream:
         self.consumers: set[Consumer] = set()
         self.producer: Producer | None = None
         self.timeline = Timeline()
+        self.audio_timeline = Timeline()
+        self.listeners: set[AudioConsumer] = set()
         self.parameter_sets = ParameterSets()
         self.gop: list[av.Packet] = []  # [] also while the current GOP is past the bounds
         self._gop_bytes = 0
@@ -262,6 +318,13 @@ class Stream:
         elif self.producer is None and not self.pushed:
             self._start_producer()
         return consumer
+
+    def attach_audio(self, name: str) -> AudioConsumer:
+        """The stream's sound, from now on, for a listener or a recorder. It does not start
+        the producer: sound comes with the pictures a video consumer asks for."""
+        listener = AudioConsumer(self, name)
+        self.listeners.add(listener)
+        return listener
 
     def detach(self, consumer: Consumer) -> None:
         self.consumers.discard(consumer)
@@ -298,15 +361,17 @@ class Stream:
             self._idle_handle = None
         for consumer in list(self.consumers):
             consumer.close()
+        for listener in list(self.listeners):
+            listener.close()
         self.stop_producer()
 
     # producer side (always called on the event loop) ------------------------
 
     def set_online(
-        self, codec: str, width: int | None, height: int | None, parameter_sets: bytes = b""
+        self, codec: str | None, width: int | None, height: int | None, parameter_sets: bytes = b""
     ) -> None:
-        """The source is up; `parameter_sets`: its SPS/PPS (Annex-B) when it gave them out
-        of band (an RTSP camera's SDP)."""
+        """The source is up; `codec`: its video codec (None: sound only); `parameter_sets`:
+        its SPS/PPS (Annex-B) when it gave them out of band (an RTSP camera's SDP)."""
         if parameter_sets:
             self.parameter_sets.seed(parameter_sets)
         st = self.state
@@ -324,6 +389,8 @@ class Stream:
         self.gop.clear()
         self._gop_bytes = 0
         self.timeline.restart()
+        self.audio_timeline.restart()
+        self.state.audio = None
         for consumer in self.consumers:
             consumer.reset()
         if error is not None:
@@ -362,6 +429,26 @@ class Stream:
         packet.pts, packet.dts = self.timeline.map(packet.pts, packet.dts, packet.time_base)
         packet.time_base = TIME_BASE
         self._publish(self.parameter_sets.complete(packet))
+
+    def clock(self) -> int:
+        """The stream's clock now (90 kHz), from its newest packet."""
+        wall, at = self.anchor
+        return at + int((time.time() - wall) * CLOCK_RATE)
+
+    def ingest_audio(self, packet: av.Packet) -> None:
+        """An Opus packet (from a publisher as it came, or from a source's transcoder), in
+        its own time base: onto the stream's clock beside the pictures, then to the
+        listeners. The one way in for sound."""
+        if not self.state.audio:
+            self.state.audio = "opus"
+            self.audio_timeline.start_at(self.clock())
+        packet.pts, packet.dts = self.audio_timeline.map(packet.pts, packet.dts, packet.time_base)
+        packet.time_base = TIME_BASE
+        self.state.audio_packets += 1
+        if self.state.codec is None:
+            self.anchor = (time.time(), packet.pts)  # a source with sound only
+        for listener in self.listeners:
+            listener.offer(packet)
 
     def _publish(self, packet: av.Packet) -> None:
         self.anchor = (time.time(), packet.pts)

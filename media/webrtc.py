@@ -28,7 +28,7 @@ from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gridwatch.media.stream import CLOCK_RATE, Consumer, Stream, StreamClosed
+from gridwatch.media.stream import CLOCK_RATE, AudioConsumer, Consumer, Stream, StreamClosed
 
 log = logging.getLogger("gridwatch.webrtc")
 
@@ -80,27 +80,30 @@ class SharedPacketizer(AiortcH264Encoder):
         return result
 
 
-def use_for_h264(module: ModuleType, name: str, factory: Callable[[], object]) -> None:
-    """Replace aiortc's codec factory `module.name` for H.264 only (idempotent).
+def use_for(module: ModuleType, name: str, mime_type: str, factory: Callable[[], object]) -> None:
+    """Make aiortc's codec factory `module.name` give `factory()` for `mime_type` ("video/H264",
+    "audio/opus"), and what it gave before for every other codec; idempotent, and each
+    codec's choice kept.
 
     aiortc looks its encoders and decoders up through these module functions: wrapping
     them is how we extend it without forking it.
     """
     current = getattr(module, name)
     original = getattr(current, "__wrapped__", current)
+    factories = {**getattr(current, "factories", {}), mime_type.lower(): factory}
 
     def pick(codec: RTCRtpCodecParameters):
-        if codec.mimeType.lower() == "video/h264":
-            return factory()
-        return original(codec)
+        chosen = factories.get(codec.mimeType.lower())
+        return chosen() if chosen is not None else original(codec)
 
     pick.__wrapped__ = original  # type: ignore[attr-defined]
+    pick.factories = factories  # type: ignore[attr-defined]
     setattr(module, name, pick)
 
 
 def share_h264_packetization() -> None:
     """Make aiortc's senders use SharedPacketizer for H.264."""
-    use_for_h264(rtcrtpsender, "get_encoder", SharedPacketizer)
+    use_for(rtcrtpsender, "get_encoder", "video/H264", SharedPacketizer)
 
 
 def rtc_configuration(ice_servers: Iterable[dict[str, object]]) -> RTCConfiguration:
@@ -170,17 +173,45 @@ class PacketTrack(MediaStreamTrack):
         self.consumer.close()
 
 
+class AudioPacketTrack(MediaStreamTrack):
+    """An audio track whose frames are the stream's Opus packets, sent as they are."""
+
+    kind = "audio"
+
+    def __init__(self, listener: AudioConsumer):
+        super().__init__()
+        self.listener = listener
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.listener.get()
+        except StreamClosed:
+            self.stop()
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        super().stop()
+        self.listener.close()
+
+
 def _h264_only() -> list:
     return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
 
 
+def _opus_only() -> list:
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+
+
 class ViewerSession:
     def __init__(self, session_id: str, stream: Stream, pc: RTCPeerConnection, track: PacketTrack,
-                 who: str):  # fmt: skip
+                 who: str, audio: AudioPacketTrack | None = None):  # fmt: skip
         self.id = session_id
         self.stream = stream
         self.pc = pc
         self.track = track
+        self.audio = audio
         self.who = who
 
     @property
@@ -189,6 +220,8 @@ class ViewerSession:
 
     async def close(self) -> None:
         self.track.stop()
+        if self.audio is not None:
+            self.audio.stop()
         await self.pc.close()
 
 
@@ -212,30 +245,38 @@ class Viewers:
         self.reaped = 0
 
     async def answer(self, stream: Stream, offer_sdp: str, who: str) -> ViewerSession:
-        if "m=video" not in offer_sdp:
-            raise OfferError("the offer has no video media section")
+        wants_video, wants_audio = "m=video" in offer_sdp, "m=audio" in offer_sdp
+        if not wants_video and not wants_audio:
+            raise OfferError("the offer has no video or audio media section")
         if sum(1 for s in self.sessions.values() if s.who == who) >= self.per_user:
             raise TooManySessions(f"{who} has {self.per_user} viewer sessions already")
         pc = RTCPeerConnection(self.configuration)
-        consumer = stream.attach(f"whep:{who}")
-        track = PacketTrack(consumer)
+        # The pictures' consumer runs the source even for a listener who takes sound only.
+        track = PacketTrack(stream.attach(f"whep:{who}"))
+        audio = AudioPacketTrack(stream.attach_audio(f"whep:{who}")) if wants_audio else None
         try:
-            # The transceiver and its codec choice must exist before the offer is applied:
+            # The transceivers and their codec choice must exist before the offer is applied:
             # aiortc fixes the payload types to send while it applies the remote description.
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(_h264_only())
+            if wants_video:
+                pc.addTransceiver(track, direction="sendonly").setCodecPreferences(_h264_only())
+            if audio is not None:
+                pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(_opus_only())
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except OperationError as e:
-                raise OfferError(f"the offer does not accept H.264 video: {e}") from None
+                raise OfferError(
+                    f"the offer does not accept H.264 video or Opus audio: {e}"
+                ) from None
             except Exception as e:  # aiortc raises assorted types for malformed SDP
                 raise OfferError(f"malformed SDP offer: {e}") from None
             await pc.setLocalDescription(await pc.createAnswer())
         except BaseException:
             track.stop()
+            if audio is not None:
+                audio.stop()
             await pc.close()
             raise
-        session = ViewerSession(uuid.uuid4().hex, stream, pc, track, who)
+        session = ViewerSession(uuid.uuid4().hex, stream, pc, track, who, audio)
         self.sessions[session.id] = session
         asyncio.get_running_loop().call_later(self.connect_s, self._reap, session)
 

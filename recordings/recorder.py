@@ -64,6 +64,11 @@ class Recorder:
         self._anchor: tuple[float, int] | None = None  # (wall, pts)
         self._consumer: Consumer | None = None
         self._stopping = False
+        # Sound of the last pre_s (and the mark's margin): a segment that opens on an
+        # older key frame takes its sound from here.
+        self.sound: collections.deque[av.Packet] = collections.deque(
+            maxlen=int((plan.pre_s + MARK_LATENCY_S + 2) * 50)  # Opus: 50 packets a second
+        )
 
     def mark(self, at: float, pre_s: float, post_s: float) -> None:
         """Keep [at - pre_s, at + post_s] (events mode; continuous keeps it anyway)."""
@@ -87,6 +92,7 @@ class Recorder:
         if self._stopping:
             return
         consumer = self._consumer = self.stream.attach(f"recorder:{self.camera}")
+        listener = self.stream.attach_audio(f"recorder:{self.camera}")
         log.info("recording", extra={"camera": self.camera, "mode": self.plan.mode})
         try:
             while not self._stopping:
@@ -99,13 +105,14 @@ class Recorder:
                     # segment ends where its pictures end, not whenever they resume.
                     await self._finish()
                     continue
-                batch = [first, *consumer.ready()]
+                batch, sound = [first, *consumer.ready()], listener.ready()
                 if not self.disk_ok() or time.monotonic() < self.stalled_until:
                     await self._finish()
                     self.ring.clear()
+                    self.sound.clear()
                     continue
                 try:
-                    events = await asyncio.to_thread(self._write, batch)
+                    events = await asyncio.to_thread(self._write, batch, sound)
                 except DiskFull:
                     # What is on disk stays playable; try again once space may be back.
                     log.error("disk full: recording stopped", extra={"camera": self.camera})
@@ -119,6 +126,7 @@ class Recorder:
             pass
         finally:
             consumer.close()
+            listener.close()
             await self._finish()
 
     def _ask_for_keyframe(self) -> None:
@@ -138,15 +146,24 @@ class Recorder:
             return writer.close() if writer is not None else None
 
     def _open(self, first: av.Packet, wall: float, kind: str) -> Segment:
-        self.writer = SegmentWriter(self.root, self.camera, first, wall, kind)
+        audio = self.stream.state.audio is not None or bool(self.sound)
+        self.writer = SegmentWriter(self.root, self.camera, first, wall, kind, audio)
+        for packet in self.sound:  # the sound since the key frame it opens on
+            self.writer.write_audio(packet)
         return self.writer.segment
 
     # thread side ---------------------------------------------------------------
 
-    def _write(self, batch: list[av.Packet]) -> list[Segment]:
-        """Write a batch; the segments opened or closed meanwhile, for the index."""
+    def _write(self, batch: list[av.Packet], sound: list[av.Packet]) -> list[Segment]:
+        """Write a batch of pictures and the sound that came with them; the segments
+        opened or closed meanwhile, for the index."""
         with self._io:
-            return self._write_locked(batch)
+            events = self._write_locked(batch)
+            for packet in sound:
+                self.sound.append(packet)
+                if self.writer is not None:
+                    self.writer.write_audio(packet)
+            return events
 
     def _write_locked(self, batch: list[av.Packet]) -> list[Segment]:
         events: list[Segment] = []

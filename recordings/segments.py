@@ -1,4 +1,4 @@
-"""One recording segment: a camera's H.264 packets remuxed into fragmented MP4.
+"""One recording segment: a camera's H.264 (and Opus) packets remuxed into fragmented MP4.
 
 No decode, no encode: packets are written as they came. The file is fragmented (a
 fragment per key frame or per second, whichever comes first) and flushed after every
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 
+from gridwatch.media.audio import OPUS_RATE, opus_head
 from gridwatch.media.h264 import parameter_sets
 from gridwatch.media.stream import CLOCK_RATE, TIME_BASE
 
@@ -50,7 +51,18 @@ def segment_path(camera: str, start: float) -> str:
 
 
 class SegmentWriter:
-    def __init__(self, root: Path, camera: str, first: av.Packet, start: float, kind: str):
+    """Writes one segment: H.264 from a key frame (`first`), and the stream's Opus sound
+    when it has sound (`audio`) from that key frame's time on."""
+
+    def __init__(
+        self,
+        root: Path,
+        camera: str,
+        first: av.Packet,
+        start: float,
+        kind: str,
+        audio: bool = False,
+    ):
         self.segment = Segment(camera, segment_path(camera, start), start, kind=kind)
         self.file = root / self.segment.path
         self.file.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +76,14 @@ class SegmentWriter:
             self.vstream.time_base = TIME_BASE
             # The muxer builds the avcC box from Annex-B parameter sets.
             self.vstream.codec_context.extradata = parameter_sets(bytes(first))
+            self.astream = None
+            if audio:
+                self.astream = self.out.add_stream("opus", rate=OPUS_RATE)
+                self.astream.time_base = TIME_BASE
+                self.astream.codec_context.extradata = opus_head()  # the dOps box
         except OSError as e:
             raise _disk(e) from e
+        self._last_audio = first.pts - 1
         self.write(first)
 
     def write(self, packet: av.Packet) -> None:
@@ -80,6 +98,21 @@ class SegmentWriter:
         packet.stream = self.vstream
         try:
             self.out.mux(packet)
+        except (OSError, av.FFmpegError) as e:
+            raise _disk(e) from e
+
+    def write_audio(self, packet: av.Packet) -> None:
+        """Mux one Opus packet of the stream (90 kHz clock) if it belongs here: from the
+        first key frame's time on, never twice. Copied: the muxer rescales what it gets,
+        and the stream's packets are shared with its listeners."""
+        if self.astream is None or packet.pts < self._first_pts or packet.pts <= self._last_audio:
+            return
+        self._last_audio = packet.pts
+        copy = av.Packet(bytes(packet))
+        copy.pts, copy.dts, copy.time_base = packet.pts, packet.pts, packet.time_base
+        copy.stream = self.astream
+        try:
+            self.out.mux(copy)
         except (OSError, av.FFmpegError) as e:
             raise _disk(e) from e
 

@@ -29,7 +29,7 @@ from gridwatch.dispatch.violations import VerificationConsumer, ViolationConsume
 from gridwatch.media.cameras import CameraStore
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.onvif import Onvif
-from gridwatch.media.publish import Publishers, forward_received_h264
+from gridwatch.media.publish import Publishers, forward_received_media
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.sampler import Samplers, Target
 from gridwatch.media.webrtc import (
@@ -162,7 +162,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     use_host_addresses(cfg.webrtc.host_addresses)
     share_h264_packetization()
-    forward_received_h264()
+    forward_received_media()
     onvif = Onvif(timeout_s=cfg.media.read_timeout_s)
     app[keys.ONVIF] = onvif
     hub = StreamHub(

@@ -62,6 +62,7 @@ def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
     data["state"] = {
         "online": bool(st and st.online),
         "codec": st.codec if st else None,
+        "audio": st.audio if st else None,
         "width": st.width if st else None,
         "height": st.height if st else None,
         "fps": round(st.fps, 2) if st else 0.0,

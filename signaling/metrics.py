@@ -19,6 +19,7 @@ from gridwatch.dispatch.matcher import Matcher
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.publish import Publishers
 from gridwatch.media.rtmp import RtmpIngest
+from gridwatch.media.stream import Stream
 from gridwatch.media.webrtc import Viewers
 from gridwatch.recordings.service import Recordings
 from gridwatch.signaling.calls import Calls
@@ -32,6 +33,8 @@ _GAUGES = {
     "fps": "frames per second from the source",
     "bitrate": "bits per second from the source",
     "consumers": "consumers attached (viewers, recorder, sampler, snapshot)",
+    "listeners": "consumers of the stream's sound (WebRTC listeners, recorder)",
+    "audio": "1 while the stream has sound (Opus)",
 }
 _COUNTERS = {
     "reconnects": "times the source was reconnected after a failure",
@@ -45,7 +48,19 @@ _COUNTERS = {
     "snapshot_decodes": "frames decoded to answer snapshot requests",
     "sampler_decodes": "frames decoded for the detectors",
     "keyframe_requests": "key frame requests (PLI) sent to a WebRTC publisher",
+    "audio_packets": "Opus packets of the stream's sound",
+    "audio_transcoded": "Opus packets this server encoded from the source's sound (AAC, G.711)",
 }
+
+
+def _gauge(stream: Stream, name: str) -> float:
+    if name == "consumers":
+        return len(stream.consumers)
+    if name == "listeners":
+        return len(stream.listeners)
+    if name == "audio":
+        return float(stream.state.audio is not None)
+    return float(getattr(stream.state, name))
 
 
 class StreamCollector(Collector):
@@ -58,8 +73,7 @@ class StreamCollector(Collector):
         for name, doc in _GAUGES.items():
             g = GaugeMetricFamily(f"gridwatch_stream_{name}", doc, labels=["stream"])
             for s in streams:
-                value = len(s.consumers) if name == "consumers" else float(getattr(s.state, name))
-                g.add_metric([s.id], value)
+                g.add_metric([s.id], _gauge(s, name))
             yield g
         g = GaugeMetricFamily("gridwatch_stream_viewers", "WebRTC viewers", labels=["stream"])
         for s in streams:
@@ -184,7 +198,11 @@ class DetectorCollector(Collector):
         except (RedisError, OSError):
             self.snapshot = {}  # no figures rather than stale ones
             return
-        workers = {k.decode().removeprefix("gw:worker:"): json.loads(b) for k, b in zip(keys, blobs, strict=True) if b}
+        workers = {
+            k.decode().removeprefix("gw:worker:"): json.loads(b)
+            for k, b in zip(keys, blobs, strict=True)
+            if b
+        }
         self.snapshot = {"live": live, "workers": workers, "queues": dict(zip(
             [n for q in _QUEUES for n in (q, f"{q}:dead")], lengths, strict=True))}  # fmt: skip
 

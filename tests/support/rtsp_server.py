@@ -35,7 +35,8 @@ multicast is not):
     px/frame, default 4 so frames differ; 0 = static picture),
     ``gop=N`` (key-int-max in frames, default = FPS), ``bframes=N`` (main profile
     with N B-frames, b-adapt off, no zerolatency: a camera whose decode and
-    presentation orders differ).  With the
+    presentation orders differ), ``audio=aac|pcma|pcmu`` (a 440 Hz tone as a
+    second stream, AAC at 16 kHz or G.711 at 8 kHz, as IP cameras send sound).  With the
     ultrafast preset x264 only ever emits constrained baseline (no CABAC,
     no B-frames; SDP profile-level-id 42c0xx), which WebRTC peers accept
     for pass-through; the caps filter just makes that explicit.
@@ -183,7 +184,7 @@ def _parse_synth(spec):
             if not eq or not key:
                 raise SpecError("bad option %r in %r (want key=value)" % (item, spec))
             opts[key.strip()] = val.strip()
-    unknown = set(opts) - {"pattern", "speed", "gop", "bframes"}
+    unknown = set(opts) - {"pattern", "speed", "gop", "bframes", "audio"}
     if unknown:
         raise SpecError("unknown option(s) %s in %r" % (", ".join(sorted(unknown)), spec))
     kind = m.group("kind")
@@ -217,7 +218,21 @@ def _parse_synth(spec):
         if not 0 <= quality <= 100:
             raise SpecError("jpeg quality must be 0..100 in %r" % spec)
         enc = "jpegenc quality={q} ! rtpjpegpay name=pay0 pt=26".format(q=quality)
-    return "( %s ! %s )" % (src, enc)
+    audio = opts.get("audio")
+    if audio is None:
+        return "( %s ! %s )" % (src, enc)
+    if audio not in _AUDIO:
+        raise SpecError("audio must be one of %s in %r" % (", ".join(sorted(_AUDIO)), spec))
+    tone = "audiotestsrc is-live=true wave=sine freq=440 ! audioconvert ! audioresample"
+    return "( %s ! %s %s ! %s )" % (src, enc, tone, _AUDIO[audio])
+
+
+# A camera's sound as IP cameras send it: AAC (MPEG-4 generic) or G.711 A-law / mu-law.
+_AUDIO = {
+    "aac": "audio/x-raw,rate=16000,channels=1 ! avenc_aac ! rtpmp4gpay name=pay1 pt=97",
+    "pcma": "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1",
+    "pcmu": "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1",
+}
 
 
 def parse_mount(arg):

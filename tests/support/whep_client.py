@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
@@ -25,6 +26,8 @@ class Viewer:
     first_frame_at: float | None = None
     task: asyncio.Task | None = None
     error: str | None = None
+    sound: list = field(default_factory=list)  # (arrival time, audio frame) with audio=True
+    audio_task: asyncio.Task | None = None
 
     progress: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -39,9 +42,22 @@ class Viewer:
             return False
         return True
 
+    def heard(self) -> tuple[float, float]:
+        """(seconds of sound received, its loudest frequency in Hz)."""
+        if not self.sound:
+            return 0.0, 0.0
+        rate = self.sound[0][1].sample_rate
+        chunks = [f.to_ndarray().reshape(-1, len(f.layout.channels))[:, 0] for _, f in self.sound]
+        samples = np.concatenate(chunks).astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+        peak = float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum[1:])) + 1])
+        return len(samples) / rate, peak
+
     async def close(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
         if self.task:
             self.task.cancel()
+        if self.audio_task:
+            self.audio_task.cancel()
         await self.pc.close()
         await http.delete(base + self.location, headers={"Authorization": f"Bearer {token}"})
 
@@ -60,6 +76,15 @@ async def _consume(viewer: Viewer, track, keep: int, on_frame) -> None:
             if keep:
                 viewer.frames.append((now, frame))
                 del viewer.frames[:-keep]
+    except MediaStreamError:
+        pass
+
+
+async def _listen(viewer: Viewer, track) -> None:
+    try:
+        while True:
+            frame = await track.recv()
+            viewer.sound.append((time.monotonic(), frame))
     except MediaStreamError:
         pass
 
@@ -98,15 +123,22 @@ async def view(
     *,
     keep: int = 4,
     on_frame=None,
+    audio: bool = False,
 ) -> Viewer:
-    """A WHEP viewer that counts (and keeps the last `keep`) decoded frames."""
+    """A WHEP viewer that counts (and keeps the last `keep`) decoded frames; with `audio`
+    it takes the sound too and keeps every decoded audio frame."""
     pc = RTCPeerConnection(rtc_configuration([]))
     pc.addTransceiver("video", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
     viewer = Viewer(pc, "", 0.0)
 
     @pc.on("track")
     def _track(track) -> None:
-        viewer.task = asyncio.ensure_future(_consume(viewer, track, keep, on_frame))
+        if track.kind == "audio":
+            viewer.audio_task = asyncio.ensure_future(_listen(viewer, track))
+        else:
+            viewer.task = asyncio.ensure_future(_consume(viewer, track, keep, on_frame))
 
     viewer.location, viewer.posted_at = await negotiate(http, base, stream, token, pc)
     return viewer

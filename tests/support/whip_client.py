@@ -12,6 +12,7 @@ import aiohttp
 import av
 import numpy as np
 from aiortc import (
+    AudioStreamTrack,
     RTCPeerConnection,
     RTCRtpSender,
     VideoStreamTrack,
@@ -22,7 +23,7 @@ from aiortc.codecs.h264 import H264Encoder
 from aiortc.mediastreams import convert_timebase
 
 from gridwatch.media.h264 import PPS, SPS, nal_type, nal_units
-from gridwatch.media.webrtc import rtc_configuration, use_for_h264, use_host_addresses
+from gridwatch.media.webrtc import rtc_configuration, use_for, use_host_addresses
 from support.whep_client import negotiate
 
 use_host_addresses(["127.0.0.1"])  # the network rule: publishers stay on loopback
@@ -90,7 +91,7 @@ class ParameterSetsOnceEncoder(LongGopEncoder):
 
 def use_long_gop(encoder: type[LongGopEncoder] = LongGopEncoder) -> None:
     """aiortc's senders in this process encode H.264 with `encoder` from now on."""
-    use_for_h264(rtcrtpsender, "get_encoder", encoder)
+    use_for(rtcrtpsender, "get_encoder", "video/H264", encoder)
 
 
 class MovingPicture(VideoStreamTrack):
@@ -112,14 +113,39 @@ class MovingPicture(VideoStreamTrack):
         return frame
 
 
+class Tone(AudioStreamTrack):
+    """A 440 Hz sine at 48 kHz, mono, 20 ms a frame: what a test can recognise in the
+    sound that comes out the other end."""
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()  # paced silence, with its time
+        start = frame.pts
+        t = (np.arange(frame.samples) + start) / frame.sample_rate
+        tone = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+        out = av.AudioFrame.from_ndarray(tone.reshape(1, -1), format="s16", layout="mono")
+        out.sample_rate, out.pts, out.time_base = frame.sample_rate, frame.pts, frame.time_base
+        return out
+
+
 async def publish(
-    http: aiohttp.ClientSession, base: str, stream: str, token: str, codec: str = "video/H264"
+    http: aiohttp.ClientSession,
+    base: str,
+    stream: str,
+    token: str,
+    codec: str = "video/H264",
+    *,
+    video: bool = True,
+    audio: bool = False,
 ) -> tuple[RTCPeerConnection, str]:
-    """Publish a MovingPicture over WHIP, offering only `codec`; (pc, Location)."""
+    """Publish a MovingPicture (and with `audio` a Tone, in Opus) over WHIP, offering only
+    `codec` for the pictures; (pc, Location)."""
     pc = RTCPeerConnection(rtc_configuration([]))
-    transceiver = pc.addTransceiver(MovingPicture(), direction="sendonly")
-    transceiver.setCodecPreferences(
-        [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
-    )
+    if video:
+        transceiver = pc.addTransceiver(MovingPicture(), direction="sendonly")
+        transceiver.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == codec]
+        )
+    if audio:
+        pc.addTransceiver(Tone(), direction="sendonly")
     location, _ = await negotiate(http, base, stream, token, pc, "whip")
     return pc, location
