@@ -25,6 +25,7 @@ from pyrtmp.messages.handshake import C0, C1, C2
 from pyrtmp.rtmp import RTMPProtocol, SimpleRTMPController
 from pyrtmp.session_manager import SessionManager
 
+from gridwatch.media.audio import AudioError, OpusTranscoder
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.publish import Feed, push_source
 from gridwatch.media.stream import Stream
@@ -281,11 +282,69 @@ SET_CHUNK_SIZE, AUDIO, VIDEO, DATA_AMF0, COMMAND_AMF0 = 0x01, 0x08, 0x09, 0x12, 
 CONTROL = {0x02, 0x03, 0x04, 0x05, 0x06}  # abort, ack, user control, window, bandwidth
 
 
+# FLV SoundFormat (FLV spec 10.1, E.4.2.1) -> FFmpeg's decoder, for the ones we take.
+SOUND_DECODERS = {2: "mp3", 7: "pcm_alaw", 8: "pcm_mulaw", 10: "aac", 14: "mp3"}
+SOUND_NAMES = {0: "linear PCM", 1: "ADPCM", 3: "linear PCM", 4: "Nellymoser", 5: "Nellymoser",
+               6: "Nellymoser", 11: "Speex", 15: "device-specific sound"}  # fmt: skip
+AAC_HEADER = 0  # AACPacketType: 0 the AudioSpecificConfig, 1 a raw frame
+
+
+class FlvSound:
+    """FLV audio tags (AAC, G.711, MP3) to the stream's Opus, transcoded once.
+
+    `packet` parses (on the event loop, cheap); `transcode` decodes and encodes
+    (blocking: in a thread). FlvError for a tag that is malformed or a format we do not
+    take; AudioError for data that does not decode.
+    """
+
+    def __init__(self) -> None:
+        self.transcoder: OpusTranscoder | None = None
+
+    def packet(self, tag: bytes, timestamp_ms: int) -> av.Packet | None:
+        """The tag's coded sound with its time; None for AAC's configuration."""
+        if not tag:
+            raise FlvError("empty audio tag")
+        fmt = tag[0] >> 4
+        decoder = SOUND_DECODERS.get(fmt)
+        if decoder is None:
+            name = SOUND_NAMES.get(fmt, f"format {fmt}")
+            raise FlvError(f"FLV audio {name} is not taken; push AAC, G.711 or MP3")
+        body = tag[1:]
+        if decoder == "aac":
+            if not body:
+                raise FlvError("AAC audio tag without its packet type")
+            if body[0] == AAC_HEADER:
+                if len(body) < 3:
+                    raise FlvError("AAC sequence header shorter than an AudioSpecificConfig")
+                self.transcoder = OpusTranscoder.for_codec("aac", extradata=body[1:])
+                return None
+            body = body[1:]
+            if self.transcoder is None:
+                raise FlvError("AAC audio before its sequence header")
+        elif self.transcoder is None:
+            # G.711 in FLV is 8 kHz mono whatever the rate bits say; MP3 frames say theirs.
+            g711 = decoder.startswith("pcm_")
+            self.transcoder = OpusTranscoder.for_codec(
+                decoder, sample_rate=8000 if g711 else 0, channels=1 if g711 else 0
+            )
+        if not body:
+            return None
+        packet = av.Packet(body)
+        packet.pts = packet.dts = timestamp_ms
+        packet.time_base = MS
+        return packet
+
+    def transcode(self, packet: av.Packet) -> list[av.Packet]:
+        assert self.transcoder is not None
+        return self.transcoder(packet)
+
+
 class _Publisher:
     def __init__(self, stream: Stream, session: SessionManager) -> None:
         self.stream = stream
         self.feed = Feed(stream, "rtmp", session.writer.close)  # stopped: disconnect him
         self.flv = FlvH264()
+        self.sound: FlvSound | None = FlvSound()  # None once its sound was dropped
         self.online = False
 
 
@@ -387,7 +446,7 @@ class RtmpIngest(SimpleRTMPController):
         if kind == VIDEO:
             self._video(session, chunk.payload, chunk.timestamp)
         elif kind == AUDIO:
-            self._audio(session, chunk.payload, chunk.timestamp)
+            await self._audio(session, chunk.payload, chunk.timestamp)
         elif kind == COMMAND_AMF0:
             await self._command(session, chunk)
         elif kind == SET_CHUNK_SIZE:
@@ -443,10 +502,27 @@ class RtmpIngest(SimpleRTMPController):
             publisher.online = True
         publisher.feed.packet(packet)
 
-    def _audio(self, session: SessionManager, tag: bytes, timestamp_ms: int) -> None:
-        """One FLV audio tag body (any bytes, possibly empty). Audio is not forwarded yet:
-        this is where it will be. Whatever parses it must raise FlvError (-> a refusal
-        with its message) and nothing else."""
+    async def _audio(self, session: SessionManager, tag: bytes, timestamp_ms: int) -> None:
+        """One FLV audio tag body (any bytes, possibly empty) onto the stream as Opus. Sound
+        we cannot take is dropped with one line, for the rest of the session: a drone's
+        pictures matter more than its microphone."""
+        publisher = self.publishers.get(session)
+        if publisher is None or publisher.sound is None:
+            return
+        try:
+            packet = publisher.sound.packet(tag, timestamp_ms)
+            if packet is None:
+                return
+            # Awaited: this publisher's next message waits, the others do not.
+            out = await asyncio.to_thread(publisher.sound.transcode, packet)
+        except (FlvError, AudioError) as e:
+            log.warning("rtmp publisher sound dropped",
+                        extra={"stream": publisher.stream.id, "peer": _peer(session), "error": str(e)})  # fmt: skip
+            publisher.sound = None
+            return
+        publisher.stream.state.audio_transcoded += len(out)
+        for opus in out:
+            await publisher.feed.sound(opus)
 
     def _end(self, session: SessionManager, reason: str) -> None:
         publisher = self.publishers.pop(session, None)

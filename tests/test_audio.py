@@ -14,6 +14,7 @@ import numpy as np
 from test_recordings import auth, wait_closed
 from test_whep_rtsp import stream_metric
 
+from support.procs import stop
 from support.whep_client import view
 from support.whip_client import publish
 
@@ -159,3 +160,25 @@ async def test_sources_with_sound_only_are_heard(gridwatch_factory, http, tmp_pa
         await viewer.close(http, gw.base, token)
     finally:
         await pc.close()
+
+
+async def test_a_drones_aac_over_rtmp_is_heard(gridwatch_factory, http):
+    gw = gridwatch_factory()
+    drone = subprocess.Popen(
+        ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-f", "lavfi", "-i", f"sine=frequency={TONE_HZ}:sample_rate=44100", "-c:v", "libx264",
+         "-preset", "ultrafast", "-tune", "zerolatency", "-g", "50", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-f", "flv",
+         f"rtmp://127.0.0.1:{gw.rtmp_port}/live/drone-4?token={gw.token('admin')}"],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while stream_metric(gw.metrics(), "audio", "drone-4") != 1:
+            assert time.monotonic() < deadline, gw.logs()[-3000:]
+            await asyncio.sleep(0.2)
+        viewer, token = await listen(gw, http, "drone-4", 2.0)
+        assert abs(viewer.heard()[1] - TONE_HZ) < 10
+        await viewer.close(http, gw.base, token)
+    finally:
+        stop(drone)

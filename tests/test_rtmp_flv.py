@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gridwatch.media.rtmp import FlvError, FlvH264
+from gridwatch.media.audio import AudioError
+from gridwatch.media.rtmp import FlvError, FlvH264, FlvSound
 
 START = b"\x00\x00\x00\x01"
 KEY, INTER = 1, 2
@@ -201,3 +202,26 @@ def test_refusals_name_their_cause(data, cause):
 def test_malformed_frames_name_their_cause(body, cause):
     with pytest.raises(FlvError, match=cause):
         configured().packet(tag(KEY, 1, body), 0)
+
+
+@given(st.lists(st.binary(max_size=64), min_size=1, max_size=6))
+@settings(max_examples=300)
+def test_any_audio_tags_give_sound_none_or_a_named_error(tags):
+    """FLV audio (FlvSound): whatever a publisher sends, a packet of sound, None, or an
+    FlvError / AudioError that says why; never another exception."""
+    sound = FlvSound()
+    for i, body in enumerate(tags):
+        try:
+            packet = sound.packet(body, i * 20)
+            if packet is not None:
+                sound.transcode(packet)
+        except (FlvError, AudioError) as e:
+            assert str(e)
+
+
+@pytest.mark.parametrize(
+    ("first_byte", "name"), [(0x0F, "linear PCM"), (0x5F, "Nellymoser"), (0xBF, "Speex")]
+)
+def test_audio_formats_we_do_not_take_are_named(first_byte, name):
+    with pytest.raises(FlvError, match=name):
+        FlvSound().packet(bytes([first_byte, 1, 2, 3]), 0)
