@@ -264,7 +264,7 @@ class Publishers:
                 await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
             except OperationError as e:
                 raise OfferError(
-                    f"the offer has no video codec we take (H.264, VP8): {e}"
+                    f"the offer has no codec we take (video: H.264, VP8; audio: Opus, G.711): {e}"
                 ) from None
             except Exception as e:  # aiortc raises assorted types for malformed SDP
                 raise OfferError(f"malformed SDP offer: {e}") from None
