@@ -36,24 +36,28 @@ class OpusTranscoder:
 
     `decoder`: an opened or openable decoding context (a demuxed stream's, or one made
     from a codec name and its configuration); None for one that is handed decoded
-    frames (`encode`). Output packets carry presentation times
-    in OPUS_TIME_BASE that follow the source's own (so that sound stays with its
-    pictures): the first decoded frame's time, then the samples since.
+    frames (`encode`). Output packets carry presentation times in OPUS_TIME_BASE that
+    follow the source's own (so that sound stays with its pictures): the samples
+    encoded since the first frame's time, put back on the source's time whenever a frame
+    comes more than RESYNC_S off it (packets lost on the way: the sound must not fall
+    behind for the rest of the session). A source that changes its rate or layout
+    midway (HE-AAC's implicit SBR, MP3 at mixed rates) is resampled afresh.
     """
+
+    RESYNC_S = 0.1
 
     def __init__(self, decoder: av.AudioCodecContext | None = None):
         self.decoder = decoder
-        self.resampler = AudioResampler(
-            format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME
-        )
+        self.resampler: AudioResampler | None = None
+        self._input: tuple[str, str, int] | None = None  # the resampler's (format, layout, rate)
         encoder = av.CodecContext.create("libopus", "w")
         encoder.sample_rate, encoder.layout, encoder.format = OPUS_RATE, "stereo", "s16"
         encoder.bit_rate = 64000
         encoder.time_base = OPUS_TIME_BASE
         encoder.options = {"application": "voip"}  # speech first: officers, body cameras
         self.encoder = encoder
-        self._origin: int | None = None  # the first frame's time, in OPUS_TIME_BASE
-        self._samples = 0
+        self._origin: int | None = None  # OPUS_TIME_BASE time of sample 0
+        self._samples = 0  # samples handed to the encoder
 
     @classmethod
     def for_codec(cls, name: str, extradata: bytes = b"", sample_rate: int = 0,
@@ -84,10 +88,30 @@ class OpusTranscoder:
         return [opus for frame in frames for opus in self.encode(frame)]
 
     def encode(self, frame: av.AudioFrame) -> list[av.Packet]:
-        """Opus packets for one decoded frame of any rate, layout and sample format."""
-        if self._origin is None:
-            t = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else 0
-            self._origin = round(t * OPUS_RATE)
+        """Opus packets for one decoded frame of any rate, layout and sample format;
+        AudioError for one that cannot be resampled or encoded."""
+        try:
+            return self._encode(frame)
+        except (av.FFmpegError, ValueError) as e:
+            raise AudioError(f"audio cannot be turned into Opus: {e}") from None
+
+    def _encode(self, frame: av.AudioFrame) -> list[av.Packet]:
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if shape != self._input:
+            self._input = shape
+            self.resampler = AudioResampler(
+                format="s16", layout="stereo", rate=OPUS_RATE, frame_size=OPUS_FRAME
+            )
+        if frame.pts is not None and frame.time_base:
+            t = round(frame.pts * frame.time_base * OPUS_RATE)
+            if (
+                self._origin is None
+                or abs(t - (self._origin + self._samples)) > self.RESYNC_S * OPUS_RATE
+            ):
+                self._origin = t - self._samples
+        elif self._origin is None:
+            self._origin = 0
+        assert self.resampler is not None and self._origin is not None
         out: list[av.Packet] = []
         for chunk in self.resampler.resample(frame):
             chunk.pts, chunk.time_base = self._samples, OPUS_TIME_BASE

@@ -20,13 +20,16 @@ def nal_types(data: bytes) -> set[int]:
 
 
 def nal_units(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex-B buffer, each with its start code (3 or 4 bytes)."""
+    """The NAL units of an Annex-B buffer, each with its start code (3 or 4 bytes) and at
+    least its header byte: empty units (start codes back to back, which a hostile
+    publisher can send) are left out."""
     out, i = [], data.find(_START)
     while i != -1 and i + 3 < len(data):
         start = i - 1 if i > 0 and data[i - 1] == 0 else i
         j = data.find(_START, i + 3)
         end = len(data) if j == -1 else (j - 1 if data[j - 1] == 0 else j)
-        out.append(data[start:end])
+        if end > i + 3:
+            out.append(data[start:end])
         i = j
     return out
 

@@ -211,11 +211,10 @@ class DemuxProducer(ThreadProducer):
                     elif sound is not None:
                         try:
                             for out in sound(packet):
-                                self._call(self.stream.ingest_audio, out)
+                                self._call(self.stream.ingest_audio, out, True)
                         except AudioError as e:
                             # The pictures go on; the sound of this session is lost, once said.
-                            log.warning("source audio dropped",
-                                        extra={"stream": self.stream.id, "error": str(e)})  # fmt: skip
+                            self._call(self.stream.sound_lost, str(e))
                             sound = None
                 if not paced:
                     return

@@ -31,7 +31,7 @@ from aiortc.exceptions import OperationError
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gridwatch.media.audio import OPUS_TIME_BASE, OpusTranscoder
+from gridwatch.media.audio import OPUS_TIME_BASE, AudioError, OpusTranscoder
 from gridwatch.media.h264 import H264Encoder, nal_types
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.sources import Source
@@ -93,6 +93,7 @@ class Feed:
         self.on_stop = on_stop
         self._encoder: H264Encoder | None = None
         self._opus: OpusTranscoder | None = None
+        self.mute = False  # its sound was dropped
 
     def take(self, request_keyframe: Callable[[], None] | None) -> None:
         """This publisher feeds the stream now (`request_keyframe`: it can make key frames
@@ -134,21 +135,35 @@ class Feed:
             p.pts, p.time_base = pts, time_base
             self.packet(p)
 
-    async def sound(self, item: av.Packet | av.AudioFrame) -> None:
+    async def sound(self, item: av.Packet | av.AudioFrame, same_clock: bool = False) -> None:
         """Opus as it came; decoded sound (G.711 from a device that offers no Opus)
-        encoded to Opus off the event loop."""
-        if not self.current:
+        encoded to Opus off the event loop. `same_clock`: its times are on the pictures'
+        clock (FLV), not on a separate one (WebRTC). Sound that cannot be encoded is
+        dropped for the rest of the session, with one line."""
+        if not self.current or self.mute:
             return
         if isinstance(item, av.Packet):
-            self.stream.ingest_audio(item)
+            self.stream.ingest_audio(item, same_clock)
             return
         if self._opus is None:
             self._opus = OpusTranscoder()
-        packets = await asyncio.to_thread(self._opus.encode, item)
+        try:
+            packets = await asyncio.to_thread(self._opus.encode, item)
+        except AudioError as e:
+            self.lose_sound(str(e))
+            return
         self.stream.state.audio_transcoded += len(packets)
         for packet in packets:
             if self.current:
-                self.stream.ingest_audio(packet)
+                self.stream.ingest_audio(packet, same_clock)
+
+    def lose_sound(self, error: str) -> None:
+        """This publisher's sound cannot be taken: dropped, said once, the pictures go on."""
+        if self.mute:
+            return
+        self.mute = True
+        if self.current:
+            self.stream.sound_lost(f"{self.via}: {error}")
 
     def ended(self, reason: str) -> None:
         """The publisher left: the stream is offline until another takes it (a no-op for a

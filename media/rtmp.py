@@ -344,7 +344,7 @@ class _Publisher:
         self.stream = stream
         self.feed = Feed(stream, "rtmp", session.writer.close)  # stopped: disconnect him
         self.flv = FlvH264()
-        self.sound: FlvSound | None = FlvSound()  # None once its sound was dropped
+        self.flv_sound = FlvSound()
         self.online = False
 
 
@@ -507,22 +507,22 @@ class RtmpIngest(SimpleRTMPController):
         we cannot take is dropped with one line, for the rest of the session: a drone's
         pictures matter more than its microphone."""
         publisher = self.publishers.get(session)
-        if publisher is None or publisher.sound is None:
+        if publisher is None or publisher.feed.mute:
             return
         try:
-            packet = publisher.sound.packet(tag, timestamp_ms)
+            packet = publisher.flv_sound.packet(tag, timestamp_ms)
             if packet is None:
                 return
             # Awaited: this publisher's next message waits, the others do not.
-            out = await asyncio.to_thread(publisher.sound.transcode, packet)
+            out = await asyncio.to_thread(publisher.flv_sound.transcode, packet)
         except (FlvError, AudioError) as e:
-            log.warning("rtmp publisher sound dropped",
-                        extra={"stream": publisher.stream.id, "peer": _peer(session), "error": str(e)})  # fmt: skip
-            publisher.sound = None
+            publisher.feed.lose_sound(str(e))
             return
+        if not publisher.stream.state.online:
+            publisher.feed.online(None, None, None)  # sound only, until pictures come
         publisher.stream.state.audio_transcoded += len(out)
         for opus in out:
-            await publisher.feed.sound(opus)
+            await publisher.feed.sound(opus, same_clock=True)
 
     def _end(self, session: SessionManager, reason: str) -> None:
         publisher = self.publishers.pop(session, None)

@@ -60,6 +60,7 @@ class StreamState:
     audio: str | None = None  # "opus" while the stream has sound (any source codec becomes Opus)
     audio_packets: int = 0
     audio_transcoded: int = 0  # Opus packets this server encoded from another codec
+    audio_dropped: int = 0  # sound packets a lagging listener did not get
 
 
 class Consumer:
@@ -72,15 +73,20 @@ class Consumer:
     and never builds a backlog.
     """
 
-    def __init__(self, stream: Stream, name: str, maxsize: int, catch_up: list[av.Packet]):
+    def __init__(
+        self, stream: Stream, name: str, maxsize: int, catch_up: list[av.Packet], sink: bool = False
+    ):
         self.stream = stream
         self.name = name
         self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
-        self.catch_up = collections.deque(catch_up)
+        self.sink = sink  # holds the source running, takes no pictures (a listener)
+        self.catch_up = collections.deque(() if sink else catch_up)
         self._need_keyframe = not catch_up
         self.closed = False
 
     def offer(self, packet: av.Packet) -> None:
+        if self.sink:
+            return
         if self._need_keyframe:
             if not packet.is_keyframe:
                 return
@@ -134,7 +140,7 @@ class AudioConsumer:
     """A bounded queue of a stream's Opus packets for one listener or recorder. Any packet
     decodes on its own, so one that falls behind just loses the oldest."""
 
-    def __init__(self, stream: Stream, name: str, maxsize: int = 100):  # 2 s of 20 ms frames
+    def __init__(self, stream: Stream, name: str, maxsize: int = 250):  # 5 s of 20 ms frames
         self.stream = stream
         self.name = name
         self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
@@ -143,7 +149,7 @@ class AudioConsumer:
     def offer(self, packet: av.Packet) -> None:
         if self._queue.full():
             self._queue.get_nowait()
-            self.stream.state.dropped += 1
+            self.stream.state.audio_dropped += 1
         self._queue.put_nowait(packet)
 
     def ready(self) -> list[av.Packet]:
@@ -209,20 +215,30 @@ class Timeline:
         """The source starts over (a new session): its first packet is a discontinuity."""
         self._offset = None
 
-    def start_at(self, t: int) -> None:
-        """Begin (or go on) near `t` of the stream's clock: a second track (sound) that
-        must run beside the first."""
-        if not self._last_wall:
-            self._offset, self._last, self._last_wall = None, t, time.monotonic()
+    @property
+    def offset(self) -> int | None:
+        """Stream time minus source time (90 kHz) of the current run; None before one."""
+        return self._offset
 
     def _step(self, now: float) -> int:
         passed = int((now - self._last_wall) * CLOCK_RATE) if self._last_wall else 0
         return max(self.frame, min(passed, self.MAX_GAP))
 
-    def map(self, pts: int | None, dts: int | None, time_base: Fraction | None) -> tuple[int, int]:
+    def map(
+        self,
+        pts: int | None,
+        dts: int | None,
+        time_base: Fraction | None,
+        start: int | None = None,
+        follow: Timeline | None = None,
+    ) -> tuple[int, int]:
+        """(pts, dts) on the stream's clock. A packet that begins a run (the first, or after
+        a discontinuity) goes at `start` when that is given and after the last, or, with
+        `follow`, where that timeline's run puts the same source time (a second track of
+        the same source clock: its sound beside its pictures)."""
         now = time.monotonic()
         if time_base is None or (pts is None and dts is None):
-            t = self._last + self._step(now) if self._last_wall else 0
+            t = self._last + self._step(now) if self._last_wall else (start or 0)
             self._offset = None
             self._last, self._last_wall = t, now
             return t, t
@@ -246,9 +262,15 @@ class Timeline:
                     CLOCK_RATE // 1000, min(statistics.median_low(self._deltas), CLOCK_RATE)
                 )
         if self._offset is None:
-            if self._last_wall:
+            if follow is not None and follow.offset is not None:
+                start = src_dts + follow.offset
+            if not self._last_wall:
+                t0 = start or 0
+            else:
                 self.discontinuities += 1
-            self._offset = self._last + (self._step(now) if self._last_wall else 0) - src_dts
+                last_plus = self._last + self._step(now)
+                t0 = start if start is not None and start > self._last else last_plus
+            self._offset = t0 - src_dts
         t = src_dts + self._offset
         self._src_last, self._last, self._last_wall = src_dts, t, now
         return t + min(max(src_pts - src_dts, 0), self.MAX_REORDER), t
@@ -285,6 +307,7 @@ class Stream:
         self.producer: Producer | None = None
         self.timeline = Timeline()
         self.audio_timeline = Timeline()
+        self._born = time.monotonic()
         self.listeners: set[AudioConsumer] = set()
         self.parameter_sets = ParameterSets()
         self.gop: list[av.Packet] = []  # [] also while the current GOP is past the bounds
@@ -306,8 +329,10 @@ class Stream:
 
     # consumers -------------------------------------------------------------
 
-    def attach(self, name: str) -> Consumer:
-        consumer = Consumer(self, name, self.consumer_queue, self.gop)
+    def attach(self, name: str, sink: bool = False) -> Consumer:
+        """A consumer of the pictures, from the cached GOP on; starts the producer. A
+        `sink` takes none: it only keeps the source running (one who listens only)."""
+        consumer = Consumer(self, name, self.consumer_queue, self.gop, sink)
         self.consumers.add(consumer)
         if self._idle_handle is not None:
             self._idle_handle.cancel()
@@ -426,29 +451,46 @@ class Stream:
         """A packet from whatever feeds the stream (a pulled source's producer, a WHIP or
         RTMP publisher), in its own time base: onto the stream's clock, then to the
         consumers. The one way in for every ingest path."""
-        packet.pts, packet.dts = self.timeline.map(packet.pts, packet.dts, packet.time_base)
+        first = self.timeline.offset is None
+        packet.pts, packet.dts = self.timeline.map(
+            packet.pts, packet.dts, packet.time_base, start=self.clock() if first else None
+        )
         packet.time_base = TIME_BASE
         self._publish(self.parameter_sets.complete(packet))
 
     def clock(self) -> int:
-        """The stream's clock now (90 kHz), from its newest packet."""
-        wall, at = self.anchor
-        return at + int((time.time() - wall) * CLOCK_RATE)
+        """The stream's clock now: 90 kHz since the stream was made. Pictures and sound
+        each begin on it, so they begin together."""
+        return int((time.monotonic() - self._born) * CLOCK_RATE)
 
-    def ingest_audio(self, packet: av.Packet) -> None:
+    def ingest_audio(self, packet: av.Packet, same_clock: bool) -> None:
         """An Opus packet (from a publisher as it came, or from a source's transcoder), in
         its own time base: onto the stream's clock beside the pictures, then to the
-        listeners. The one way in for sound."""
-        if not self.state.audio:
-            self.state.audio = "opus"
-            self.audio_timeline.start_at(self.clock())
-        packet.pts, packet.dts = self.audio_timeline.map(packet.pts, packet.dts, packet.time_base)
+        listeners. The one way in for sound. `same_clock`: its times and the pictures'
+        are of one source clock (a demuxer's, FLV's), so it goes where the pictures' run
+        puts that time; otherwise (WebRTC's separate RTP clocks) it begins on the
+        stream's clock when it comes."""
+        self.state.audio = "opus"
+        started = self.audio_timeline.offset is not None
+        packet.pts, packet.dts = self.audio_timeline.map(
+            packet.pts,
+            packet.dts,
+            packet.time_base,
+            start=None if started else self.clock(),
+            follow=self.timeline if same_clock else None,
+        )
         packet.time_base = TIME_BASE
         self.state.audio_packets += 1
         if self.state.codec is None:
             self.anchor = (time.time(), packet.pts)  # a source with sound only
-        for listener in self.listeners:
+        for listener in list(self.listeners):
             listener.offer(packet)
+
+    def sound_lost(self, error: str) -> None:
+        """The source's sound cannot be taken (it does not decode, a codec we do not
+        take): one line naming the cause; the pictures go on without it."""
+        self.state.audio = None
+        log.warning("stream sound dropped", extra={"stream": self.id, "error": error})
 
     def _publish(self, packet: av.Packet) -> None:
         self.anchor = (time.time(), packet.pts)

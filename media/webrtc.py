@@ -11,6 +11,7 @@ import collections
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from types import ModuleType
 
 import aioice.ice
@@ -69,7 +70,10 @@ class SharedPacketizer(AiortcH264Encoder):
     )
     CACHE = 1024
 
-    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+    def pack(self, packet: av.Packet | Retimed) -> tuple[list[bytes], int]:  # type: ignore[override]
+        if isinstance(packet, Retimed):  # the stream's packet, at this viewer's own time
+            payloads, _ = self.pack(packet.packet)
+            return payloads, packet.pts  # the RTP clock of H.264 is 90 kHz, as the stream's
         hit = self._packed.get(id(packet))
         if hit is not None and hit[0] is packet:
             return hit[1]
@@ -116,12 +120,13 @@ CATCH_UP_SPEED = 8  # a catch-up is sent at least this many times faster than re
 CATCH_UP_MAX_S = 2.0  # and takes at most this long, however long the GOP
 
 
-def retimed(packet: av.Packet, pts: int) -> av.Packet:
-    """A copy of `packet` at `pts` (= dts): the stream's packets are shared, never changed."""
-    copy = av.Packet(bytes(packet))
-    copy.pts = copy.dts = pts
-    copy.time_base, copy.is_keyframe = packet.time_base, packet.is_keyframe
-    return copy
+@dataclass(frozen=True)
+class Retimed:
+    """One of the stream's packets sent to one viewer at his own RTP time `pts` (90 kHz):
+    the packet is shared by every viewer and never changed, nor copied."""
+
+    packet: av.Packet
+    pts: int
 
 
 class PacketTrack(MediaStreamTrack):
@@ -143,25 +148,27 @@ class PacketTrack(MediaStreamTrack):
     def __init__(self, consumer: Consumer):
         super().__init__()
         self.consumer = consumer
-        catch_up = consumer.catch_up
+        catch_up, consumer.catch_up = consumer.catch_up, collections.deque()
+        self._catch_up: collections.deque[Retimed] = collections.deque()
         self._pace = 0.0  # seconds between catch-up frames
         self._next = 0.0  # when the next catch-up frame may go (loop time)
         if catch_up:
             edge, n = catch_up[-1].dts + 1, len(catch_up)
             span_s = (catch_up[-1].dts - catch_up[0].dts) / CLOCK_RATE
             self._pace = min(span_s / CATCH_UP_SPEED, CATCH_UP_MAX_S) / n
-            consumer.catch_up = collections.deque(
-                retimed(p, edge - (n - i) * CATCH_UP_STEP) for i, p in enumerate(catch_up)
+            self._catch_up.extend(
+                Retimed(p, edge - (n - i) * CATCH_UP_STEP) for i, p in enumerate(catch_up)
             )
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet | Retimed:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
-        if self.consumer.catch_up and self._pace:
+        if self._catch_up:
             loop = asyncio.get_running_loop()
             self._next = max(self._next, loop.time())
             await asyncio.sleep(self._next - loop.time())
             self._next += self._pace
+            return self._catch_up.popleft()
         try:
             return await self.consumer.get()
         except StreamClosed:
@@ -252,7 +259,7 @@ class Viewers:
             raise TooManySessions(f"{who} has {self.per_user} viewer sessions already")
         pc = RTCPeerConnection(self.configuration)
         # The pictures' consumer runs the source even for a listener who takes sound only.
-        track = PacketTrack(stream.attach(f"whep:{who}"))
+        track = PacketTrack(stream.attach(f"whep:{who}", sink=not wants_video))
         audio = AudioPacketTrack(stream.attach_audio(f"whep:{who}")) if wants_audio else None
         try:
             # The transceivers and their codec choice must exist before the offer is applied:

@@ -89,6 +89,7 @@ def export(root: Path, segments: list[Segment], start: float, end: float, out_pa
                 vin = src.streams.video[0]
                 ain = src.streams.audio[0] if src.streams.audio else None
                 base: float | None = None  # seconds: the segment's first picture
+                past: set[int] = set()
                 try:
                     for packet in src.demux(*(s for s in (vin, ain) if s is not None)):
                         if packet.pts is None or packet.size == 0:
@@ -104,9 +105,12 @@ def export(root: Path, segments: list[Segment], start: float, end: float, out_pa
                             + float((packet.dts if packet.dts is not None else packet.pts) * tb)
                             - base
                         )
-                        if wall >= end and packet.stream is vin:
-                            break
                         if wall >= end:
+                            # A fragment holds a run of pictures, then the sound of
+                            # the same time: done once every track has gone past `end`.
+                            past.add(packet.stream.index)
+                            if len(past) == len(src.streams.video[:1] + src.streams.audio[:1]):
+                                break
                             continue
                         if clip.out is None:
                             if packet.stream is not vin:

@@ -103,6 +103,8 @@ class Recorder:
                 except TimeoutError:
                     # The source went quiet (a camera offline, a phone that left): the
                     # segment ends where its pictures end, not whenever they resume.
+                    # Sound with no pictures is not recorded: kept a while, then dropped.
+                    self.sound.extend(listener.ready())
                     await self._finish()
                     continue
                 batch, sound = [first, *consumer.ready()], listener.ready()
@@ -146,7 +148,7 @@ class Recorder:
             return writer.close() if writer is not None else None
 
     def _open(self, first: av.Packet, wall: float, kind: str) -> Segment:
-        audio = self.stream.state.audio is not None or bool(self.sound)
+        audio = self.stream.state.audio is not None
         self.writer = SegmentWriter(self.root, self.camera, first, wall, kind, audio)
         for packet in self.sound:  # the sound since the key frame it opens on
             self.writer.write_audio(packet)
@@ -158,10 +160,18 @@ class Recorder:
         """Write a batch of pictures and the sound that came with them; the segments
         opened or closed meanwhile, for the index."""
         with self._io:
-            events = self._write_locked(batch)
+            # Sound comes a little after its pictures (transcoding, Opus's 20 ms): what
+            # belongs to the pictures already written goes in first, so that a segment
+            # about to close in this batch still gets the sound of its end.
+            writer = self.writer
+            later = [p for p in sound if writer is None or p.pts > writer.last_pts]
             for packet in sound:
                 self.sound.append(packet)
-                if self.writer is not None:
+                if writer is not None and packet.pts <= writer.last_pts:
+                    writer.write_audio(packet)
+            events = self._write_locked(batch)
+            if self.writer is not None:
+                for packet in later:
                     self.writer.write_audio(packet)
             return events
 

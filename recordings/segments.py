@@ -2,7 +2,8 @@
 
 No decode, no encode: packets are written as they came. The file is fragmented (a
 fragment per key frame or per second, whichever comes first) and flushed after every
-packet, so a server killed mid-segment leaves a file that plays to its last fragment.
+packet, so a server killed mid-segment leaves a file that plays to its last fragment
+(after its first second: the moov goes with the first fragment).
 Blocking (file I/O): run it in a thread.
 """
 
@@ -21,9 +22,17 @@ from gridwatch.media.h264 import parameter_sets
 from gridwatch.media.stream import CLOCK_RATE, TIME_BASE
 
 FRAGMENTED = {
-    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    # delay_moov: the moov is written with the first fragment (at most a second in), once
+    # every track's first time is known, so that the sound keeps its place beside the
+    # pictures (with empty_moov each track would start at 0); make_zero then puts the
+    # segment's earliest time at 0.
+    "movflags": "frag_keyframe+empty_moov+delay_moov+default_base_moof",
+    "avoid_negative_ts": "make_zero",
     "frag_duration": "1000000",  # microseconds: a fragment at least every second
     "flush_packets": "1",
+    # A sound track that falls silent (a publisher's sound dropped) must not hold the
+    # pictures in the muxer's interleaving queue: at most this long (microseconds).
+    "max_interleave_delta": "1000000",
 }
 
 

@@ -50,6 +50,7 @@ _COUNTERS = {
     "keyframe_requests": "key frame requests (PLI) sent to a WebRTC publisher",
     "audio_packets": "Opus packets of the stream's sound",
     "audio_transcoded": "Opus packets this server encoded from the source's sound (AAC, G.711)",
+    "audio_dropped": "sound packets a lagging listener did not get",
 }
 
 

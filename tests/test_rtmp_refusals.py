@@ -284,7 +284,7 @@ async def test_odd_metadata_and_audio_are_not_a_reason_to_drop(gridwatch_factory
             await asyncio.sleep(0.1)
         assert not await client.hung_up(timeout=1.0)
         warned = warnings_about(gw, "drone-odd")
-        assert [r["msg"] for r in warned] == ["rtmp publisher sound dropped"], warned
+        assert [r["msg"] for r in warned] == ["stream sound dropped"], warned
     finally:
         client.close()
     assert "Traceback" not in gw.logs()

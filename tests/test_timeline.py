@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import av
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gridwatch.media.h264 import IDR, PPS, SPS, H264Encoder, ParameterSets, nal_type, nal_units
 from gridwatch.media.producers import DecodeTimes
@@ -109,3 +111,22 @@ def test_parameter_sets_go_back_before_a_bare_idr():
     assert [*decoder.decode(fixed), *decoder.decode(None)]
     with pytest.raises(av.error.InvalidDataError):  # and the bare one it could not
         av.CodecContext.create("h264", "r").decode(bare)
+
+
+@given(
+    st.lists(
+        st.binary(max_size=40)
+        | st.sampled_from([b"\0\0\1", b"\0\0\0\1", b"\x65", b"\x67", b"\x68"]),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+@settings(max_examples=500)
+def test_parameter_sets_take_any_bytes(pieces, keyframe):
+    """Whatever a publisher puts in a packet (empty NAL units, start codes back to back),
+    ParameterSets gives a packet back, never an exception."""
+    params = ParameterSets()
+    for data in (b"".join(pieces), b"\0\0\1\x67\x42\0\0\1\x68\xce" + b"".join(pieces)):
+        packet = av.Packet(data)
+        packet.is_keyframe = keyframe
+        assert params.complete(packet) is not None
