@@ -157,7 +157,9 @@ async def test_viewer_joining_16s_into_a_20s_gop_never_freezes(
             await asyncio.sleep(0.2)
         gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         worst = gaps.index(max(gaps))
-        assert max(gaps) < 1.0, f"a freeze of {max(gaps):.1f} s after frame {worst} of {len(arrivals)}, {arrivals[worst] - joined:.2f} s after the first"
+        assert max(gaps) < 1.0, (
+            f"a freeze of {max(gaps):.1f} s after frame {worst} of {len(arrivals)}, {arrivals[worst] - joined:.2f} s after the first"
+        )
         # The catch-up (the GOP so far) and then live, nothing skipped.
         assert len(arrivals) >= 480 + 7 * 30 * 0.8, len(arrivals)
         assert gw.metrics().get('gridwatch_stream_dropped_total{stream="gate"}', 0) == 0
@@ -165,3 +167,22 @@ async def test_viewer_joining_16s_into_a_20s_gop_never_freezes(
         await first.close(http, gw.base, token)
         if late is not None:
             await late.close(http, gw.base, token)
+
+
+async def test_a_source_that_starts_over_keeps_frames_evenly_spaced(
+    gridwatch_factory, http, tmp_path
+):
+    """A file camera loops: its clock steps back to the start (x264 with B-frames: to a
+    negative decode time) every 2 s. The viewer's frames stay one interval apart across
+    every loop, not bunched and not a frame short."""
+    clip = tmp_path / "loop.mp4"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25",
+         "-t", "2", "-c:v", "libx264", "-preset", "veryfast", "-g", "25", "-pix_fmt", "yuv420p",
+         str(clip)],
+        check=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    gw = gridwatch_factory({"cameras": [{"id": "loop", "source": f"file:{clip}"}]})
+    pts = await live_pts(gw, http, "loop", 110)  # 4.4 s: two loops at least
+    steps = [(b - a + 2**31) % 2**32 - 2**31 for a, b in itertools.pairwise(pts)]
+    assert all(abs(s - 3600) <= 1 for s in steps), steps
