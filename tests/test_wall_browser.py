@@ -6,6 +6,7 @@ import pytest
 
 from support.browser import MEDIA_MS
 from support.procs import PASSWORDS, free_port
+from support.wall import sign_in
 
 
 @pytest.mark.browser
@@ -57,3 +58,64 @@ async def test_wall_signs_in_and_plays_every_camera(gridwatch_factory, browser, 
     await page.screenshot(path=str(tmp_path / "wall.png"))
     m = gw.metrics()
     assert m['gridwatch_stream_viewers{stream="north"}'] == 1.0
+
+
+# The loudest frequency and the peak level of a tile's sound over 2 s, by Web Audio.
+HEAR = """async (id) => {
+  const v = document.querySelector(`.tile[data-camera=${id}] video`);
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 4096;
+  ctx.createMediaStreamSource(v.srcObject).connect(analyser);
+  const wave = new Float32Array(analyser.fftSize), spectrum = new Float32Array(analyser.frequencyBinCount);
+  let peak = 0, hz = 0;
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    analyser.getFloatTimeDomainData(wave);
+    const level = wave.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    if (level > peak) {
+      peak = level;
+      analyser.getFloatFrequencyData(spectrum);
+      let k = 1;
+      for (let j = 1; j < spectrum.length; j++) if (spectrum[j] > spectrum[k]) k = j;
+      hz = k * ctx.sampleRate / analyser.fftSize;
+    }
+  }
+  await ctx.close();
+  return [peak, hz];
+}"""
+
+
+@pytest.mark.browser
+async def test_a_dispatcher_listens_to_one_tile_at_a_time(rtsp_factory, gridwatch_factory, browser, tmp_path):
+    """Tiles come muted; a click on a tile's speaker plays that camera's sound (its Opus
+    track carries the camera's tone), and listening to another mutes the first."""
+    rtsp = rtsp_factory({"/cam": "testsrc:320x240@15:300,audio=aac"})
+    gw = gridwatch_factory(
+        {
+            "cameras": [
+                {"id": "gate", "name": "Gate (with sound)", "source": rtsp.url("/cam")},
+                {"id": "yard", "name": "Yard", "source": "lavfi:testsrc2=size=320x240:rate=15"},
+            ]
+        }
+    )
+    page = await browser.new_page()
+    await sign_in(page, gw.base, "dispatcher", PASSWORDS["dispatcher"])
+    for cam in ("gate", "yard"):
+        await page.wait_for_selector(f".tile[data-camera={cam}][data-state=playing]", timeout=MEDIA_MS)
+    muted = "id => document.querySelector(`.tile[data-camera=${id}] video`).muted"
+    assert await page.evaluate(muted, "gate") and await page.evaluate(muted, "yard")
+
+    await page.click(".tile[data-camera=gate] button.listen")
+    assert not await page.evaluate(muted, "gate")
+    # The sound really plays: the tile's stream, through Web Audio, is the camera's tone.
+    peak, hz = await page.evaluate(HEAR, "gate")
+    assert peak > 0.01 and abs(hz - 440) < 30, (peak, hz)
+    await page.screenshot(path=str(tmp_path / "wall-listening.png"))
+    await browser.screenshots("wall-listening")
+
+    await page.click(".tile[data-camera=yard] button.listen")
+    assert await page.evaluate(muted, "gate") and not await page.evaluate(muted, "yard")
+    await page.click(".tile[data-camera=yard] button.listen")
+    assert await page.evaluate(muted, "yard")

@@ -59,7 +59,14 @@ export class Player {
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
-    pc.ontrack = (e) => { this.video.srcObject = new MediaStream([e.track]); };
+    // Sound too (a body camera, a phone): the tile stays muted until the dispatcher
+    // listens to it (Player.listen), one tile at a time.
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    const media = new MediaStream();
+    pc.ontrack = (e) => {
+      media.addTrack(e.track);
+      if (this.video.srcObject !== media) this.video.srcObject = media;
+    };
     pc.onconnectionstatechange = () => {
       if (pc === this.pc && ["failed", "closed"].includes(pc.connectionState) && !this.closed) {
         this.retry("connection lost");
@@ -97,6 +104,15 @@ export class Player {
     this.timer = setTimeout(() => { this.timer = null; this.connect(); }, this.backoff * 1000);
     this.backoff = Math.min(RETRY_MAX_S, this.backoff * 2);
   }
+
+  // Unmute (true) or mute this tile's sound. Unmuting is a click: browsers let a page
+  // play sound only after a gesture.
+  listen(on) {
+    this.video.muted = !on;
+    if (on) this.video.play().catch(() => {});
+  }
+
+  get listening() { return !this.video.muted; }
 
   // Frames decoded so far, from the peer connection's own statistics.
   async framesDecoded() {

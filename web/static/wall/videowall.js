@@ -8,6 +8,24 @@ import { store } from "./store.js";
 import { html, useTopics } from "../ui.js";
 
 export const players = new Map();  // stream id -> Player, for the tiles on screen
+let listening = null;  // the one tile whose sound plays: a wall of voices is no use
+
+// A speaker drawn, not an emoji: a command centre's machines may have no emoji font.
+function speaker(on) {
+  return html`<svg viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">
+    <path d="M3 9v6h4l5 5V4L7 9H3z" fill="currentColor"/>
+    ${on
+      ? html`<path d="M16 8.5a5 5 0 0 1 0 7M18.5 6a8.5 8.5 0 0 1 0 12" stroke="currentColor" stroke-width="2" fill="none"/>`
+      : html`<path d="M16 9l6 6M22 9l-6 6" stroke="currentColor" stroke-width="2"/>`}
+  </svg>`;
+}
+
+// Listen to one tile (muting the one heard before), or mute it when it is the one.
+function listenTo(id) {
+  listening = listening === id ? null : id;
+  for (const [pid, player] of players) player.listen(pid === listening);
+  store.emit("listening");
+}
 const LAYOUTS = [1, 4, 9, 16];
 const STATE_TEXT = { connecting: "connecting", playing: "live", nosignal: "no signal", offline: "offline",
   refused: "refused", retrying: "reconnecting", waiting: "waiting" };
@@ -23,6 +41,7 @@ function Tile({ source, onStop, style }) {
   const box = useRef(null);
   const ready = source.kind === "camera" || !!store.streams.get(source.id)?.online;
   const [state, setState] = useState({ state: "connecting", detail: "" });
+  useTopics(store, "listening");
   useEffect(() => {
     if (!ready) {
       setState({ state: "waiting", detail: "the publisher is not sending" });
@@ -37,6 +56,7 @@ function Tile({ source, onStop, style }) {
     });
     return () => {
       off();
+      if (listening === source.id) listening = null;
       if (players.get(source.id) === player) players.delete(source.id);
       player.close();
     };
@@ -50,6 +70,9 @@ function Tile({ source, onStop, style }) {
         <span class="name">${source.name}</span>
         ${source.kind !== "camera" ? html`<span class="kind">${source.kind}</span>` : null}
         <span class="state" title=${state.detail}>${STATE_TEXT[state.state] || state.state}</span>
+        <button class=${"listen" + (listening === source.id ? " on" : "")} title=${listening === source.id ? "Mute" : "Listen"}
+                aria-pressed=${listening === source.id} onClick=${(e) => { e.stopPropagation(); listenTo(source.id); }}>
+          ${speaker(listening === source.id)}</button>
         ${onStop ? html`<button class="stop" title="Stop" onClick=${onStop}>✕</button>` : null}
       </div>
       ${["nosignal", "offline", "refused", "waiting"].includes(state.state)
