@@ -63,7 +63,43 @@ class StreamState:
     audio_dropped: int = 0  # sound packets a lagging listener did not get
 
 
-class Consumer:
+class PacketQueue:
+    """A bounded queue of a stream's packets for one reader, closed by a None at its end."""
+
+    def __init__(self, stream: Stream, name: str, maxsize: int):
+        self.stream = stream
+        self.name = name
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
+        self.closed = False
+
+    def _ready(self) -> list[av.Packet]:
+        out = []
+        while not self._queue.empty():
+            packet = self._queue.get_nowait()
+            if packet is None:
+                self._queue.put_nowait(None)  # closed: get() raises on it
+                break
+            out.append(packet)
+        return out
+
+    async def _next(self) -> av.Packet:
+        if self.closed:
+            raise StreamClosed(self.name)
+        packet = await self._queue.get()
+        if packet is None:
+            raise StreamClosed(self.name)
+        return packet
+
+    def _empty(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _end(self) -> None:
+        self._empty()
+        self._queue.put_nowait(None)
+
+
+class Consumer(PacketQueue):
     """A bounded queue of packets for one viewer, recorder or sampler.
 
     A consumer that joins mid-GOP is handed the cached GOP as its `catch_up` (the
@@ -76,13 +112,10 @@ class Consumer:
     def __init__(
         self, stream: Stream, name: str, maxsize: int, catch_up: list[av.Packet], sink: bool = False
     ):
-        self.stream = stream
-        self.name = name
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
+        super().__init__(stream, name, maxsize)
         self.sink = sink  # holds the source running, takes no pictures (a listener)
         self.catch_up = collections.deque(() if sink else catch_up)
         self._need_keyframe = not catch_up
-        self.closed = False
 
     def offer(self, packet: av.Packet) -> None:
         if self.sink:
@@ -101,50 +134,35 @@ class Consumer:
     def reset(self) -> None:
         """The source restarted: what is queued belongs to a GOP that will never finish."""
         self.catch_up.clear()
-        while not self._queue.empty():
-            self._queue.get_nowait()
+        self._empty()
         self._need_keyframe = True
 
     def ready(self) -> list[av.Packet]:
         """What is queued now, without waiting (a writer takes packets in batches)."""
         out = list(self.catch_up)
         self.catch_up.clear()
-        while not self._queue.empty():
-            packet = self._queue.get_nowait()
-            if packet is None:
-                self._queue.put_nowait(None)  # closed: get() raises on it
-                break
-            out.append(packet)
-        return out
+        return out + self._ready()
 
     async def get(self) -> av.Packet:
-        if self.closed:
-            raise StreamClosed(self.name)
-        if self.catch_up:
+        if self.catch_up and not self.closed:
             return self.catch_up.popleft()
-        packet = await self._queue.get()
-        if packet is None:
-            raise StreamClosed(self.name)
-        return packet
+        return await self._next()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.stream.detach(self)
-        self.reset()
-        self._queue.put_nowait(None)
+        self.catch_up.clear()
+        self._end()
 
 
-class AudioConsumer:
+class AudioConsumer(PacketQueue):
     """A bounded queue of a stream's Opus packets for one listener or recorder. Any packet
     decodes on its own, so one that falls behind just loses the oldest."""
 
     def __init__(self, stream: Stream, name: str, maxsize: int = 250):  # 5 s of 20 ms frames
-        self.stream = stream
-        self.name = name
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
-        self.closed = False
+        super().__init__(stream, name, maxsize)
 
     def offer(self, packet: av.Packet) -> None:
         if self._queue.full():
@@ -154,31 +172,17 @@ class AudioConsumer:
 
     def ready(self) -> list[av.Packet]:
         """What is queued now, without waiting."""
-        out = []
-        while not self._queue.empty():
-            packet = self._queue.get_nowait()
-            if packet is None:
-                self._queue.put_nowait(None)
-                break
-            out.append(packet)
-        return out
+        return self._ready()
 
     async def get(self) -> av.Packet:
-        if self.closed:
-            raise StreamClosed(self.name)
-        packet = await self._queue.get()
-        if packet is None:
-            raise StreamClosed(self.name)
-        return packet
+        return await self._next()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         self.stream.listeners.discard(self)
-        while not self._queue.empty():
-            self._queue.get_nowait()
-        self._queue.put_nowait(None)
+        self._end()
 
 
 class Timeline:
