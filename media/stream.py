@@ -72,7 +72,8 @@ class PacketQueue:
         self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize)
         self.closed = False
 
-    def _ready(self) -> list[av.Packet]:
+    def ready(self) -> list[av.Packet]:
+        """What is queued now, without waiting (a writer takes packets in batches)."""
         out = []
         while not self._queue.empty():
             packet = self._queue.get_nowait()
@@ -82,7 +83,8 @@ class PacketQueue:
             out.append(packet)
         return out
 
-    async def _next(self) -> av.Packet:
+    async def get(self) -> av.Packet:
+        """The next packet; StreamClosed once the queue is closed."""
         if self.closed:
             raise StreamClosed(self.name)
         packet = await self._queue.get()
@@ -94,9 +96,17 @@ class PacketQueue:
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    def _end(self) -> None:
+    def close(self) -> None:
+        """Leave the stream; a waiting get() raises StreamClosed."""
+        if self.closed:
+            return
+        self.closed = True
+        self._leave()
         self._empty()
         self._queue.put_nowait(None)
+
+    def _leave(self) -> None:
+        raise NotImplementedError
 
 
 class Consumer(PacketQueue):
@@ -138,23 +148,18 @@ class Consumer(PacketQueue):
         self._need_keyframe = True
 
     def ready(self) -> list[av.Packet]:
-        """What is queued now, without waiting (a writer takes packets in batches)."""
         out = list(self.catch_up)
         self.catch_up.clear()
-        return out + self._ready()
+        return out + super().ready()
 
     async def get(self) -> av.Packet:
         if self.catch_up and not self.closed:
             return self.catch_up.popleft()
-        return await self._next()
+        return await super().get()
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.stream.detach(self)
+    def _leave(self) -> None:
         self.catch_up.clear()
-        self._end()
+        self.stream.detach(self)
 
 
 class AudioConsumer(PacketQueue):
@@ -170,19 +175,8 @@ class AudioConsumer(PacketQueue):
             self.stream.state.audio_dropped += 1
         self._queue.put_nowait(packet)
 
-    def ready(self) -> list[av.Packet]:
-        """What is queued now, without waiting."""
-        return self._ready()
-
-    async def get(self) -> av.Packet:
-        return await self._next()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def _leave(self) -> None:
         self.stream.listeners.discard(self)
-        self._end()
 
 
 class Timeline:

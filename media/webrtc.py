@@ -29,7 +29,13 @@ from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from gridwatch.media.stream import CLOCK_RATE, AudioConsumer, Consumer, Stream, StreamClosed
+from gridwatch.media.stream import (
+    CLOCK_RATE,
+    Consumer,
+    PacketQueue,
+    Stream,
+    StreamClosed,
+)
 
 log = logging.getLogger("gridwatch.webrtc")
 
@@ -129,7 +135,30 @@ class Retimed:
     pts: int
 
 
-class PacketTrack(MediaStreamTrack):
+class QueueTrack(MediaStreamTrack):
+    """A track whose frames are a stream's packets from one of its queues (a Consumer of
+    its pictures, an AudioConsumer of its sound), sent as they are; stopping the track
+    closes the queue, and a closed queue ends the track."""
+
+    def __init__(self, queue: PacketQueue):
+        super().__init__()
+        self.queue = queue
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.queue.get()
+        except StreamClosed:
+            self.stop()
+            raise MediaStreamError from None
+
+    def stop(self) -> None:
+        super().stop()
+        self.queue.close()
+
+
+class PacketTrack(QueueTrack):
     """A video track whose frames are the stream's encoded H.264 packets.
 
     A viewer who joins mid-GOP gets the GOP so far (his consumer's catch-up) first, so
@@ -146,8 +175,7 @@ class PacketTrack(MediaStreamTrack):
     kind = "video"
 
     def __init__(self, consumer: Consumer):
-        super().__init__()
-        self.consumer = consumer
+        super().__init__(consumer)
         catch_up, consumer.catch_up = consumer.catch_up, collections.deque()
         self._catch_up: collections.deque[Retimed] = collections.deque()
         self._pace = 0.0  # seconds between catch-up frames
@@ -161,46 +189,19 @@ class PacketTrack(MediaStreamTrack):
             )
 
     async def recv(self) -> av.Packet | Retimed:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._catch_up:
+        if self.readyState == "live" and self._catch_up:
             loop = asyncio.get_running_loop()
             self._next = max(self._next, loop.time())
             await asyncio.sleep(self._next - loop.time())
             self._next += self._pace
             return self._catch_up.popleft()
-        try:
-            return await self.consumer.get()
-        except StreamClosed:
-            self.stop()
-            raise MediaStreamError from None
-
-    def stop(self) -> None:
-        super().stop()
-        self.consumer.close()
+        return await super().recv()
 
 
-class AudioPacketTrack(MediaStreamTrack):
+class AudioPacketTrack(QueueTrack):
     """An audio track whose frames are the stream's Opus packets, sent as they are."""
 
     kind = "audio"
-
-    def __init__(self, listener: AudioConsumer):
-        super().__init__()
-        self.listener = listener
-
-    async def recv(self) -> av.Packet:  # type: ignore[override]
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            return await self.listener.get()
-        except StreamClosed:
-            self.stop()
-            raise MediaStreamError from None
-
-    def stop(self) -> None:
-        super().stop()
-        self.listener.close()
 
 
 def _h264_only() -> list:
