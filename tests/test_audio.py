@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 from test_recordings import auth, wait_closed
-from test_whep_rtsp import stream_metric
+from test_whep_rtsp import stream_metric, wait_metric
 
 from support.procs import stop
 from support.whep_client import view
@@ -184,10 +184,7 @@ async def test_a_drones_aac_over_rtmp_is_heard(gridwatch_factory, http):
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 15
-        while stream_metric(gw.metrics(), "audio", "drone-4") != 1:
-            assert time.monotonic() < deadline, gw.logs()[-3000:]
-            await asyncio.sleep(0.2)
+        await wait_metric(gw, "audio", "drone-4")
         viewer, token = await listen(gw, http, "drone-4", 2.0)
         assert abs(viewer.heard()[1] - TONE_HZ) < 10
         await viewer.close(http, gw.base, token)

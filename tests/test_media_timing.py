@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 from test_recordings import wait_closed
-from test_whep_rtsp import stream_metric
+from test_whep_rtsp import wait_metric
 
 from support.procs import stop
 from support.whep_client import view
@@ -87,10 +87,7 @@ async def test_b_frames_from_rtmp_keep_their_composition_time(gridwatch_factory,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 15
-        while stream_metric(gw.metrics(), "online", "drone-b") != 1:
-            assert time.monotonic() < deadline, gw.logs()[-3000:]
-            await asyncio.sleep(0.2)
+        await wait_metric(gw, "online", "drone-b")
         even_spacing(await live_pts(gw, http, "drone-b", 75), 3600)
     finally:
         stop(pub)

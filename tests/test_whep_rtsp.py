@@ -17,6 +17,15 @@ def stream_metric(metrics: dict[str, float], name: str, stream: str) -> float:
     )
 
 
+async def wait_metric(gw, name: str, stream: str, value: float = 1, timeout: float = 15) -> None:
+    """Until the stream's /metrics `name` reads `value` (a publisher online, its sound
+    come); fails with the node's log after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while stream_metric(gw.metrics(), name, stream) != value:
+        assert time.monotonic() < deadline, gw.logs()[-3000:]
+        await asyncio.sleep(0.2)
+
+
 async def test_viewer_gets_frames_within_2s_and_server_never_decodes(
     rtsp_factory, gridwatch_factory, http
 ):
