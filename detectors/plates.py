@@ -1,0 +1,163 @@
+"""Reading Chinese licence plates on a vehicle's picture (PP-OCRv4 through rapidocr-onnxruntime).
+
+The format is GA 36-2018 (《中华人民共和国机动车号牌》, the Ministry of Public Security's
+standard for motor-vehicle plates): the province's one-character abbreviation, the
+issuing authority's letter, then the serial — five letters or digits on an ordinary
+plate (京A·12345, 沪B·D7K21), six on a new-energy plate (粤B·D12345). Letters never
+include I or O, so that they are not taken for 1 and 0. Plates for special uses (警, 学,
+使, 领, 港, 澳 and the like) are out of scope: they do not match and are not read.
+
+The models are the PP-OCRv4 text detector and recogniser (Chinese characters, letters,
+digits) that the `rapidocr-onnxruntime` wheel carries: nothing is downloaded. A reader
+loads them once; `read` is plain CPU work and blocks for tens of milliseconds (a plate
+found by its colour) to a few hundred (the text detector's fallback): call it in a
+thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, no O (GA 36-2018)
+PLATE = re.compile(f"[{PROVINCES}][{LETTERS}][{LETTERS}0-9]{{5,6}}")
+# Only where the format leaves one reading: the second character is a letter, so a digit
+# there is the letter it looks like; the serial has no I or O, so those are 1 and 0.
+_AS_LETTER = str.maketrans({"8": "B", "0": "D", "5": "S", "2": "Z", "6": "G"})
+_IN_SERIAL = str.maketrans({"O": "0", "I": "1"})
+# What the recogniser returns around a plate's characters: its dot, frame and spaces.
+_NOISE = re.compile(
+    "[\\s·•.\\-_:|'\"()\\[\\],\u2018\u2019\u201c\u201d\u3001\u3002\uff08\uff09\uff0c]"
+)
+
+
+def normalise(raw: str) -> str | None:
+    """The plate number in `raw` (what the recogniser read), or None when it is not one.
+
+    Separators are dropped and letters made upper case; OCR confusions are mended only
+    where the position leaves no doubt (a digit in the letter's place, I or O in the
+    serial). A read with a character too many or too few is not guessed at."""
+    text = _NOISE.sub("", raw).upper()
+    # A read that starts with the frame's edge or a stray mark before the province.
+    start = next((i for i, c in enumerate(text) if c in PROVINCES), None)
+    if start is None:
+        return None
+    text = text[start:]
+    if len(text) not in (7, 8):
+        return None
+    text = text[0] + text[1].translate(_AS_LETTER) + text[2:].translate(_IN_SERIAL)
+    return text if PLATE.fullmatch(text) else None
+
+
+def valid(text: str) -> bool:
+    """Whether `text` is a plate number in the GA 36-2018 form this module reads."""
+    return PLATE.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class PlateRead:
+    text: str  # e.g. "沪B12345" (no dot)
+    confidence: float  # 0..1: the recogniser's mean probability over the characters
+    crop: np.ndarray  # BGR, the plate as it appears in the picture (its own pixels, not scaled)
+    box: tuple[int, int, int, int]  # x1, y1, x2, y2 in the picture's pixels
+
+
+class PlateReader:
+    """Loads the models once; `read(picture)` finds and reads a plate on it.
+
+    `threads`: ONNX Runtime threads per model call (1: many cameras share the cores, one
+    call per core, as the detector's model calls do). Safe to call from several threads:
+    calls are serialised (one ONNX session each; the work is short)."""
+
+    def __init__(self, threads: int = 1):
+        from rapidocr_onnxruntime import RapidOCR
+
+        n = {f"{m}_{k}": threads for m in ("det", "cls", "rec")
+             for k in ("intra_op_num_threads", "inter_op_num_threads")}  # fmt: skip
+        ocr = RapidOCR(**n)
+        self._det, self._rec = ocr.text_det, ocr.text_rec
+        self._lock = threading.Lock()
+
+    def read(self, img: np.ndarray) -> PlateRead | None:
+        """The best plate read on `img` (BGR, HxWx3 uint8: a vehicle's crop, or a frame),
+        or None when no text on it reads as a plate.
+
+        First the blue regions of a plate's shape (ordinary plates; cheap: only the
+        recogniser runs, on each candidate); when none of them reads, the text detector
+        looks for any line of text (green and yellow plates, plates under odd light)."""
+        if img is None or img.ndim != 3 or min(img.shape[:2]) < 8:
+            return None
+        with self._lock:
+            found = self._best(img, _blue_regions(img))
+            if found is None:
+                found = self._best(img, self._text_lines(img))
+        return found
+
+    def _best(self, img: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> PlateRead | None:
+        if not boxes:
+            return None
+        crops = [img[y1:y2, x1:x2] for x1, y1, x2, y2 in boxes]
+        results, _ = self._rec([_for_recogniser(c) for c in crops])
+        best: PlateRead | None = None
+        for (raw, score), crop, box in zip(results, crops, boxes, strict=True):
+            text = normalise(raw)
+            if text is not None and (best is None or float(score) > best.confidence):
+                best = PlateRead(text, round(float(score), 4), crop.copy(), box)
+        return best
+
+    def _text_lines(self, img: np.ndarray) -> list[tuple[int, int, int, int]]:
+        # The detector scales the picture's short side to 736 px: a small plate grows too.
+        boxes, _ = self._det(img)
+        if boxes is None or len(boxes) == 0:
+            return []
+        h, w = img.shape[:2]
+        out = []
+        for quad in boxes:
+            xs, ys = quad[:, 0], quad[:, 1]
+            x1, y1, x2, y2 = (
+                int(xs.min()),
+                int(ys.min()),
+                int(np.ceil(xs.max())),
+                int(np.ceil(ys.max())),
+            )
+            x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+            if x2 - x1 >= 8 and y2 - y1 >= 4 and (x2 - x1) >= 1.5 * (y2 - y1):
+                out.append((x1, y1, x2, y2))
+        return out[:8]
+
+
+def _for_recogniser(crop: np.ndarray) -> np.ndarray:
+    """A small plate scaled up smoothly to the recogniser's 48 px line height (it would
+    scale bilinearly itself; cubic keeps small strokes apart better)."""
+    h, w = crop.shape[:2]
+    if h >= 48:
+        return crop
+    f = 48 / h
+    return cv2.resize(crop, (max(1, round(w * f)), 48), interpolation=cv2.INTER_CUBIC)
+
+
+def _blue_regions(img: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes of blue blobs shaped like a plate (440:140, loosely: 2:1 to 5:1 wide), largest
+    first, at most four, each with a little margin (the white frame)."""
+    hsv = cv2.cvtColor(img, cv2.COLOR_BGR2HSV)
+    mask = cv2.inRange(hsv, (100, 110, 60), (125, 255, 255))
+    # Close the gaps the white characters cut into the blue.
+    k = max(3, min(img.shape[:2]) // 40) | 1
+    mask = cv2.morphologyEx(
+        mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    )
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    h, w = img.shape[:2]
+    out = []
+    for x, y, bw, bh, area in stats[1:]:
+        if bh < 6 or bw < 12 or not 2.0 <= bw / bh <= 5.0 or area < 0.5 * bw * bh:
+            continue
+        mx, my = max(1, bw // 20), max(1, bh // 8)
+        box = (max(0, x - mx), max(0, y - my), min(w, x + bw + mx), min(h, y + bh + my))
+        out.append((int(area), tuple(int(v) for v in box)))
+    return [box for _, box in sorted(out, reverse=True)[:4]]
