@@ -41,6 +41,7 @@ from gridwatch.contracts.retry import forever
 from gridwatch.detectors import evidence
 from gridwatch.detectors.config import DetectorsConfig
 from gridwatch.detectors.motion import MotionGate, small_grey
+from gridwatch.detectors.provenance import provenance
 from gridwatch.detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
 from gridwatch.detectors.verify import Outcome, Verifier
 from gridwatch.media.cameras import stored_cameras
@@ -204,6 +205,10 @@ class CameraWatch:
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
+        # The model, this node and the clock at this moment: the evidence package's facts.
+        event["provenance"] = await asyncio.to_thread(
+            provenance, self.camera, violation.zone, self.cfg.weights, node_id()
+        )
         pictures = await asyncio.to_thread(self._pictures, violation, frame, first)
         # The violation and the state that says it was raised go together: a worker that
         # dies after this never leaves its successor to raise it again.
