@@ -8,7 +8,8 @@ cd "$(dirname "$0")"
 APT_RUN=(redis-server ffmpeg python3 python3-venv python3-pip libgl1 libglib2.0-0
   darknet opencv-doc)  # real pictures and street footage: the demo's street camera is composed of them
 # GStreamer's rtsp-server (run by Debian's python3) is the RTSP camera in tests.
-APT_TEST=(chromium gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
+# fonts-wqy-zenhei: the CJK font that draws Chinese plates on the scenario videos (park-plate).
+APT_TEST=(chromium fonts-wqy-zenhei gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi gstreamer1.0-tools
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
   gstreamer1.0-plugins-bad gstreamer1.0-libav)
 
