@@ -17,9 +17,14 @@ class EvidenceStore:
     def __init__(self, root: Path):
         self.root = root.resolve()
 
+    @staticmethod
+    def name(folder: str, name: str) -> str:
+        """The name a file of `folder` is saved and listed under (unsafe characters as `_`)."""
+        return f"{_UNSAFE.sub('_', folder)}/{_UNSAFE.sub('_', name)}"
+
     def place(self, folder: str, name: str) -> tuple[str, Path]:
         """Where a file of a violation goes: (its name as tickets list it, its path)."""
-        rel = f"{_UNSAFE.sub('_', folder)}/{_UNSAFE.sub('_', name)}"
+        rel = self.name(folder, name)
         path = self.root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         return rel, path

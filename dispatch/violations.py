@@ -39,6 +39,7 @@ GROUP = "dispatch"
 VIOLATIONS = "gw:violations"
 CATEGORIES = {"no_parking": "illegal_parking", "no_stall": "street_stall"}
 PICTURES = (b"first.jpg", b"confirmed.jpg", b"crop.jpg", b"snapshot.jpg")
+DETECTION = "violation.json"  # the violation event, saved in its evidence folder
 
 
 class Unusable(Exception):
@@ -150,6 +151,9 @@ class ViolationConsumer(GroupConsumer):
         if location is None:
             raise Unusable(f"camera {event.camera!r} has no position")
         pictures = await asyncio.to_thread(save_pictures, self.evidence, event.id, fields)
+        # The detector's own message, as it came (times, provenance): the evidence package's
+        # detection facts. Beside the pictures, not listed among the ticket's evidence.
+        await asyncio.to_thread(self.evidence.save, event.id, DETECTION, fields[b"violation"])
         detection = (
             Sighting(zone=event.zone, kind=event.kind, label=event.label, box=event.box)
             if event.box else None
