@@ -42,6 +42,7 @@ from gridwatch.recordings.service import Recordings
 from gridwatch.signaling import (
     api,
     api_dispatch,
+    api_evidence,
     api_recordings,
     api_tickets,
     api_wall,
@@ -339,10 +340,13 @@ def create_app(config: Config) -> web.Application:
     app.on_cleanup.append(close_passwords)
     app.on_shutdown.append(drain)
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
-    app.cleanup_ctx.extend([redis_ctx, media_ctx, dispatch_ctx, recordings_ctx])
+    app.cleanup_ctx.extend(
+        [redis_ctx, media_ctx, dispatch_ctx, recordings_ctx, api_evidence.signer_ctx]
+    )
     app.router.add_get("/metrics", metrics_guard(config.server, metrics.handler))
     app.router.add_routes(api.routes)
     app.router.add_routes(api_tickets.routes)
+    app.router.add_routes(api_evidence.routes)
     app.router.add_routes(api_dispatch.routes)
     app.router.add_routes(api_wall.routes)
     app.router.add_routes(ws.routes)

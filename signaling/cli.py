@@ -68,7 +68,21 @@ def load_checked(path: Path | None) -> Config:
 
     config = load_config(path)
     load_basemap(config)
+    check_evidence_key(config)
     return config
+
+
+def check_evidence_key(config: Config) -> None:
+    """A configured evidence key that exists must be usable (one that does not is made at
+    start). ConfigError naming server.evidence_key; never the key itself."""
+    from gridwatch.dispatch.evidence_key import KeyFileError, check_key_file
+
+    path = config.server.evidence_key
+    if path is not None and path.exists():
+        try:
+            check_key_file(path)
+        except KeyFileError as e:
+            raise ConfigError([f"server.evidence_key: {e}"]) from None
 
 
 def config_or_report(path: Path | None) -> Config | None:
@@ -179,6 +193,46 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify_evidence(args: argparse.Namespace) -> int:
+    """0: every file matches the signed manifest; 1: something was altered, removed or
+    added (each named); 2: the package or the key cannot be read at all."""
+    from gridwatch.dispatch.evidence_verify import Unreadable, verify
+
+    pem = None
+    if args.key is not None:
+        try:
+            pem = args.key.read_bytes()[: 64 * 1024]
+        except OSError as e:
+            print(f"{args.key}: cannot read: {e.strerror}", file=sys.stderr)
+            return 2
+    try:
+        report = verify(args.file, pem)
+    except Unreadable as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except ValueError as e:  # --key is not an Ed25519 public key
+        print(f"{args.key}: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.file}: evidence package of ticket {report.ticket or '?'}")
+    for f in report.findings:
+        print(f"  {'ok  ' if f.ok else 'FAIL'}  {f.name}: {f.message}")
+    if report.embedded_key and report.key_fingerprint:
+        print(
+            "\nChecked against the key inside the package (signing-key.pem): this proves the\n"
+            "package is unaltered since it was signed, not who signed it. Compare\n"
+            f"  {report.key_fingerprint}\n"
+            "with the node's published key (GET /api/evidence/key), or check again with --key."
+        )
+    elif report.key_fingerprint:
+        print(f"\nChecked against the key given ({args.key}, {report.key_fingerprint}).")
+    if report.ok:
+        print("INTACT: every file matches the signed manifest")
+        return 0
+    names = ", ".join(dict.fromkeys(f.name for f in report.problems))
+    print(f"ALTERED: {len(report.problems)} problem(s): {names}")
+    return 1
+
+
 def cmd_discover(args: argparse.Namespace) -> int:
     from gridwatch.media.discover import discover
 
@@ -208,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_check_config)
     p = sub.add_parser("hash-password", help="read a password on stdin, print its hash")
     p.set_defaults(func=cmd_hash_password)
+    p = sub.add_parser("verify-evidence", help="check an evidence package's hashes and signature")
+    p.add_argument("file", type=Path, help="the package (TICKET-evidence.zip)")
+    p.add_argument("--key", type=Path, default=None,
+                   help="the signing node's public key (PEM, from GET /api/evidence/key); "
+                        "without it, the key inside the package: integrity, not origin")  # fmt: skip
+    p.set_defaults(func=cmd_verify_evidence)
     p = sub.add_parser("discover", help="find ONVIF devices with WS-Discovery")
     p.add_argument("--timeout", type=float, default=3.0)
     p.add_argument("--interface", default=None, help="IPv4 address of the interface to probe from")

@@ -42,6 +42,21 @@ class ServerConfig(Strict):
     # Who may read /metrics: a bearer token, client networks; unset, everyone (as before).
     metrics_token: Annotated[str, Field(min_length=16)] | None = None
     metrics_from: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    # The Ed25519 private key that signs evidence packages (PKCS#8 PEM, mode 0600). Unset:
+    # data_dir/keys/evidence-ed25519.pem, made on first start. Never logged nor served:
+    # only its public key and fingerprint are (GET /api/evidence/key).
+    evidence_key: Path | None = None
+
+    @field_validator("evidence_key")
+    @classmethod
+    def _key_path(cls, v: Path | None) -> Path | None:
+        if v is not None and (not v.name or v.is_dir()):
+            raise ValueError("must name a key file, not a folder")
+        return v
+
+    def evidence_key_path(self) -> Path:
+        """Where this node's evidence signing key is (or will be made)."""
+        return self.evidence_key or self.data_dir / "keys" / "evidence-ed25519.pem"
 
 class RedisConfig(Strict):
     url: str | None = None
