@@ -1,11 +1,16 @@
 """Zone rules: illegal parking and street stalls from tracked objects, one violation per incident.
 
 An incident is something stationary in a zone: its anchor box is where it came to
-rest, and every later box of the same class that overlaps the anchor (IoU) is the
-same incident, whatever the tracker's id — so a car that is occluded and found again
-under a new track id is still the same incident. It becomes a violation once its
-dwell time has passed, once; after it clears, a cooldown keeps the same spot from
-raising another at once. An object is in a zone when the bottom centre of its box is.
+rest, and its dwell counts from then. Every later box of the same group that is the
+same thing at the same place (`same_place`: the box overlaps the anchor, or is a
+piece of it, or holds it whole) is that incident, whatever the tracker's id and
+whatever passes in front: a car that a walker half hides (its box shrunk, shifted or
+split in two) or that the model boxes together with the walker is still one incident.
+Where two records turn out to be one object, they merge and the one that came to rest
+first survives, with its dwell. It becomes a violation once its dwell has passed,
+once; after it clears, a cooldown keeps the same spot from raising another at once.
+An object enters a zone when the bottom centre of its box is in it; once followed, a
+partial view of it counts wherever its bottom edge is hidden.
 """
 
 from __future__ import annotations
@@ -27,12 +32,49 @@ Group = Literal["vehicle", "person", "stall"]
 STATIONARY_IOU: dict[str, float] = {"vehicle": 0.6, "stall": 0.5, "person": 0.3}
 
 
-def iou(a: Box, b: Box) -> float:
+# A partial view: the box lies this much inside the anchor and keeps at least this share
+# of its area (a walker hides a car's half, or splits its box in two).
+PART_INSIDE = 0.85
+PART_MIN_AREA = 0.15
+# A merged view: the anchor lies this much inside a box at most this many times its area
+# (the model boxes the car and the person in front of it together).
+WHOLE_INSIDE = 0.85
+WHOLE_MAX_AREA = 2.5
+
+
+def area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def intersection(a: Box, b: Box) -> float:
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return ix * iy
+
+
+def iou(a: Box, b: Box) -> float:
+    inter = intersection(a, b)
+    union = area(a) + area(b) - inter
     return inter / union if union > 0 else 0.0
+
+
+def same_place(anchor: Box, box: Box, threshold: float) -> bool:
+    """Whether `box` shows what stands at `anchor`, whole or in part (boxes in pixels).
+
+    True when the boxes overlap by at least `threshold` IoU (the object, with its box's
+    jitter), when `box` lies inside the anchor and keeps a fair share of its area (a
+    part of the object, the rest hidden), or when `box` holds the anchor whole and is
+    not much larger (the object boxed together with something in front of it).
+    """
+    a, b = area(anchor), area(box)
+    if a <= 0 or b <= 0:
+        return False
+    if iou(anchor, box) >= threshold:
+        return True
+    inter = intersection(anchor, box)
+    if inter / b >= PART_INSIDE and b >= PART_MIN_AREA * a:
+        return True
+    return inter / a >= WHOLE_INSIDE and b <= WHOLE_MAX_AREA * a
 
 
 def bottom_centre(box: Box) -> tuple[float, float]:
@@ -157,10 +199,10 @@ class ZoneRules:
             if not zone.active(wall):
                 self.incidents[zone.name].clear()  # nothing carries over from outside the hours
                 continue
-            inside = [d for d in detections if self._in(zone, d)]
             wanted = "vehicle" if zone.kind == "no_parking" else "stall"
-            people = [d for d in inside if self.cfg.groups.get(d.label) == "person"]
-            for d in inside:
+            people = [d for d in detections
+                      if self.cfg.groups.get(d.label) == "person" and self._in(zone, d)]  # fmt: skip
+            for d in detections:
                 if self.cfg.groups.get(d.label) == wanted:
                     self._observe(zone, d, now)
             found += self._confirm(zone, now, people)
@@ -174,16 +216,29 @@ class ZoneRules:
         group = self.cfg.groups[d.label]
         threshold = STATIONARY_IOU[group]
         incidents = self.incidents[zone.name]
-        best = max(incidents, key=lambda i: iou(i.anchor, d.box), default=None)
-        if best is not None and best.group == group and iou(best.anchor, d.box) >= threshold:
-            best.box, best.last_seen = d.box, now
+        matched = [i for i in incidents if i.group == group and same_place(i.anchor, d.box, threshold)]
+        if matched:
+            inc = self._merge(zone.name, matched)
+            inc.box, inc.last_seen = d.box, now
             if d.track_id is not None:
-                best.track_ids.add(d.track_id)
-            return
-        incidents.append(
-            Incident(zone.name, zone.kind, group, d.box, d.box, d.label, now, now,
-                     {d.track_id} if d.track_id is not None else set())
-        )  # fmt: skip
+                inc.track_ids.add(d.track_id)
+        elif self._in(zone, d):
+            incidents.append(
+                Incident(zone.name, zone.kind, group, d.box, d.box, d.label, now, now,
+                         {d.track_id} if d.track_id is not None else set())
+            )  # fmt: skip
+
+    def _merge(self, zone: str, records: list[Incident]) -> Incident:
+        """Records that one box shows to be one object become one: the record that came to
+        rest first survives, with its dwell, and whether it was reported."""
+        survivor = min(records, key=lambda i: (i.first_seen, not i.reported))
+        for other in records:
+            if other is not survivor:
+                survivor.reported |= other.reported
+                survivor.last_seen = max(survivor.last_seen, other.last_seen)
+                survivor.track_ids |= other.track_ids
+                self.incidents[zone].remove(other)
+        return survivor
 
     def _confirm(self, zone: ZoneRule, now: float, people: list[Detection]) -> list[Violation]:
         out = []
@@ -213,7 +268,7 @@ class ZoneRules:
 
     def _blocked(self, zone: str, box: Box, now: float) -> bool:
         spots = self._cooling[zone] + self._dismissed.get(zone, [])
-        return any(until > now and iou(b, box) >= STATIONARY_IOU["vehicle"] for b, until in spots)
+        return any(until > now and same_place(b, box, STATIONARY_IOU["vehicle"]) for b, until in spots)
 
     def _expire(self, zone: ZoneRule, now: float) -> None:
         keep = []
