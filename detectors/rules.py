@@ -216,7 +216,9 @@ class ZoneRules:
         group = self.cfg.groups[d.label]
         threshold = STATIONARY_IOU[group]
         incidents = self.incidents[zone.name]
-        matched = [i for i in incidents if i.group == group and same_place(i.anchor, d.box, threshold)]
+        matched = [
+            i for i in incidents if i.group == group and same_place(i.anchor, d.box, threshold)
+        ]
         if matched:
             inc = self._merge(zone.name, matched)
             inc.box, inc.last_seen = d.box, now
@@ -268,7 +270,9 @@ class ZoneRules:
 
     def _blocked(self, zone: str, box: Box, now: float) -> bool:
         spots = self._cooling[zone] + self._dismissed.get(zone, [])
-        return any(until > now and same_place(b, box, STATIONARY_IOU["vehicle"]) for b, until in spots)
+        return any(
+            until > now and same_place(b, box, STATIONARY_IOU["vehicle"]) for b, until in spots
+        )
 
     def _expire(self, zone: ZoneRule, now: float) -> None:
         keep = []

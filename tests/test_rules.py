@@ -182,7 +182,11 @@ def occlusion_frames(rest: float = 8.0, until: float = 45.0, step: float = 0.5, 
     while t < until:
         if t < rest:  # driving in from the left at 140 px/s
             dx = 140 * (t - rest)
-            dets = [truck((TRUCK[0] + dx, TRUCK[1], TRUCK[2] + dx, TRUCK[3]), 1)] if TRUCK[2] + dx > 0 else []
+            dets = (
+                [truck((TRUCK[0] + dx, TRUCK[1], TRUCK[2] + dx, TRUCK[3]), 1)]
+                if TRUCK[2] + dx > 0
+                else []
+            )
         elif 30 <= t <= 34:
             dets = occluded_views(t)
         else:
