@@ -19,6 +19,7 @@ COCO_GROUPS = {
     "suitcase": "stall", "potted plant": "stall",
 }  # fmt: skip
 
+
 class DetectorsConfig(Strict):
     # A local file (or a model .yaml, for tests): weights are never downloaded. The
     # default is the demo model this project trains and ships (vehicle, person, stall).
@@ -40,3 +41,5 @@ class DetectorsConfig(Strict):
     verify_window_s: Annotated[float, Field(gt=0, le=86400)] = 120.0
     # A dispatcher's dismissal keeps the spot quiet this long.
     dismiss_s: Annotated[float, Field(gt=0, le=366 * 86400)] = 86400.0
+    # Read the plates of vehicles in no-parking zones (GA 36-2018, detectors/plates.py).
+    plates: bool = True

@@ -1,17 +1,17 @@
 """Reading Chinese licence plates on a vehicle's picture (PP-OCRv4 through rapidocr-onnxruntime).
 
-The format is GA 36-2018 (《中华人民共和国机动车号牌》, the Ministry of Public Security's
-standard for motor-vehicle plates): the province's one-character abbreviation, the
-issuing authority's letter, then the serial — five letters or digits on an ordinary
-plate (京A·12345, 沪B·D7K21), six on a new-energy plate (粤B·D12345). Letters never
-include I or O, so that they are not taken for 1 and 0. Plates for special uses (警, 学,
-使, 领, 港, 澳 and the like) are out of scope: they do not match and are not read.
+The format (contracts.plates) is GA 36-2018 (《中华人民共和国机动车号牌》, the Ministry of
+Public Security's standard for motor-vehicle plates): the province's one-character
+abbreviation, the issuing authority's letter, then the serial — five letters or digits
+on an ordinary plate (京A·12345, 沪B·D7K21), six on a new-energy plate (粤B·D12345).
+Letters never include I or O. Plates for special uses (警, 学, 使, 领, 港, 澳 and the
+like) are out of scope: they do not match and are not read.
 
 The models are the PP-OCRv4 text detector and recogniser (Chinese characters, letters,
 digits) that the `rapidocr-onnxruntime` wheel carries: nothing is downloaded. A reader
-loads them once; `read` is plain CPU work and blocks for tens of milliseconds (a plate
-found by its colour) to a few hundred (the text detector's fallback): call it in a
-thread, never on the event loop.
+loads them once (about 0.4 s); `read` is plain CPU work and blocks for 15-50 ms (a
+plate found by its colour) to a few hundred (the text detector's fallback) on one core:
+call it in a thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-PROVINCES = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
-LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"  # no I, no O (GA 36-2018)
-PLATE = re.compile(f"[{PROVINCES}][{LETTERS}][{LETTERS}0-9]{{5,6}}")
+from gridwatch.contracts.plates import LETTERS, PLATE, PROVINCES
+
+__all__ = ["LETTERS", "PROVINCES", "PlateRead", "PlateReader", "normalise", "valid"]
+
 # Only where the format leaves one reading: the second character is a letter, so a digit
 # there is the letter it looks like; the serial has no I or O, so those are 1 and 0.
 _AS_LETTER = str.maketrans({"8": "B", "0": "D", "5": "S", "2": "Z", "6": "G"})

@@ -41,6 +41,8 @@ from gridwatch.contracts.retry import forever
 from gridwatch.detectors import evidence
 from gridwatch.detectors.config import DetectorsConfig
 from gridwatch.detectors.motion import MotionGate, small_grey
+from gridwatch.detectors.plate_book import PlateBook, load_reader
+from gridwatch.detectors.plates import PlateRead, PlateReader
 from gridwatch.detectors.provenance import provenance
 from gridwatch.detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
 from gridwatch.detectors.verify import Outcome, Verifier
@@ -104,8 +106,10 @@ class CameraWatch:
         make_tracker: TrackerFactory,
         cfg: DetectorsConfig,
         inference: ThreadPoolExecutor | None = None,
+        plates: PlateReader | None = None,
     ):
         self.redis = redis
+        self.plates = plates  # None: plates are not read
         self.camera = camera
         self.make_tracker = make_tracker
         self.inference = inference
@@ -137,6 +141,7 @@ class CameraWatch:
         firsts: dict[str, bytes] = {}  # incident id -> the frame (JPEG) it was first seen in
         applied: set[str] = set()  # dismissals already given to the rules
         saver = StateSaver(self.redis, state_key(cid), self.state_ttl)
+        book = PlateBook(self.plates, self.inference)  # plates read during each vehicle's dwell
         async for ts, jpeg, small in self.frames_in():
             if time.monotonic() - asked_at >= ASK_EVERY_S:
                 asked_at = time.monotonic()
@@ -166,8 +171,9 @@ class CameraWatch:
                 firsts[incident] = jpeg
             for incident in firsts.keys() - active:
                 del firsts[incident]
+            await book.look(frame.image, detections, rules.active())
             for violation in violations:
-                await self.publish(violation, frame, firsts.get(violation.incident), rules)
+                await self.publish(violation, frame, firsts.get(violation.incident), rules, book)
             for outcome in verifier.update(ts, detections):
                 await self.answer(outcome, frame)
             await saver.save(rules.export())
@@ -201,7 +207,7 @@ class CameraWatch:
         return parse_requests(raw_requests), parse_dismissals(raw_spots)
 
     async def publish(self, violation: Violation, frame: Frame, first: bytes | None,
-                      rules: ZoneRules) -> None:  # fmt: skip
+                      rules: ZoneRules, book: PlateBook | None = None) -> None:  # fmt: skip
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
@@ -209,7 +215,11 @@ class CameraWatch:
         event["provenance"] = await asyncio.to_thread(
             provenance, self.camera, violation.zone, self.cfg.weights, node_id()
         )
-        pictures = await asyncio.to_thread(self._pictures, violation, frame, first)
+        img = frame.image()
+        plate = await book.final(img, violation) if book is not None and img is not None else None
+        if violation.kind == "no_parking":  # null: no plate read (the ticket opens all the same)
+            event["plate"] = {"text": plate.text, "confidence": plate.confidence} if plate else None
+        pictures = await asyncio.to_thread(self._pictures, violation, frame, first, plate)
         # The violation and the state that says it was raised go together: a worker that
         # dies after this never leaves its successor to raise it again.
         pipe = self.redis.pipeline(transaction=True)
@@ -222,7 +232,8 @@ class CameraWatch:
             extra={"camera": self.camera.id, "zone": violation.zone, "id": violation.id},
         )
 
-    def _pictures(self, v: Violation, frame: Frame, first: bytes | None) -> dict[str, bytes]:
+    def _pictures(self, v: Violation, frame: Frame, first: bytes | None,
+                  plate: PlateRead | None = None) -> dict[str, bytes]:  # fmt: skip
         polygon = self.zones[v.zone]
         img = frame.image()
         assert img is not None  # it decoded for the gate
@@ -234,6 +245,8 @@ class CameraWatch:
         first_img = Frame(first).image() if first else None
         if first_img is not None:  # None when it was first seen by a worker that died since
             pictures["first.jpg"] = evidence.annotated(first_img, polygon, v.anchor, caption)
+        if plate is not None:  # the plate as the camera saw it
+            pictures["plate.jpg"] = evidence.jpeg(plate.crop, 95)
         return pictures
 
     async def answer(self, outcome: Outcome, frame: Frame) -> None:
@@ -266,10 +279,13 @@ class Worker:
         self.inference = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="infer")
         self.leases = Leases(redis, "detect", self.name, cfg.lease_s)
         self.watching: dict[str, tuple[Camera, CameraWatch, asyncio.Task]] = {}
+        self.plates: PlateReader | None = None
 
     async def run(self) -> None:
         # Load the model before taking any camera: a worker that cannot run it holds none.
         await asyncio.to_thread(self.make_tracker)
+        if self.cfg.plates:  # one reader for all the cameras, loaded once
+            self.plates = await asyncio.to_thread(load_reader)
         log.info("detector worker started", extra={"worker": self.name})
         try:
             await forever(self.cycle, "detector worker", log, period_s=self.cfg.lease_s / 3)
@@ -301,7 +317,9 @@ class Worker:
             if len(self.watching) >= share:
                 break
             if cid not in self.watching and await self.leases.hold(cid):
-                watch = CameraWatch(self.redis, camera, self.make_tracker, self.cfg, self.inference)
+                watch = CameraWatch(
+                    self.redis, camera, self.make_tracker, self.cfg, self.inference, self.plates
+                )
                 task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
                 self.watching[cid] = (camera, watch, task)
                 log.info("watching camera", extra={"camera": cid, "worker": self.name})

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.detections import Sighting
 from gridwatch.contracts.geo import Position
+from gridwatch.contracts.plates import PlateSeen, plate_key
 from gridwatch.contracts.records import load, load_all
 from gridwatch.contracts.roles import DESK, SYSTEM
 from gridwatch.contracts.states import ACTIVE, STATES, TERMINAL, State
@@ -77,6 +78,7 @@ class NewTicket(BaseModel):
     description: Annotated[str, Field(max_length=2000)] = ""
     camera: str | None = None
     detection: Sighting | None = None  # camera tickets: the zone and box the detector saw
+    plate: PlateSeen | None = None  # the vehicle's plate as read (camera tickets; indexed)
     evidence: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=MAX_EVIDENCE)] = []
 
 
@@ -199,6 +201,7 @@ redis.call('HSET', 'gw:ticket:' .. id, 'data', ticket, 'state', 'new', 'assignee
 redis.call('ZADD', 'gw:tickets:new', ARGV[3], id)
 redis.call('ZADD', KEYS[3], ARGV[3], id)
 redis.call('XADD', 'gw:ticket:' .. id .. ':log', '*', 'entry', (string.gsub(ARGV[4], '__ID__', id)))
+if ARGV[7] ~= '' then redis.call('ZADD', ARGV[7], ARGV[3], id) end
 effects(id, cjson.decode(ARGV[6]))
 redis.call('PUBLISH', 'gw:events', (string.gsub(ARGV[5], '__ID__', id)))
 return {1, id}
@@ -274,6 +277,7 @@ class TicketStore:
                 json.dumps(entry),
                 _event("created", ticket),
                 _plan(plan(ticket) if plan else Effects(), None, ticket),
+                plate_key(new.plate.text) if new.plate else "",  # the repeat offenders' index
             ],
         )
         found = await self.get(ticket_id.decode())
@@ -350,6 +354,16 @@ class TicketStore:
         return {ticket_id: load_all(None, ((f"{ticket_id}:log:{i.decode()}", e.get(b"entry")) for i, e in entries),
                                     "audit entry")
                 for ticket_id, entries in zip(ids, await pipe.execute(), strict=True)}  # fmt: skip
+
+    async def by_plate(self, text: str, limit: int = 100) -> tuple[list[Ticket], int]:
+        """The newest `limit` tickets that carry plate `text` (stored form, no dot), newest
+        first, and how many there are in all. The index is written with each ticket."""
+        key = plate_key(text)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zrevrange(key, 0, limit - 1)
+        pipe.zcard(key)
+        ids, total = await pipe.execute()
+        return await self.fetch([raw.decode() for raw in ids]), total
 
     async def queue(self) -> tuple[int, float | None]:
         """(tickets waiting for an officer, when the oldest of them was reported)."""

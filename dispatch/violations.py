@@ -28,6 +28,7 @@ from gridwatch.contracts.evidence import EvidenceStore
 from gridwatch.contracts.geo import Position
 from gridwatch.contracts.marks import add_mark
 from gridwatch.contracts.node import node_id
+from gridwatch.contracts.plates import PlateSeen
 from gridwatch.contracts.retry import forever
 from gridwatch.contracts.roles import SYSTEM
 from gridwatch.dispatch.service import Dispatch
@@ -38,7 +39,7 @@ log = logging.getLogger("gridwatch.violations")
 GROUP = "dispatch"
 VIOLATIONS = "gw:violations"
 CATEGORIES = {"no_parking": "illegal_parking", "no_stall": "street_stall"}
-PICTURES = (b"first.jpg", b"confirmed.jpg", b"crop.jpg", b"snapshot.jpg")
+PICTURES = (b"first.jpg", b"confirmed.jpg", b"crop.jpg", b"plate.jpg", b"snapshot.jpg")
 DETECTION = "violation.json"  # the violation event, saved in its evidence folder
 
 
@@ -127,6 +128,7 @@ class ViolationEvent(BaseModel):
     confirmed: float
     location: Position | None = None  # the camera's map position, when the detector knows it
     evidence: list[str] = []
+    plate: PlateSeen | None = None  # no_parking: the vehicle's plate, null when none was read
 
 
 class ViolationConsumer(GroupConsumer):
@@ -165,6 +167,7 @@ class ViolationConsumer(GroupConsumer):
             location=location,
             camera=event.camera,
             detection=detection,
+            plate=event.plate,
             evidence=[*event.evidence, *pictures],
             description=f"{event.label or 'object'} in {event.zone} for {event.confirmed - event.first_seen:.0f} s",
         )

@@ -13,6 +13,7 @@ import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridwatch.contracts.plates import as_plate
 from gridwatch.contracts.roles import DESK, WALL
 from gridwatch.contracts.states import TERMINAL
 from gridwatch.dispatch.stats import report
@@ -40,6 +41,11 @@ class StatsQuery(BaseModel):
     window_s: Annotated[float, Field(gt=0, le=366 * 86400, allow_inf_nan=False)] = 86400
     since: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)] | None = Field(None, alias="from")
     until: Annotated[float, Field(ge=0, le=1e10, allow_inf_nan=False)] | None = Field(None, alias="to")
+
+
+class PlateQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
 class ActionBody(BaseModel):
@@ -233,6 +239,30 @@ async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
     if path is None:
         raise JsonError(404, f"ticket {ticket.id} has no evidence {name!r}")
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+
+
+@routes.get("/api/plates/{plate}/tickets")
+@allow(*DESK, query=PlateQuery)
+async def plate_tickets(request: web.Request) -> web.Response:
+    """Repeat offenders: the tickets whose vehicle carried this plate, newest reported first.
+
+    `plate` in the GA 36-2018 form (e.g. 沪AD7521; percent-encoded in the path, as
+    %E6%B2%AA for 沪; a dot after the second character, spaces and lower-case letters are
+    taken): 400 `bad_plate` otherwise. A plate no ticket carries lists none (200, an empty
+    list; never 404). At most `limit` (1000), newest first; `count`: all of them."""
+    raw = request.match_info["plate"]  # aiohttp has percent-decoded it
+    plate = as_plate(raw) if len(raw) <= 32 else None
+    if plate is None:
+        raise JsonError(
+            400,
+            f"{raw[:32]!r} is not a plate: province, letter, 5 or 6 of A-Z (no I, O) and 0-9",
+            "bad_plate",
+        )
+    q = query(request, PlateQuery)
+    tickets, count = await request.app[keys.TICKETS].by_plate(plate, q.limit)
+    return web.json_response(
+        {"plate": plate, "count": count, "tickets": [_view(t) for t in tickets]}
+    )
 
 
 @routes.get("/api/tickets/{id}/candidates")

@@ -1,0 +1,163 @@
+"""Plates (issue 17): the reader on rendered GA 36-2018 plates, and end to end — a vehicle
+parked with a plate opens a ticket that carries the plate and its picture, and the
+repeat-offender route finds it; a vehicle without a readable plate still opens one.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import urllib.error
+import urllib.parse
+
+import cv2
+import numpy as np
+import pytest
+
+from gridwatch.contracts.plates import as_plate, plate_key
+from gridwatch.detectors.plate_art import plate_image, put_plate, random_plate
+from gridwatch.detectors.plates import PlateReader, normalise
+from gridwatch.detectors.scenarios import PLATE_TEXT, ROAD
+from gridwatch.detectors.scenes import paste, sprites, street_frames
+from support.scenario_run import ScenarioRun
+
+
+@pytest.fixture(scope="module")
+def reader() -> PlateReader:
+    return PlateReader()
+
+
+def on_street(text: str | None, plate_h: int, vehicle_h: int = 160, seed: int = 0) -> np.ndarray:
+    """A street frame (640x480) with the truck and, when `text`, its plate at the rear;
+    JPEG-coded at the sampler's quality, as the worker gets it; cut round the vehicle."""
+    frame = street_frames()[700 + seed].copy()
+    truck = sprites()[5]
+    x, y = 120, 460
+    box = paste(frame, truck, x, y, vehicle_h)
+    assert box is not None
+    if text:
+        put_plate(frame, text, x + 4, y - round(0.38 * vehicle_h) - plate_h // 2, plate_h)
+    ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    assert ok
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    x1, y1, x2, y2 = box
+    return img[max(0, y1 - 20) : y2 + 10, max(0, x1 - 30) : x2 + 30]
+
+
+def test_normalise_keeps_the_format_and_mends_only_what_it_makes_unambiguous():
+    assert normalise("沪A·D7521") == "沪AD7521"
+    assert normalise("“京a 12345”") == "京A12345"
+    assert normalise("沪8·D752I") == "沪BD7521"  # the letter's place: 8 is B; the serial: I is 1
+    assert normalise("粤B·D12345") == "粤BD12345"  # new energy: six after the letter
+    assert normalise("沪AD752") is None  # a character short: not guessed at
+    assert normalise("沪AD75211X") is None
+    assert normalise("AD75211") is None  # no province
+    assert normalise("沪A·D75Q1") == "沪AD75Q1"  # Q is a letter plates use: kept
+    assert as_plate("沪a·d7521") == "沪AD7521" and as_plate("沪AD752O") is None
+
+
+def test_the_reader_reads_rendered_plates_on_a_vehicle(reader: PlateReader):
+    rng = random.Random(5)
+    for i in range(6):
+        text = random_plate(rng)
+        height = (24, 32)[i % 2]
+        read = reader.read(on_street(text, height, seed=i))
+        assert read is not None and read.text == text, (text, height, read and read.text)
+        assert 0.8 < read.confidence <= 1
+        ph, pw = read.crop.shape[:2]
+        # The crop is the plate (its frame and a little margin), not the vehicle.
+        assert height <= ph <= height * 1.6 and 2 < pw / ph < 4, read.crop.shape
+
+
+def test_no_plate_no_read(reader: PlateReader):
+    assert reader.read(on_street(None, 0)) is None
+    blue = np.zeros((60, 200, 3), np.uint8)
+    blue[:] = (160, 70, 0)  # a blue sign of a plate's shape, with nothing written on it
+    assert reader.read(blue) is None
+
+
+def test_a_plate_too_small_is_not_read_as_another(reader: PlateReader):
+    """At 8 px the characters are a few pixels: nothing, rather than a wrong plate, is
+    what the worker may report — a wrong read would point at another owner."""
+    wrong = 0
+    for i, text in enumerate(("沪AD7521", "京B12345", "粤C8K3J2")):
+        read = reader.read(on_street(text, 8, seed=i))
+        wrong += read is not None and read.text != text
+    assert wrong <= 1
+
+
+def test_the_drawn_plate_has_the_standards_proportions_and_colours():
+    img = plate_image("沪AD7521", 140)
+    assert img.shape == (140, 440, 3)
+    b, _, r = img[5:135, 5:435].reshape(-1, 3).mean(axis=0)
+    assert b > 100 and r < 60  # blue, with white characters on it
+
+
+# End to end ---------------------------------------------------------------------------------
+
+CAMERAS = {
+    "plated": ("park-plate", [{"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}]),
+    "bare": ("park", [{"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}]),
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, users, scenario_videos):
+    scenario = ScenarioRun(tmp_path_factory.mktemp("plates"), scenario_videos, CAMERAS, users)
+    try:
+        scenario.start()
+        yield scenario
+    finally:
+        scenario.stop()
+
+
+def api_error(run: ScenarioRun, path: str, user: str = "dispatcher") -> tuple[int, dict]:
+    try:
+        run.api(path, user)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+    raise AssertionError(f"{path}: no error")
+
+
+def test_a_parked_vehicle_opens_a_ticket_carrying_its_plate(run):
+    ticket = run.wait_ticket("plated", until=45)
+    assert ticket["plate"] is not None, (ticket, run.worker_logs()[-3000:])
+    assert ticket["plate"]["text"] == PLATE_TEXT and ticket["plate"]["confidence"] > 0.8
+    # The ticket as GET /api/tickets/{id} shows it carries the plate too.
+    assert run.api(f"/api/tickets/{ticket['id']}")["plate"]["text"] == PLATE_TEXT
+    listed = {e["name"].rsplit("/", 1)[-1]: e["url"] for e in run.api(f"/api/tickets/{ticket['id']}/evidence")["evidence"]}
+    assert {"first.jpg", "confirmed.jpg", "crop.jpg", "plate.jpg"} <= listed.keys()
+    crop = cv2.imdecode(np.frombuffer(run.api(listed["plate.jpg"]), np.uint8), cv2.IMREAD_COLOR)
+    assert crop is not None and 2 < crop.shape[1] / crop.shape[0] < 4, crop.shape  # the plate alone
+    b, _, r = crop.reshape(-1, 3).mean(axis=0)
+    assert b > r + 40  # a blue plate
+
+
+def test_the_repeat_offender_route_lists_the_plates_tickets(run):
+    ticket = run.wait_ticket("plated", until=45)
+    quoted = urllib.parse.quote(PLATE_TEXT)
+    found = run.api(f"/api/plates/{quoted}/tickets")
+    assert found["plate"] == PLATE_TEXT and found["count"] == 1
+    assert [t["id"] for t in found["tickets"]] == [ticket["id"]]
+    # As a person types it: a dot, lower case.
+    typed = urllib.parse.quote(PLATE_TEXT[:2].lower() + "·" + PLATE_TEXT[2:])
+    assert [t["id"] for t in run.api(f"/api/plates/{typed}/tickets")["tickets"]] == [ticket["id"]]
+    # Written with the ticket, in its own index.
+    assert [raw.decode() for raw in run.r.zrange(plate_key(PLATE_TEXT), 0, -1)] == [ticket["id"]]
+    # A plate nobody was ticketed for lists none; what is not a plate is a 400 in JSON.
+    empty = run.api(f"/api/plates/{urllib.parse.quote('京A12345')}/tickets")
+    assert empty == {"plate": "京A12345", "count": 0, "tickets": []}
+    for bad in ("ABC1234", urllib.parse.quote("沪AO7521"), urllib.parse.quote("沪A75"), "%FF%FE"):
+        status, body = api_error(run, f"/api/plates/{bad}/tickets")
+        assert status == 400 and body["error"] == "bad_plate", (bad, body)
+    status, body = api_error(run, f"/api/plates/{quoted}/tickets?limit=0")
+    assert status == 400 and body["error"] == "bad_query"
+    assert api_error(run, f"/api/plates/{quoted}/tickets", "viewer")[0] == 403
+
+
+def test_a_vehicle_without_a_readable_plate_still_opens_its_ticket(run):
+    ticket = run.wait_ticket("bare", until=45)
+    assert ticket["plate"] is None and ticket["category"] == "illegal_parking"
+    assert not any(e.endswith("plate.jpg") for e in ticket["evidence"])
+    assert run.r.xlen("gw:violations:dead") == 0
+    assert "Traceback" not in run.worker_logs()
