@@ -92,6 +92,7 @@ async def test_ownership_is_checked_on_the_resource_named(gw, http):
         ("GET", "/api/tickets/{id}/track"): (f"/api/tickets/{tid}/track", None),
         ("GET", "/api/tickets/{id}/evidence"): (f"/api/tickets/{tid}/evidence", None),
         ("GET", "/api/tickets/{id}/evidence/{name}"): (f"/api/tickets/{tid}/evidence/none.jpg", None),
+        ("GET", "/api/tickets/{id}/evidence.zip"): (f"/api/tickets/{tid}/evidence.zip", None),
         ("POST", "/api/tickets/{id}/actions"): (f"/api/tickets/{tid}/actions", {"action": "accept"}),
         ("POST", "/api/tickets/{id}/evidence"): (f"/api/tickets/{tid}/evidence", None),
         ("GET", "/api/officers/{id}/track"): ("/api/officers/officer/track", None),
