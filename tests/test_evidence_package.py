@@ -25,7 +25,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gridwatch.detectors.provenance import provenance
+from gridwatch.detectors.provenance import _sha256, provenance
 from gridwatch.dispatch.evidence_key import fingerprint
 from gridwatch.dispatch.evidence_verify import Limits, verify
 from gridwatch.media.config import Camera
@@ -410,3 +410,38 @@ def test_hostile_zips_are_named_and_never_unpacked(tmp_path, monkeypatch):
     assert [f.name for f in verify(tmp_path / "many.zip", limits=Limits(entries=10)).problems] == [
         "package"
     ]
+
+
+async def test_the_worker_puts_the_detection_time_facts_on_each_violation(redis_server, tmp_path):
+    import redis.asyncio as aioredis
+
+    from gridwatch.detectors.config import DetectorsConfig
+    from gridwatch.detectors.rules import Violation
+    from gridwatch.detectors.worker import CameraWatch, Frame
+
+    weights = tmp_path / "model.pt"
+    await asyncio.to_thread(shutil.copyfile, DEMO_WEIGHTS, weights)
+    digest = hashlib.sha256(await asyncio.to_thread(weights.read_bytes)).hexdigest()
+    cam = Camera(**camera_config("lavfi:testsrc"))
+    client = aioredis.from_url(redis_server.url)
+    watch = CameraWatch(client, cam, lambda: None, DetectorsConfig(weights=str(weights)))
+    now = time.time()
+    hashed = _sha256.cache_info()
+    for n in range(2):
+        v = Violation(id=f"v-{n}", camera="gate", zone="np-1", kind="no_parking", label="vehicle",
+                      box=(10, 20, 30, 40), anchor=(10, 20, 30, 40), first_seen=now - 130, confirmed=now,
+                      track_ids=(1,), incident=f"i-{n}")  # fmt: skip
+        await watch.publish(v, Frame(picture(120)), picture(40), watch.rules())
+    entries = await client.xrange("gw:violations")
+    events = [json.loads(fields[b"violation"]) for _, fields in entries]
+    assert len(events) == 2
+    after = _sha256.cache_info()  # the weights were read once for both
+    assert after.misses == hashed.misses + 1 and after.hits >= hashed.hits + 1
+    for event in events:
+        prov = event["provenance"]
+        assert prov["model"] == {"file": "model.pt", "sha256": digest}
+        assert prov["node"] and prov["clock"]["source"] == "adjtimex(2)"
+        assert isinstance(prov["clock"]["synchronised"], bool) and prov["clock"]["read_at"] >= now
+        assert prov["zone"] == {**ZONE, "dwell_s": 120.0, "hours": None}
+        assert prov["camera"] == {"id": "gate", "name": "Gate East", "position": POSITION}
+    await client.aclose()
