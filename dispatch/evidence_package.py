@@ -239,11 +239,18 @@ def build(
     plate_file: tuple[str, Path] | None = None
     others: list[tuple[str, Path]] = []
     missing: list[str] = []
-    for rel in ticket.evidence:
-        path = store.path(rel)
+    seen: set[str] = set()
+    for listed_as in dict.fromkeys(ticket.evidence):
+        path = store.path(listed_as)
         if path is None:
-            missing.append(rel)
+            missing.append(listed_as)
             continue
+        # Its name inside the store, resolved: no `..` nor `/` at its start reaches the zip,
+        # and two names for one file are one file.
+        rel = path.relative_to(store.root).as_posix()
+        if rel in seen:
+            continue
+        seen.add(rel)
         name = PurePosixPath(rel).name
         if name == "clip.mp4" and clip is None:
             clip = (rel, path)
