@@ -63,7 +63,7 @@ def test_the_reader_reads_rendered_plates_on_a_vehicle(reader: PlateReader):
         height = (24, 32)[i % 2]
         read = reader.read(on_street(text, height, seed=i))
         assert read is not None and read.text == text, (text, height, read and read.text)
-        assert 0.8 < read.confidence <= 1
+        assert 0.5 <= read.confidence <= 1  # its least sure character
         ph, pw = read.crop.shape[:2]
         # The crop is the plate (its frame and a little margin), not the vehicle.
         assert height <= ph <= height * 1.6 and 2 < pw / ph < 4, read.crop.shape
@@ -77,13 +77,12 @@ def test_no_plate_no_read(reader: PlateReader):
 
 
 def test_a_plate_too_small_is_not_read_as_another(reader: PlateReader):
-    """At 8 px the characters are a few pixels: nothing, rather than a wrong plate, is
-    what the worker may report — a wrong read would point at another owner."""
-    wrong = 0
-    for i, text in enumerate(("沪AD7521", "京B12345", "粤C8K3J2")):
-        read = reader.read(on_street(text, 8, seed=i))
-        wrong += read is not None and read.text != text
-    assert wrong <= 1
+    """At 10-14 px the recogniser takes small province characters for others, sure of
+    itself (tests/bench/plates.py): nothing is read rather than a plate that would point
+    at another vehicle's owner."""
+    for i, text in enumerate(("宁AD7521", "藏B12345", "琼C8K3J2")):
+        for height in (10, 14):
+            assert reader.read(on_street(text, height, seed=i)) is None, (text, height)
 
 
 def test_the_drawn_plate_has_the_standards_proportions_and_colours():
@@ -96,7 +95,10 @@ def test_the_drawn_plate_has_the_standards_proportions_and_colours():
 # End to end ---------------------------------------------------------------------------------
 
 CAMERAS = {
-    "plated": ("park-plate", [{"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}]),
+    "plated": (
+        "park-plate",
+        [{"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}],
+    ),
     "bare": ("park", [{"name": "np-1", "kind": "no_parking", "polygon": ROAD, "dwell_s": 6}]),
 }
 
@@ -120,12 +122,15 @@ def api_error(run: ScenarioRun, path: str, user: str = "dispatcher") -> tuple[in
 
 
 def test_a_parked_vehicle_opens_a_ticket_carrying_its_plate(run):
-    ticket = run.wait_ticket("plated", until=45)
+    ticket = run.wait_ticket("plated", until=55)
     assert ticket["plate"] is not None, (ticket, run.worker_logs()[-3000:])
-    assert ticket["plate"]["text"] == PLATE_TEXT and ticket["plate"]["confidence"] > 0.8
+    assert ticket["plate"]["text"] == PLATE_TEXT and ticket["plate"]["confidence"] >= 0.5
     # The ticket as GET /api/tickets/{id} shows it carries the plate too.
     assert run.api(f"/api/tickets/{ticket['id']}")["plate"]["text"] == PLATE_TEXT
-    listed = {e["name"].rsplit("/", 1)[-1]: e["url"] for e in run.api(f"/api/tickets/{ticket['id']}/evidence")["evidence"]}
+    listed = {
+        e["name"].rsplit("/", 1)[-1]: e["url"]
+        for e in run.api(f"/api/tickets/{ticket['id']}/evidence")["evidence"]
+    }
     assert {"first.jpg", "confirmed.jpg", "crop.jpg", "plate.jpg"} <= listed.keys()
     crop = cv2.imdecode(np.frombuffer(run.api(listed["plate.jpg"]), np.uint8), cv2.IMREAD_COLOR)
     assert crop is not None and 2 < crop.shape[1] / crop.shape[0] < 4, crop.shape  # the plate alone
@@ -134,7 +139,7 @@ def test_a_parked_vehicle_opens_a_ticket_carrying_its_plate(run):
 
 
 def test_the_repeat_offender_route_lists_the_plates_tickets(run):
-    ticket = run.wait_ticket("plated", until=45)
+    ticket = run.wait_ticket("plated", until=55)
     quoted = urllib.parse.quote(PLATE_TEXT)
     found = run.api(f"/api/plates/{quoted}/tickets")
     assert found["plate"] == PLATE_TEXT and found["count"] == 1
@@ -156,7 +161,7 @@ def test_the_repeat_offender_route_lists_the_plates_tickets(run):
 
 
 def test_a_vehicle_without_a_readable_plate_still_opens_its_ticket(run):
-    ticket = run.wait_ticket("bare", until=45)
+    ticket = run.wait_ticket("bare", until=55)
     assert ticket["plate"] is None and ticket["category"] == "illegal_parking"
     assert not any(e.endswith("plate.jpg") for e in ticket["evidence"])
     assert run.r.xlen("gw:violations:dead") == 0
