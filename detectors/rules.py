@@ -87,6 +87,10 @@ class Detection:
     label: str  # the model's class name
     box: Box
     confidence: float = 1.0
+    # Since when (s, on the frames' clock) what is in the box has stood still, where the
+    # motion gate knows (ZoneGate.rest_since): a record opened for it counts its dwell
+    # from then, not from the frame the model happened to look at.
+    since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -225,8 +229,9 @@ class ZoneRules:
             if d.track_id is not None:
                 inc.track_ids.add(d.track_id)
         elif self._in(zone, d):
+            rested = now if d.since is None else min(now, d.since)
             incidents.append(
-                Incident(zone.name, zone.kind, group, d.box, d.box, d.label, now, now,
+                Incident(zone.name, zone.kind, group, d.box, d.box, d.label, rested, now,
                          {d.track_id} if d.track_id is not None else set())
             )  # fmt: skip
 

@@ -76,6 +76,7 @@ class Scenario:
     background: int = 0  # which unseen street frame
     what: str = ""
     busy: bool = False  # the street's own footage plays behind (people walk in every frame)
+    stamp: bool = False  # each frame carries its own time (`read_stamp`), for timing tests
 
 
 def _sprite(name: str) -> Sprite:
@@ -109,9 +110,39 @@ def _park(name: str, seconds: float, t_stop: float, t_go: float | None, what: st
     return Scenario(name, seconds, (truck,), what=what)
 
 
+def walker_in_front(lead: float) -> Scenario:
+    """Issue 17's occlusion scene, everything `lead` seconds later (to try the sampler's
+    phases): a vehicle stops in the road at 8 s, a walker crosses in front of it from about
+    30.5 to 34 s; with a 30 s dwell the violation is due at 38 s."""
+    walker = Actor("person", 130, ((27.5 + lead, -80, 478), (36.5 + lead, 700, 478)))
+    truck = Actor("truck", 110, drive(5 + lead, 8 + lead, 240, None))
+    return Scenario(f"walker-in-front-{round(lead * 1000)}ms", 45, (truck, walker), stamp=True,
+                    what=f"a vehicle stops at {8 + lead:g} s; a walker crosses in front of it "
+                         f"from {30.5 + lead:g} to {34 + lead:g} s")  # fmt: skip
+
+
+STAMP_BITS, STAMP_CELL = 12, 10  # frame number in binary, cells of 10 px along the top edge
+
+
+def _stamp(canvas: np.ndarray, i: int) -> None:
+    for bit in range(STAMP_BITS):
+        on = (i >> bit) & 1
+        canvas[:STAMP_CELL, bit * STAMP_CELL : (bit + 1) * STAMP_CELL] = 255 if on else 0
+
+
+def read_stamp(img: np.ndarray) -> float:
+    """The scenario time (s) of a stamped frame (BGR, at the scenario's size), as drawn by
+    `frames`: read from the middle of each cell, so JPEG and drawn overlays do not matter."""
+    c = STAMP_CELL // 2
+    bits = [int(img[c - 2 : c + 2, b * STAMP_CELL + c - 2 : b * STAMP_CELL + c + 2].mean() > 128)
+            for b in range(STAMP_BITS)]  # fmt: skip
+    return sum(bit << k for k, bit in enumerate(bits)) / FPS
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
+        *(walker_in_front(lead) for lead in (0.0, 0.125, 0.25, 0.375)),
         _park("park", 60, 5, None, "a vehicle stops in the road at 5 s and stays"),
         _park("park-late", 60, 16, None, "a vehicle stops in the road at 16 s and stays"),
         _park("park-leave", 45, 5, 22, "a vehicle stops at 5 s and drives off at 22 s"),
@@ -189,6 +220,8 @@ def frames(scenario: Scenario):
                     text, height = actor.plate
                     x, y = plate_spot(sprite, where[0], where[1], actor.height, height)
                     put_plate(canvas, text, x, y, height)
+        if scenario.stamp:
+            _stamp(canvas, i)
         yield canvas
 
 

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import cv2
 import numpy as np
@@ -40,7 +40,7 @@ from gridwatch.contracts.node import node_id
 from gridwatch.contracts.retry import forever
 from gridwatch.detectors import evidence
 from gridwatch.detectors.config import DetectorsConfig
-from gridwatch.detectors.motion import MotionGate, small_grey
+from gridwatch.detectors.motion import ZoneGate, small_grey
 from gridwatch.detectors.plate_book import PlateBook, load_reader
 from gridwatch.detectors.plates import PlateRead, PlateReader
 from gridwatch.detectors.provenance import provenance
@@ -57,7 +57,7 @@ VIOLATIONS = "gw:violations"
 IDLE_RECHECK = 6  # times recheck_s, where nothing is being followed
 ASK_EVERY_S = 2.0  # how often a camera looks for verify requests and dismissals
 
-TrackerFactory = Callable[[], object]  # returns something with .track(bgr) -> list[Detection]
+DetectorFactory = Callable[[], object]  # returns something with .detect(bgr) -> list[Detection]
 
 
 class Frame:
@@ -103,7 +103,7 @@ class CameraWatch:
         self,
         redis: aioredis.Redis,
         camera: Camera,
-        make_tracker: TrackerFactory,
+        make_detector: DetectorFactory,
         cfg: DetectorsConfig,
         inference: ThreadPoolExecutor | None = None,
         plates: PlateReader | None = None,
@@ -111,7 +111,7 @@ class CameraWatch:
         self.redis = redis
         self.plates = plates  # None: plates are not read
         self.camera = camera
-        self.make_tracker = make_tracker
+        self.make_detector = make_detector
         self.inference = inference
         self.cfg = cfg
         self.frames = self.inferences = self.violations = self.verifications = 0
@@ -129,20 +129,21 @@ class CameraWatch:
 
     async def run(self) -> None:
         cid = self.camera.id
-        tracker = await asyncio.to_thread(self.make_tracker)
-        rules, gate = self.rules(), MotionGate()
+        detector = await asyncio.to_thread(self.make_detector)
+        rules, gate = self.rules(), None
         verifier = Verifier(self.zones, dict(self.cfg.classes), self.cfg.verify_clear_s,
                             self.cfg.verify_window_s)  # fmt: skip
         if saved := await self.redis.get(state_key(cid)):
             rules.restore(json.loads(saved), time.time())
             log.info("carrying on from the last worker", extra={"camera": cid})
-        last_run, asked_at = 0.0, 0.0
+        last_run, asked_at, last_change = 0.0, 0.0, 0.0
         detections: list = []
         firsts: dict[str, bytes] = {}  # incident id -> the frame (JPEG) it was first seen in
         applied: set[str] = set()  # dismissals already given to the rules
+        unsure: dict[str, tuple] = {}  # incident id -> anchor, not seen for what moved in front
         saver = StateSaver(self.redis, state_key(cid), self.state_ttl)
         book = PlateBook(self.plates, self.inference)  # plates read during each vehicle's dwell
-        async for ts, jpeg, small in self.frames_in():
+        async for ts, jpeg, small, size in self.frames_in():
             if time.monotonic() - asked_at >= ASK_EVERY_S:
                 asked_at = time.monotonic()
                 requests, spots = await self.asked()
@@ -152,20 +153,36 @@ class CameraWatch:
                         applied.add(ticket)
                         rules.dismiss(spot["zone"], tuple(spot["box"]), spot["until"])
             frame = Frame(jpeg)
-            # A pending verification looks at every frame: the answer must not wait on motion.
-            # Stationary objects are re-checked every recheck_s; an empty street, where
-            # anything that comes is motion, only now and then, in case the gate missed it.
-            recheck = self.cfg.recheck_s * (1 if rules.active() else IDLE_RECHECK)
-            if (gate.moved(small) or verifier.pending
+            if gate is None or gate.frame_size != size:
+                gate = ZoneGate(list(self.zones.values()), size)
+            changed = gate.look(small, ts)
+            # A pending verification looks at every frame: the answer must not wait on the
+            # gate. Followed objects are re-checked every recheck_s, and as soon as one that
+            # something moved in front of is in the clear again. So is a scene that changed
+            # lately (the model may have missed what came to rest: its dwell still counts
+            # from then, `rest_since`); a street where nothing has, only now and then.
+            if changed:
+                last_change = time.monotonic()
+            lately = time.monotonic() - last_change < IDLE_RECHECK * self.cfg.recheck_s
+            recheck = self.cfg.recheck_s * (1 if rules.active() or lately else IDLE_RECHECK)
+            if (changed or verifier.pending or any(gate.calm(box) for box in unsure.values())
                     or time.monotonic() - last_run >= recheck):  # fmt: skip
                 if (img := frame.image()) is None:
                     continue
                 loop = asyncio.get_running_loop()
-                detections = await loop.run_in_executor(self.inference, tracker.track, img)
+                found = await loop.run_in_executor(self.inference, detector.detect, img)
+                detections = [replace(d, since=gate.rest_since(d.box)) for d in found]
+                gate.looked()
                 last_run = time.monotonic()
                 self.inferences += 1
-            # Nothing moved: the same objects are where they were, and their dwell goes on.
+                looked = True
+            else:
+                looked = False
+            # Not looked at: the same objects are where they were, and their dwell goes on.
             violations = rules.update(ts, detections)
+            if looked:  # missed behind something passing in front: look again once it is clear
+                unsure = {inc.id: inc.anchor for inc in rules.active()
+                          if inc.last_seen < ts and not gate.calm(inc.anchor)}  # fmt: skip
             active = {inc.id for inc in rules.active()}
             for incident in active - firsts.keys():
                 firsts[incident] = jpeg
@@ -178,8 +195,9 @@ class CameraWatch:
                 await self.answer(outcome, frame)
             await saver.save(rules.export())
 
-    async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray]]:
-        """The camera's newest frames, each once: (time, JPEG, small grey picture)."""
+    async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray, tuple[int, int]]]:
+        """The camera's newest frames, each once: (time, JPEG, small grey picture, its
+        full (width, height) in pixels, which the zones are drawn in)."""
         key = frames_key(self.camera.id)
         last_id = "$"
         while True:
@@ -193,10 +211,11 @@ class CameraWatch:
             jpeg = fields[b"jpeg"]
             # The gate needs a small grey picture, the model a full one: most frames of a
             # quiet street never need the full decode.
-            small = small_grey(jpeg, int(fields.get(b"width", 0)))
+            size = int(fields[b"width"]), int(fields[b"height"])
+            small = small_grey(jpeg, size[0])
             if small is not None:
                 self.frames += 1
-                yield float(fields[b"ts"]), jpeg, small
+                yield float(fields[b"ts"]), jpeg, small, size
 
     async def asked(self) -> tuple[list[VerifyRequest], dict[str, dict]]:
         """What dispatch asks of this camera: verifications, and spots to leave alone."""
@@ -269,10 +288,10 @@ class CameraWatch:
 
 
 class Worker:
-    def __init__(self, redis: aioredis.Redis, cfg: DetectorsConfig, make_tracker: TrackerFactory):
+    def __init__(self, redis: aioredis.Redis, cfg: DetectorsConfig, make_detector: DetectorFactory):
         self.redis = redis
         self.cfg = cfg
-        self.make_tracker = make_tracker
+        self.make_detector = make_detector
         self.name = node_id()
         # One inference per core at a time, whatever the number of cameras: more only
         # fight over the cores (each model call is single-threaded, see yolo_factory).
@@ -283,7 +302,7 @@ class Worker:
 
     async def run(self) -> None:
         # Load the model before taking any camera: a worker that cannot run it holds none.
-        await asyncio.to_thread(self.make_tracker)
+        await asyncio.to_thread(self.make_detector)
         if self.cfg.plates:  # one reader for all the cameras, loaded once
             self.plates = await asyncio.to_thread(load_reader)
         log.info("detector worker started", extra={"worker": self.name})
@@ -318,7 +337,7 @@ class Worker:
                 break
             if cid not in self.watching and await self.leases.hold(cid):
                 watch = CameraWatch(
-                    self.redis, camera, self.make_tracker, self.cfg, self.inference, self.plates
+                    self.redis, camera, self.make_detector, self.cfg, self.inference, self.plates
                 )
                 task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
                 self.watching[cid] = (camera, watch, task)
@@ -348,12 +367,12 @@ class Worker:
             await task
 
 
-def yolo_factory(cfg: DetectorsConfig) -> TrackerFactory:
+def yolo_factory(cfg: DetectorsConfig) -> DetectorFactory:
     import torch
 
-    from gridwatch.detectors.yolo import YoloTracker
+    from gridwatch.detectors.yolo import YoloDetector
 
     # Many cameras' frames run side by side, one per core: a model call that spreads over
     # every core as well only oversubscribes them (measured: tests/bench/detect_e2e.py).
     torch.set_num_threads(1)
-    return lambda: YoloTracker(cfg.weights, cfg.imgsz, cfg.conf, cfg.device)
+    return lambda: YoloDetector(cfg.weights, cfg.imgsz, cfg.conf, cfg.device)

@@ -1,8 +1,13 @@
-"""Ultralytics YOLO with its ByteTrack tracker, on weights from a local path.
+"""Ultralytics YOLO, on weights from a local path: the objects in one frame.
 
 Ultralytics looks for the internet by itself (fonts, assets, weights); YOLO_OFFLINE
 tells it not to, so that an air-gapped centre never waits on a DNS timeout. One
-tracker per camera: ByteTrack's state belongs to one scene.
+detector per camera.
+
+No tracker: the model runs only on the frames the motion gate picks, seconds apart,
+where a tracker's motion model has nothing to go on, and ByteTrack reports a new object
+only once a second frame confirms it, which the gate may never send. The zone rules
+follow objects at rest themselves (`rules.same_place`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import numpy as np
 from gridwatch.detectors.rules import Detection
 
 
-class YoloTracker:
+class YoloDetector:
     def __init__(
         self, weights: Path | str, imgsz: int = 640, conf: float = 0.25, device: str | None = None
     ):
@@ -36,19 +41,18 @@ class YoloTracker:
     def names(self) -> dict[int, str]:
         return dict(self.model.names)
 
-    def track(self, bgr: np.ndarray) -> list[Detection]:
-        result = self.model.track(
-            bgr, persist=True, imgsz=self.imgsz, conf=self.conf, device=self.device,
-            tracker="bytetrack.yaml", verbose=False,
-        )[0]  # fmt: skip
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        """The objects in one BGR frame (H x W x 3 uint8): boxes in its pixels, no track ids."""
+        result = self.model.predict(
+            bgr, imgsz=self.imgsz, conf=self.conf, device=self.device, verbose=False
+        )[0]
         boxes = result.boxes
         if boxes is None or len(boxes) == 0:
             return []
-        ids = boxes.id.int().tolist() if boxes.id is not None else [None] * len(boxes)
         names = result.names
         return [
-            Detection(tid, names[int(c)], tuple(float(v) for v in xyxy), float(p))
-            for tid, c, xyxy, p in zip(
-                ids, boxes.cls.tolist(), boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True
+            Detection(None, names[int(c)], tuple(float(v) for v in xyxy), float(p))
+            for c, xyxy, p in zip(
+                boxes.cls.tolist(), boxes.xyxy.tolist(), boxes.conf.tolist(), strict=True
             )
         ]

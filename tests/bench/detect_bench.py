@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from common import camera_file, ratio
 
-from gridwatch.detectors.motion import MotionGate
+from gridwatch.detectors.motion import ZoneGate
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
@@ -76,8 +76,8 @@ def main() -> None:
             for size in (320, 640)}  # fmt: skip
     print(f"YOLOv8n on this CPU: 320 {yolo[320] * 1000:.1f} ms/frame, 640 {yolo[640] * 1000:.1f} ms/frame "
           f"(640/320 = {ratio(yolo[640], yolo[320])})", flush=True)  # fmt: skip
-    gate = MotionGate()
-    gate_cost = per_call(lambda: gate.moved(frame), 200)
+    gate = ZoneGate([], (1280, 720))
+    gate_cost = per_call(lambda: gate.look(frame), 200)
     jpeg = cv2.imencode(".jpg", cv2.resize(frame, (640, 360)))[1].tobytes()
     hop = (
         per_call(lambda: cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), 200) * 2
