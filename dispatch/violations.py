@@ -20,7 +20,14 @@ import logging
 from typing import Annotated
 
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
 from redis.exceptions import ResponseError
 
 from gridwatch.contracts.detections import VERIFICATIONS, Sighting
@@ -69,7 +76,9 @@ class GroupConsumer:
             )
             for entry_id, fields in claimed:
                 await self._handle(entry_id, fields)
-            batches = await self.redis.xreadgroup(GROUP, self.name, {self.stream: ">"}, count=100, block=1000)
+            batches = await self.redis.xreadgroup(
+                GROUP, self.name, {self.stream: ">"}, count=100, block=1000
+            )
             for _, entries in batches or []:
                 for entry_id, fields in entries:
                     await self._handle(entry_id, fields)
@@ -129,6 +138,22 @@ class ViolationEvent(BaseModel):
     location: Position | None = None  # the camera's map position, when the detector knows it
     evidence: list[str] = []
     plate: PlateSeen | None = None  # no_parking: the vehicle's plate, null when none was read
+
+    @field_validator("plate", mode="wrap")
+    @classmethod
+    def _plate_or_none(
+        cls, value: object, handler: ValidatorFunctionWrapHandler
+    ) -> PlateSeen | None:
+        # A plate that is not one is the reader's fault, not the violation's: the ticket
+        # opens without it rather than the whole event going to the dead letters.
+        try:
+            return handler(value)
+        except ValidationError as e:
+            log.warning(
+                "plate dropped from a violation",
+                extra={"why": str(e.errors(include_url=False)[:1])},
+            )
+            return None
 
 
 class ViolationConsumer(GroupConsumer):

@@ -53,13 +53,16 @@ async def test_violations_open_tickets_once_and_survive_a_dead_consumer(tmp_path
         )
         r.xadd("gw:violations", violation("v-3", camera="nowhere"))  # no position anywhere
         r.xadd("gw:violations", {"violation": "{not json"})
+        # A plate the reader should never have sent: the ticket opens without it.
+        r.xadd("gw:violations", violation("v-4", plate={"text": "not a plate", "confidence": 7}))
         async with asyncio.timeout(15):
             while True:
                 found = await tickets_by_key(http, gw, token)
-                if {"v-1", "v-2", "v-held"} <= set(found):
+                if {"v-1", "v-2", "v-4", "v-held"} <= set(found):
                     break
                 await asyncio.sleep(0.2)
-        assert {k: len(v) for k, v in found.items()} == {"v-1": 1, "v-2": 1, "v-held": 1}
+        assert {k: len(v) for k, v in found.items()} == {"v-1": 1, "v-2": 1, "v-4": 1, "v-held": 1}
+        assert found["v-4"][0]["plate"] is None and "plate dropped from a violation" in gw.logs()
         t1 = found["v-1"][0]
         assert (
             t1["category"] == "illegal_parking"
