@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 import urllib.error
 import urllib.parse
+import zipfile
 
 import cv2
 import numpy as np
@@ -19,6 +21,7 @@ from gridwatch.detectors.plate_art import plate_image, put_plate, random_plate
 from gridwatch.detectors.plates import PlateReader, normalise
 from gridwatch.detectors.scenarios import PLATE_TEXT, ROAD
 from gridwatch.detectors.scenes import paste, sprites, street_frames
+from support.procs import GRIDWATCH
 from support.scenario_run import ScenarioRun
 
 
@@ -136,6 +139,24 @@ def test_a_parked_vehicle_opens_a_ticket_carrying_its_plate(run):
     assert crop is not None and 2 < crop.shape[1] / crop.shape[0] < 4, crop.shape  # the plate alone
     b, _, r = crop.reshape(-1, 3).mean(axis=0)
     assert b > r + 40  # a blue plate
+
+
+def test_the_evidence_package_holds_the_plate_picture_and_text_and_verifies(run, tmp_path):
+    ticket = run.wait_ticket("plated", until=55)
+    package = tmp_path / "evidence.zip"
+    package.write_bytes(run.api(f"/api/tickets/{ticket['id']}/evidence.zip"))
+    with zipfile.ZipFile(package) as z:
+        manifest = json.loads(z.read("manifest.json"))
+        assert (
+            manifest["plate"]["text"] == PLATE_TEXT and manifest["plate"]["picture"] == "plate.jpg"
+        )
+        plate = cv2.imdecode(np.frombuffer(z.read("plate.jpg"), np.uint8), cv2.IMREAD_COLOR)
+        assert plate is not None and 2 < plate.shape[1] / plate.shape[0] < 4
+    key = tmp_path / "key.pem"
+    key.write_text(run.api("/api/evidence/key")["public_key"])
+    checked = subprocess.run([GRIDWATCH, "verify-evidence", str(package), "--key", str(key)],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_the_repeat_offender_route_lists_the_plates_tickets(run):
