@@ -69,29 +69,35 @@ def write_dataset(root: Path, n_train: int, n_val: int, repeat: int, seed: int) 
     return _yaml(root, "scenes")
 
 
-def write_real_val(root: Path) -> Path:
+def write_real_val(root: Path, which: str = "real") -> Path:
+    """The real validation set as a split of its own: "real" (all of it), "pictures"
+    (real.VAL_PICTURES: other places, cameras and vehicles) or "vtest" (the held-out
+    frames of the training street); returns its data.yaml."""
     for name, img, labels in real.val_items():
-        _write(root, "real", Path(name).stem, img, labels)
-    return _yaml(root, "real")
+        if which == "real" or which == ("vtest" if name.startswith("vtest-") else "pictures"):
+            _write(root, which, Path(name).stem, img, labels)
+    return _yaml(root, which)
 
 
 def evaluate(weights: Path, imgsz: int, root: Path | None = None) -> None:
-    """Print mAP50 (overall, per class present) of `weights` on the real validation set."""
+    """Print mAP50 (overall, per class present) of `weights` on the real validation set,
+    and on its two parts."""
     from ultralytics import YOLO
 
-    if not real.val_items():
-        print("real validation: no labelled pictures")
-        return
     root = root or Path(tempfile.mkdtemp(prefix="gw-realval-"))
-    data = write_real_val(root)
-    m = YOLO(str(weights)).val(
-        data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False, batch=8
-    )
-    n = len(real.val_items())
-    print(f"real validation ({n} pictures, imgsz {imgsz}): mAP50 {m.box.map50:.3f}, "
-          f"mAP50-95 {m.box.map:.3f}, precision {m.box.mp:.3f}, recall {m.box.mr:.3f}")  # fmt: skip
-    for k, c in enumerate(m.box.ap_class_index):
-        print(f"  {CLASSES[int(c)]}: mAP50 {m.box.ap50[k]:.3f}")
+    for which in ("real", "pictures", "vtest"):
+        data = write_real_val(root, which)
+        n = len(list((root / "images" / which).glob("*.jpg")))
+        if not n:
+            print(f"{which}: no labelled pictures")
+            continue
+        m = YOLO(str(weights)).val(
+            data=str(data), imgsz=imgsz, device="cpu", plots=False, verbose=False, batch=8
+        )
+        print(f"{which} validation ({n} pictures, imgsz {imgsz}): mAP50 {m.box.map50:.3f}, "
+              f"mAP50-95 {m.box.map:.3f}, precision {m.box.mp:.3f}, recall {m.box.mr:.3f}")  # fmt: skip
+        for k, c in enumerate(m.box.ap_class_index):
+            print(f"  {CLASSES[int(c)]}: mAP50 {m.box.ap50[k]:.3f}")
 
 
 def main() -> None:
