@@ -2,7 +2,7 @@
 watching N cameras fed through Redis at the detection rate, against the naive pipeline
 in the same run.
 
-    .venv/bin/python tests/bench/detect_e2e.py [--cameras 16,32,64] [--fps 1] [--seconds 30] [--busy]
+    .venv/bin/python tests/bench/detect_e2e.py [--cameras 16,32,64] [--fps 1] [--seconds 30] [--busy] [--no-plates]
 
 Frames are the scenario videos (vehicles parking, passing, hidden by a bus, stalls set
 up, people walking by) sampled at the detection rate, every camera at its own point of
@@ -85,7 +85,7 @@ def run(mode: str, n: int, args, clips, workdir: Path) -> dict:
                                             "detect": {"fps": args.fps}}))  # fmt: skip
     naive = mode == "naive"
     detectors = {"weights": DEMO_WEIGHTS, "imgsz": 640 if naive else 320, "lease_s": 3,
-                 "recheck_s": 0.001 if naive else 10.0}  # fmt: skip
+                 "recheck_s": 0.001 if naive else 10.0, "plates": not args.no_plates}  # fmt: skip
     worker = start_detector(
         workdir, f"detect-{mode}-{n}", {"redis": {"url": store.url}, "detectors": detectors}
     )
@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--busy", action="store_true")
+    p.add_argument("--no-plates", action="store_true", help="detection alone: no plate reading")
     args = p.parse_args()
     os.environ.setdefault("YOLO_OFFLINE", "1")
     print(
