@@ -25,7 +25,6 @@ HELD_OUT = range(real.TRAIN_FRAMES, 795, 13)  # 15 frames over the last 19.5 s
 
 
 def detect(model: YoloDetector, i: int):
-    model.model.predictor = None  # independent pictures: no tracking state between them
     return model.detect(real.vtest_frame(i))
 
 
@@ -35,6 +34,12 @@ def test_the_real_parked_van_is_found_in_every_held_out_frame(imgsz):
     missed = [i for i in HELD_OUT
               if not any(d.label == "vehicle" and iou(d.box, VAN) >= 0.5 for d in detect(model, i))]  # fmt: skip
     assert missed == [], f"the van was not found in frames {missed}"
+
+
+# Two in three: the model found 14 of 15 when shipped (the one missed is the head and
+# shoulders beside the van); the first demo model, trained with the walkers as
+# background, found 2 (at 640).
+RECALL = 2 / 3
 
 
 def test_most_real_walkers_are_found_and_none_is_called_a_vehicle():
@@ -54,12 +59,6 @@ def test_most_real_walkers_are_found_and_none_is_called_a_vehicle():
         assert wrong == [], f"frame {i}: {wrong}"
     assert total == 15
     assert found / total >= RECALL, f"walkers found {found}/{total}"
-
-
-# Two in three: the model found 14 of 15 when shipped (the one missed is the head and
-# shoulders beside the van); the first demo model, trained with the walkers as
-# background, found 2 (at 640).
-RECALL = 0.6
 
 
 # End to end: the held-out part of vtest.avi as a camera at 640x480 (the zones' pixels).
