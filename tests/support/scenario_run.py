@@ -64,10 +64,13 @@ class ScenarioRun:
         for i in range(self.workers):
             self.procs.append(start_detector(self.workdir, f"detect{i}", config))
         deadline = time.monotonic() + 90  # torch takes a while to load on two cores
-        # Every camera watched, shared by all the workers (the first one up takes them all).
-        while not (all(h := self.holders().values()) and len(set(h)) == self.workers):
+        # Every camera watched, shared evenly by all the workers (the first one up takes them
+        # all, then sheds what is over its share as the others announce themselves).
+        while not self._balanced():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"cameras without a worker: {self.holders()}\n{self.worker_logs()}")
+                raise TimeoutError(
+                    f"cameras not shared by the workers: {self.holders()}\n{self.worker_logs()}"
+                )
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"detect exited {p.returncode}:\n{self.worker_logs()}")
@@ -82,6 +85,13 @@ class ScenarioRun:
         for server in (self.rtsp, self.gw, self.redis_server):
             if server is not None:
                 server.stop()
+
+    def _balanced(self) -> bool:
+        holders = list(self.holders().values())
+        if not all(holders) or len(set(holders)) != self.workers:
+            return False
+        counts = [holders.count(h) for h in set(holders)]
+        return max(counts) - min(counts) <= 1
 
     def holders(self) -> dict[str, str | None]:
         return {c: (v.decode() if (v := self.r.get(f"gw:lease:detect:{c}")) else None)
