@@ -116,7 +116,7 @@ class ZoneGate:
         self._moving = np.abs(grey - self._average) > self.pixel_delta
         cv2.accumulateWeighted(grey, self._average, self.alpha)
         assert self._still_for is not None and self._mask is not None
-        self._still_for = np.where(self._moving, 0, np.minimum(self._still_for + 1, 255))
+        self._still_for = np.where(self._moving, 0, np.minimum(self._still_for, 254) + 1)
         self._still_for = self._still_for.astype(np.uint8)
         self._grey = grey
         if self._seen is None:

@@ -4,7 +4,8 @@ While a vehicle's dwell runs, its crop is read on frames the model ran on (at mo
 `every_s`, until a read is sure enough): the plate a vehicle shows while it parks —
 before a bus stops in front of it, while the light is good — is kept for its violation,
 together with one last read on the confirmation frame. Reads run on the worker's
-inference threads, never on the event loop.
+own threads (not the model's: a slow read must not hold the model up), never on the
+event loop.
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ class PlateBook:
         self.executor = executor
         self.every_s = every_s
         self.enough = enough
-        self.best: dict[str, PlateRead] = {}  # incident id -> best read so far
+        self.best: dict[str, tuple[PlateRead, float]] = {}  # incident id -> best read, frame time
         self._at: dict[str, float] = {}  # incident id -> when it was last read (monotonic)
         self._seen: object = None  # the detections last looked at: a new list = the model ran
 
-    async def look(self, image, detections: list, incidents: list[Incident]) -> None:
+    async def look(self, image, taken: float, detections: list, incidents: list[Incident]) -> None:
         """Read the plates of the vehicles dwelling in no-parking zones, when the model has
         just run (`detections` is a new list) and their last read is `every_s` old.
-        `image()`: the frame (BGR), decoded once the model ran."""
+        `image()`: the frame (BGR), decoded once the model ran; `taken`: its time (Unix s)."""
         if self.reader is None or detections is self._seen:
             return
         self._seen = detections
@@ -76,23 +77,24 @@ class PlateBook:
                 or now - self._at.get(inc.id, -1e9) < self.every_s
             ):
                 continue
-            if (best := self.best.get(inc.id)) is not None and best.confidence >= self.enough:
+            if (best := self.best.get(inc.id)) is not None and best[0].confidence >= self.enough:
                 continue
             if (img := image()) is None:
                 return
             self._at[inc.id] = now
-            self._keep(inc.id, await self._read(img, inc.box))
+            self._keep(inc.id, await self._read(img, inc.box), taken)
 
-    async def final(self, img: np.ndarray, violation: Violation) -> PlateRead | None:
-        """The plate for a violation: the best of its dwell and of the confirmation frame."""
+    async def final(self, img: np.ndarray, violation: Violation) -> tuple[PlateRead, float] | None:
+        """The plate for a violation and the time of the frame it was read on: the best of
+        its dwell and of the confirmation frame."""
         if self.reader is None or violation.kind != "no_parking":
             return None
         best = self.best.pop(violation.incident, None)
         self._at.pop(violation.incident, None)
-        if best is None or best.confidence < self.enough:
+        if best is None or best[0].confidence < self.enough:
             read = await self._read(img, violation.box)
-            if read is not None and (best is None or read.confidence > best.confidence):
-                best = read
+            if read is not None and (best is None or read.confidence > best[0].confidence):
+                best = read, violation.confirmed
         return best
 
     async def _read(self, img: np.ndarray, box: Box) -> PlateRead | None:
@@ -102,8 +104,8 @@ class PlateBook:
             self.executor, self.reader.read, crop
         )
 
-    def _keep(self, incident: str, read: PlateRead | None) -> None:
+    def _keep(self, incident: str, read: PlateRead | None, taken: float) -> None:
         if read is not None and (
-            incident not in self.best or read.confidence > self.best[incident].confidence
+            incident not in self.best or read.confidence > self.best[incident][0].confidence
         ):
-            self.best[incident] = read
+            self.best[incident] = read, taken

@@ -122,6 +122,7 @@ class Incident:
     track_ids: set[int] = field(default_factory=set)
     reported: bool = False
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    apart: set[str] = field(default_factory=set)  # records seen beside it in one frame: others
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class ZoneRules:
         """The incidents and cooling spots, for another worker to carry on from (`restore`)."""
         return {
             "incidents": [
-                {**asdict(inc), "track_ids": []} for inc in self.active()
+                {**asdict(inc), "track_ids": [], "apart": sorted(inc.apart)} for inc in self.active()
             ],
             "cooling": [[zone, list(box), until] for zone, spots in self._cooling.items()
                         for box, until in spots],
@@ -188,7 +189,8 @@ class ZoneRules:
         for data in state.get("incidents", []):
             if data["zone"] in self.incidents:
                 inc = Incident(**{**data, "anchor": tuple(data["anchor"]), "box": tuple(data["box"]),
-                                  "last_seen": max(data["last_seen"], now), "track_ids": set()})  # fmt: skip
+                                  "last_seen": max(data["last_seen"], now), "track_ids": set(),
+                                  "apart": set(data.get("apart", []))})  # fmt: skip
                 self.incidents[inc.zone].append(inc)
         for zone, box, until in state.get("cooling", []):
             if zone in self._cooling:
@@ -206,9 +208,11 @@ class ZoneRules:
             wanted = "vehicle" if zone.kind == "no_parking" else "stall"
             people = [d for d in detections
                       if self.cfg.groups.get(d.label) == "person" and self._in(zone, d)]  # fmt: skip
-            for d in detections:
-                if self.cfg.groups.get(d.label) == wanted:
-                    self._observe(zone, d, now)
+            seen = [self._observe(zone, d, now) for d in detections
+                    if self.cfg.groups.get(d.label) == wanted]  # fmt: skip
+            records = {r.id: r for r in seen if r is not None}
+            for r in records.values():  # side by side in one frame: two objects, never one
+                r.apart |= records.keys() - {r.id}
             found += self._confirm(zone, now, people)
             self._expire(zone, now)
         return found
@@ -216,7 +220,8 @@ class ZoneRules:
     def _in(self, zone: ZoneRule, d: Detection) -> bool:
         return self._shapes[zone.name].contains(Point(*bottom_centre(d.box)))
 
-    def _observe(self, zone: ZoneRule, d: Detection, now: float) -> None:
+    def _observe(self, zone: ZoneRule, d: Detection, now: float) -> Incident | None:
+        """The record `d` is (updated, merged or opened), or None: not a record's, outside."""
         group = self.cfg.groups[d.label]
         threshold = STATIONARY_IOU[group]
         incidents = self.incidents[zone.name]
@@ -228,22 +233,29 @@ class ZoneRules:
             inc.box, inc.last_seen = d.box, now
             if d.track_id is not None:
                 inc.track_ids.add(d.track_id)
-        elif self._in(zone, d):
-            rested = now if d.since is None else min(now, d.since)
-            incidents.append(
-                Incident(zone.name, zone.kind, group, d.box, d.box, d.label, rested, now,
-                         {d.track_id} if d.track_id is not None else set())
-            )  # fmt: skip
+            return inc
+        if not self._in(zone, d):
+            return None
+        rested = now if d.since is None else min(now, d.since)
+        inc = Incident(zone.name, zone.kind, group, d.box, d.box, d.label, rested, now,
+                       {d.track_id} if d.track_id is not None else set())  # fmt: skip
+        incidents.append(inc)
+        return inc
 
     def _merge(self, zone: str, records: list[Incident]) -> Incident:
-        """Records that one box shows to be one object become one: the record that came to
-        rest first survives, with its dwell, and whether it was reported."""
+        """The record a box is, among those it matches: the one that came to rest first
+        (it has the dwell to lose). Records the box shows to be one object (one was opened
+        on a part of it while it was half hidden) merge into it, with whether they were
+        reported. Records once seen side by side in one frame are two objects, whatever box
+        later holds both (two cars boxed together): they stay apart."""
         survivor = min(records, key=lambda i: (i.first_seen, not i.reported))
-        for other in records:
+        one = [r for r in records if r is survivor or r.id not in survivor.apart]
+        for other in one:
             if other is not survivor:
                 survivor.reported |= other.reported
                 survivor.last_seen = max(survivor.last_seen, other.last_seen)
                 survivor.track_ids |= other.track_ids
+                survivor.apart |= other.apart
                 self.incidents[zone].remove(other)
         return survivor
 
@@ -275,9 +287,8 @@ class ZoneRules:
 
     def _blocked(self, zone: str, box: Box, now: float) -> bool:
         spots = self._cooling[zone] + self._dismissed.get(zone, [])
-        return any(
-            until > now and same_place(b, box, STATIONARY_IOU["vehicle"]) for b, until in spots
-        )
+        # The spot itself, by overlap: another vehicle in part of it is not the one let go.
+        return any(until > now and iou(b, box) >= STATIONARY_IOU["vehicle"] for b, until in spots)
 
     def _expire(self, zone: ZoneRule, now: float) -> None:
         keep = []

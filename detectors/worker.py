@@ -138,11 +138,14 @@ class CameraWatch:
             log.info("carrying on from the last worker", extra={"camera": cid})
         last_run, asked_at, last_change = 0.0, 0.0, 0.0
         detections: list = []
-        firsts: dict[str, bytes] = {}  # incident id -> the frame (JPEG) it was first seen in
+        firsts: dict[str, tuple[bytes, float]] = {}  # incident id -> first frame (JPEG), its time
         applied: set[str] = set()  # dismissals already given to the rules
         unsure: dict[str, tuple] = {}  # incident id -> anchor, not seen for what moved in front
         saver = StateSaver(self.redis, state_key(cid), self.state_ttl)
-        book = PlateBook(self.plates, self.inference)  # plates read during each vehicle's dwell
+        # Plates read during each vehicle's dwell, in the default threads: the reader takes
+        # one call at a time, and the model's threads must not wait on it.
+        book = PlateBook(self.plates, None)
+        looked_at: float | None = None  # the time of the frame the model last looked at
         async for ts, jpeg, small, size in self.frames_in():
             if time.monotonic() - asked_at >= ASK_EVERY_S:
                 asked_at = time.monotonic()
@@ -171,8 +174,12 @@ class CameraWatch:
                     continue
                 loop = asyncio.get_running_loop()
                 found = await loop.run_in_executor(self.inference, detector.detect, img)
-                detections = [replace(d, since=gate.rest_since(d.box)) for d in found]
+                # At rest since when the gate saw its pixels stop, but not before the model's
+                # last look: what it did not see then, it cannot vouch for.
+                detections = [replace(d, since=rested(gate.rest_since(d.box), looked_at))
+                              for d in found]  # fmt: skip
                 gate.looked()
+                looked_at = ts
                 last_run = time.monotonic()
                 self.inferences += 1
                 looked = True
@@ -185,10 +192,10 @@ class CameraWatch:
                           if inc.last_seen < ts and not gate.calm(inc.anchor)}  # fmt: skip
             active = {inc.id for inc in rules.active()}
             for incident in active - firsts.keys():
-                firsts[incident] = jpeg
+                firsts[incident] = jpeg, ts
             for incident in firsts.keys() - active:
                 del firsts[incident]
-            await book.look(frame.image, detections, rules.active())
+            await book.look(frame.image, ts, detections, rules.active())
             for violation in violations:
                 await self.publish(violation, frame, firsts.get(violation.incident), rules, book)
             for outcome in verifier.update(ts, detections):
@@ -225,8 +232,10 @@ class CameraWatch:
         raw_requests, raw_spots = await pipe.execute()
         return parse_requests(raw_requests), parse_dismissals(raw_spots)
 
-    async def publish(self, violation: Violation, frame: Frame, first: bytes | None,
+    async def publish(self, violation: Violation, frame: Frame, first: tuple[bytes, float] | None,
                       rules: ZoneRules, book: PlateBook | None = None) -> None:  # fmt: skip
+        """Put the violation on gw:violations with its pictures, each picture's frame time
+        (`pictures_at`, Unix s), the plate read and the detector's provenance."""
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
@@ -235,10 +244,16 @@ class CameraWatch:
             provenance, self.camera, violation.zone, self.cfg.weights, node_id()
         )
         img = frame.image()
-        plate = await book.final(img, violation) if book is not None and img is not None else None
+        read = await book.final(img, violation) if book is not None and img is not None else None
+        plate = read[0] if read else None
         if violation.kind == "no_parking":  # null: no plate read (the ticket opens all the same)
             event["plate"] = {"text": plate.text, "confidence": plate.confidence} if plate else None
-        pictures = await asyncio.to_thread(self._pictures, violation, frame, first, plate)
+        pictures = await asyncio.to_thread(
+            self._pictures, violation, frame, first and first[0], plate
+        )
+        taken = {"confirmed.jpg": violation.confirmed, "crop.jpg": violation.confirmed,
+                 "first.jpg": first and first[1], "plate.jpg": read and read[1]}  # fmt: skip
+        event["pictures_at"] = {name: taken[name] for name in pictures}
         # The violation and the state that says it was raised go together: a worker that
         # dies after this never leaves its successor to raise it again.
         pipe = self.redis.pipeline(transaction=True)
@@ -365,6 +380,15 @@ class Worker:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def rested(since: float | None, looked_at: float | None) -> float | None:
+    """Since when an object the model just found has been at rest (Unix s): the gate's
+    `rest_since`, never before the model's previous look (`looked_at`), which did not
+    find it there. None when neither is known."""
+    if since is None or looked_at is None:
+        return since
+    return max(since, looked_at)
 
 
 def yolo_factory(cfg: DetectorsConfig) -> DetectorFactory:

@@ -109,10 +109,18 @@ def _number(v: object) -> float | None:
 def _picture_time(rel: str, path: Path, detection: dict) -> tuple[str, float, str, str]:
     """(what it shows, when it was taken, where that time comes from, camera|scene)."""
     p = PurePosixPath(rel)
+    taken = detection.get("pictures_at")
+    if (
+        p.name in CAMERA_PICTURES
+        and isinstance(taken, dict)
+        and (ts := _number(taken.get(p.name))) is not None
+    ):
+        what, _ = CAMERA_PICTURES[p.name]
+        return what, ts, "the frame's time (the camera's node clock)", "camera"
     if (
         p.name in CAMERA_PICTURES
         and (ts := _number(detection.get(CAMERA_PICTURES[p.name][1]))) is not None
-    ):
+    ):  # a violation from before pictures_at: the detection time the picture belongs to
         what, field = CAMERA_PICTURES[p.name]
         return what, ts, f"the detector's {field} (frame time, the camera's node clock)", "camera"
     if p.name == "snapshot.jpg" and (m := _VERIFY.search(p.parent.name)):
@@ -311,6 +319,8 @@ def build(
         z.add_bytes(PUBLIC_KEY, key.public_pem.encode(), compress=True)
         export_at = time.time()
         count = sum(1 for e in listed if e["file"])
+        camera_times = [p.taken for p, e in zip(pictures, listed, strict=True)
+                        if p.place == "camera" and e["file"]]  # fmt: skip
         manifest = {
             "format": FORMAT,
             "ticket": {"id": ticket.id, "category": ticket.category, "state": ticket.state, "source": ticket.source,
@@ -339,8 +349,9 @@ def build(
                 "pictures": count,
                 "at_least_three_pictures": count >= 3,
                 "each_with_time_and_place": all(e["taken"] for e in listed) and bool(listed),
-                "two_apart_more_than_permitted_stop": bool(dwell is not None and permitted is not None
-                                                           and dwell > permitted and count >= 2),
+                # From the pictures' own times: two of them at least the permitted stop apart.
+                "two_apart_more_than_permitted_stop": bool(permitted is not None and len(camera_times) >= 2
+                                                           and max(camera_times) - min(camera_times) >= permitted),
                 "plate_picture": plate_file is not None,
                 "signed": True,
             },

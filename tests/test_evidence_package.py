@@ -431,7 +431,7 @@ async def test_the_worker_puts_the_detection_time_facts_on_each_violation(redis_
         v = Violation(id=f"v-{n}", camera="gate", zone="np-1", kind="no_parking", label="vehicle",
                       box=(10, 20, 30, 40), anchor=(10, 20, 30, 40), first_seen=now - 130, confirmed=now,
                       track_ids=(1,), incident=f"i-{n}")  # fmt: skip
-        await watch.publish(v, Frame(picture(120)), picture(40), watch.rules())
+        await watch.publish(v, Frame(picture(120)), (picture(40), now - 130), watch.rules())
     entries = await client.xrange("gw:violations")
     events = [json.loads(fields[b"violation"]) for _, fields in entries]
     assert len(events) == 2
@@ -444,4 +444,10 @@ async def test_the_worker_puts_the_detection_time_facts_on_each_violation(redis_
         assert isinstance(prov["clock"]["synchronised"], bool) and prov["clock"]["read_at"] >= now
         assert prov["zone"] == {**ZONE, "dwell_s": 120.0, "hours": None}
         assert prov["camera"] == {"id": "gate", "name": "Gate East", "position": POSITION}
+        # Each picture with the time of the frame it came from.
+        assert event["pictures_at"] == {
+            "first.jpg": now - 130,
+            "confirmed.jpg": now,
+            "crop.jpg": now,
+        }
     await client.aclose()

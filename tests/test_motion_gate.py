@@ -10,6 +10,7 @@ import cv2
 
 from gridwatch.detectors.motion import ZoneGate
 from gridwatch.detectors.scenarios import PAVEMENT, ROAD, SCENARIOS, frames
+from gridwatch.detectors.worker import rested
 
 TRUCK = (240, 335, 500, 445)  # where the scenarios' vehicle stops
 
@@ -78,3 +79,11 @@ def test_rest_since_is_when_the_vehicle_stopped_and_calm_says_when_it_can_be_see
             calm[t] = gate.calm(TRUCK)
     assert all(calm[t] for t in (12, 20, 29, 36, 40))
     assert not all(calm[t] for t in (31, 31.5, 32, 32.5, 33))
+
+
+def test_a_rest_is_never_dated_before_the_models_last_look():
+    # A grey car on a grey road changes few pixels as it parks: the gate may date its rest
+    # from long before. The model's previous look did not find it, so it was not there.
+    assert rested(1000.0, looked_at=1030.0) == 1030.0
+    assert rested(1040.0, looked_at=1030.0) == 1040.0
+    assert rested(None, looked_at=1030.0) is None and rested(1000.0, None) == 1000.0
