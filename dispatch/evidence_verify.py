@@ -213,6 +213,7 @@ def _check(
             except ValueError as e:
                 report.add(PUBLIC_KEY, False, f"not a usable key: {e}")
     signature = raw.get(SIGNATURE)
+    signed = False
     if key is not None:
         report.key_fingerprint = fingerprint(key)
         if report.manifest_fingerprint and report.manifest_fingerprint != report.key_fingerprint:
@@ -224,6 +225,7 @@ def _check(
         elif len(signature) != 64:
             report.add(SIGNATURE, False, f"{len(signature)} bytes, not an Ed25519 signature (64)")
         elif verifies(key, signature, data):
+            signed = True
             report.add(
                 MANIFEST, True, f"signature verifies (Ed25519, key {report.key_fingerprint})"
             )
@@ -245,8 +247,11 @@ def _check(
             )
             report.add(name, False, f"altered: SHA-256 {got_digest[:16]}..., the manifest says "
                                     f"{digest[:16]}... ({what})")  # fmt: skip
-        else:
+        elif signed:
             report.add(name, True, f"{size} bytes, SHA-256 matches")
+        else:  # the manifest may have been rewritten to match it
+            report.add(name, True, f"{size} bytes, SHA-256 matches a manifest whose signature "
+                                   "does not hold: unproven")  # fmt: skip
     for name in seen if manifest else ():  # an unreadable manifest lists nothing to compare
         if name not in listed and name not in (MANIFEST, SIGNATURE):
             report.add(name, False, "not in the manifest: added to the package after it was signed")

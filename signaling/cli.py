@@ -194,8 +194,10 @@ def cmd_hash_password(args: argparse.Namespace) -> int:
 
 
 def cmd_verify_evidence(args: argparse.Namespace) -> int:
-    """0: every file matches the signed manifest; 1: something was altered, removed or
-    added (each named); 2: the package or the key cannot be read at all."""
+    """0: every file matches the manifest signed by the key given (--key); 3: the same,
+    but checked only against the key inside the package (integrity, not origin); 1:
+    something was altered, removed or added (each named); 2: the package or the key
+    cannot be read at all."""
     from gridwatch.dispatch.evidence_verify import Unreadable, verify
 
     pem = None
@@ -225,6 +227,10 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
         )
     elif report.key_fingerprint:
         print(f"\nChecked against the key given ({args.key}, {report.key_fingerprint}).")
+    if report.ok and report.embedded_key:
+        print("INTACT, ORIGIN UNPROVEN: every file matches the manifest, signed by the key "
+              "inside the package (check again with --key)")
+        return 3
     if report.ok:
         print("INTACT: every file matches the signed manifest")
         return 0

@@ -227,11 +227,11 @@ async def test_a_camera_tickets_package_verifies_and_every_alteration_is_named(
             contents[name]
         )
 
-    # Intact: 0, with the key inside (integrity only, said plainly) and with the node's key.
+    # Intact: 3 with the key inside (integrity only, said plainly), 0 with the node's key.
     ok = check(package)
-    assert ok.returncode == 0 and "INTACT" in ok.stdout and not failures(ok.stdout), (
-        ok.stdout + ok.stderr
-    )
+    assert (
+        ok.returncode == 3 and "INTACT, ORIGIN UNPROVEN" in ok.stdout and not failures(ok.stdout)
+    ), ok.stdout + ok.stderr
     async with http.get(gw.base + "/api/evidence/key", headers=auth(token)) as resp:
         published = await resp.json()
     assert manifest["signature"]["key_fingerprint"] == published["fingerprint"] in ok.stdout
@@ -271,14 +271,35 @@ async def test_a_camera_tickets_package_verifies_and_every_alteration_is_named(
     assert "not in the manifest" in bad.stdout
     # Re-signed with another key: the package's own key checks out, the node's does not.
     other = Ed25519PrivateKey.generate()
-    forged_manifest = json.dumps({**manifest, "signature": {**manifest["signature"],
-                                  "key_fingerprint": fingerprint(other.public_key())}}).encode()  # fmt: skip
+    other_pem = other.public_key().public_bytes(serialization.Encoding.PEM,
+                                                serialization.PublicFormat.SubjectPublicKeyInfo)  # fmt: skip
+    relisted_key = [{**f, "sha256": hashlib.sha256(other_pem).hexdigest(), "size": len(other_pem)}
+                    if f["name"] == "signing-key.pem" else f for f in manifest["files"]]  # fmt: skip
+    forged_manifest = json.dumps({**manifest, "files": relisted_key, "signature": {
+        **manifest["signature"], "key_fingerprint": fingerprint(other.public_key())}}).encode()  # fmt: skip
     forged = rewrite(package, tmp_path / "forged.zip", {
         "manifest.json": forged_manifest, "manifest.sig": other.sign(forged_manifest),
-        "signing-key.pem": other.public_key().public_bytes(serialization.Encoding.PEM,
-                                                           serialization.PublicFormat.SubjectPublicKeyInfo)})  # fmt: skip
+        "signing-key.pem": other_pem})  # fmt: skip
     bad = check(forged, str(key_file))
     assert bad.returncode == 1 and "manifest.json" in failures(bad.stdout), bad.stdout
+    # Without --key the forgery is consistent: intact, but never the plain "all is well".
+    assert check(forged).returncode == 3
+    # A picture altered with its hash changed in the manifest to match: the manifest fails,
+    # and the picture is not passed as matching a manifest nobody signed.
+    altered = bytearray(contents[first])
+    altered[len(altered) // 2] ^= 0x01
+    relisted = json.dumps({**manifest, "files": [
+        {**f, "sha256": hashlib.sha256(bytes(altered)).hexdigest()} if f["name"] == first else f
+        for f in manifest["files"]]}).encode()  # fmt: skip
+    both = rewrite(
+        package, tmp_path / "both.zip", {first: bytes(altered), "manifest.json": relisted}
+    )
+    bad = check(both, str(key_file))
+    assert bad.returncode == 1 and failures(bad.stdout) == ["manifest.json"], bad.stdout
+    assert (
+        f"{first}: " in bad.stdout
+        and "unproven" in bad.stdout.split(f"{first}: ")[1].splitlines()[0]
+    )
     # Not a zip, or a key that is not one: 2.
     assert check(tmp_path / "node.pem").returncode == 2
     assert check(package, str(package)).returncode == 2
