@@ -13,7 +13,7 @@ import pytest
 from test_dispatch_deadlines import connect
 
 from support.browser import MEDIA_MS
-from support.procs import PASSWORDS
+from support.procs import GRIDWATCH, PASSWORDS
 from support.wall import SEEN_SCRIPT, sign_in, wait_marker_at
 from support.whep_client import view
 
@@ -24,7 +24,9 @@ def headers(gw, user: str) -> dict:
     return {"Authorization": f"Bearer {gw.token(user)}"}
 
 
-async def post(http, gw, path: str, body: dict, user: str = "dispatcher", status: int | None = None) -> dict:
+async def post(
+    http, gw, path: str, body: dict, user: str = "dispatcher", status: int | None = None
+) -> dict:
     async with http.post(gw.base + path, json=body, headers=headers(gw, user)) as r:
         data = await r.json()
         assert r.status == (status or r.status) and r.status < 300, data
@@ -32,7 +34,9 @@ async def post(http, gw, path: str, body: dict, user: str = "dispatcher", status
 
 
 async def fix(http, gw, officer: str, lat: float, lon: float) -> None:
-    await post(http, gw, "/api/tracks", {"fixes": [{"lat": lat, "lon": lon, "time": time.time()}]}, officer)
+    await post(
+        http, gw, "/api/tracks", {"fixes": [{"lat": lat, "lon": lon, "time": time.time()}]}, officer
+    )
 
 
 async def wall(browser, gw, user: str = "dispatcher", size=(1600, 900)):
@@ -62,14 +66,19 @@ async def test_officer_markers_follow_their_fixes_and_tickets_stand_at_their_pla
     ticket = await post(http, gw, "/api/tickets",
                         {"category": "street_stall", "location": {"lat": 31.2593, "lon": 120.9188}})  # fmt: skip
     await wait_marker_at(page, f".ticket-marker[data-ticket={ticket['id']}]", 31.2593, 120.9188)
-    assert await page.get_attribute(f".ticket-marker[data-ticket={ticket['id']}]", "data-state") == "new"
+    assert (
+        await page.get_attribute(f".ticket-marker[data-ticket={ticket['id']}]", "data-state")
+        == "new"
+    )
     # Off duty shows at once, in his colour.
     await post(http, gw, "/api/officers/officer/duty", {"on_duty": False}, "officer")
     await page.wait_for_selector(f"{marker}[data-status=off_duty]", timeout=3000)
 
 
 @pytest.mark.browser
-async def test_a_suggest_mode_ticket_is_dispatched_from_its_candidates(gridwatch_factory, browser, http):
+async def test_a_suggest_mode_ticket_is_dispatched_from_its_candidates(
+    gridwatch_factory, browser, http
+):
     gw = gridwatch_factory({"map": {"center": CENTRE},
                             "dispatch": {"categories": {"street_stall": {"mode": "suggest"}}}})  # fmt: skip
     await fix(http, gw, "officer", 31.2604, 120.9200)  # ~45 m
@@ -78,29 +87,40 @@ async def test_a_suggest_mode_ticket_is_dispatched_from_its_candidates(gridwatch
     page = await wall(browser, gw)
     ticket = await post(http, gw, "/api/tickets", {"category": "street_stall", "location": CENTRE})
     tid = ticket["id"]
-    assert ticket["state"] == "new" and ticket["assignee"] is None  # suggest: nobody is offered it yet
+    assert (
+        ticket["state"] == "new" and ticket["assignee"] is None
+    )  # suggest: nobody is offered it yet
     await page.click(f"li.ticket[data-ticket={tid}]")
     rows = page.locator("#detail .candidates tr[data-candidate]")
     await rows.first.wait_for(timeout=5000)
-    assert await rows.evaluate_all("rs => rs.map(r => r.dataset.candidate)") == ["officer", "officer2"]
+    assert await rows.evaluate_all("rs => rs.map(r => r.dataset.candidate)") == [
+        "officer",
+        "officer2",
+    ]
     eta = await page.inner_text("#detail tr[data-candidate=officer2] td:nth-child(3)")
     assert eta.endswith(" s") or eta.endswith(" min")
     # The dispatcher picks the second one: that officer is offered it, on his phone.
     await page.click("#detail tr[data-candidate=officer2] button.dispatch")
     offered = await phone.wait_for("ticket.dispatch", 5)
     assert offered["ticket"]["id"] == tid and offered["ticket"]["assignee"] == "officer2"
-    await page.wait_for_selector(f"li.ticket[data-ticket={tid}][data-state=dispatched]", timeout=5000)
+    await page.wait_for_selector(
+        f"li.ticket[data-ticket={tid}][data-state=dispatched]", timeout=5000
+    )
     await page.wait_for_selector("#detail ol.timeline li[data-action=dispatch]", timeout=5000)
     await phone.close()
 
 
 @pytest.mark.browser
-async def test_reminders_and_escalations_are_alerts_until_acknowledged(gridwatch_factory, browser, http):
+async def test_reminders_and_escalations_are_alerts_until_acknowledged(
+    gridwatch_factory, browser, http
+):
     gw = gridwatch_factory({"dispatch": {"accept_s": 60, "arrive_s": 3, "remind_before_s": 1.5}})
     await fix(http, gw, "officer", 31.2630, 120.9200)  # too far to arrive in 3 s
     page = await wall(browser, gw)
     await page.evaluate(SEEN_SCRIPT)
-    ticket = await post(http, gw, "/api/tickets", {"category": "illegal_parking", "location": CENTRE})
+    ticket = await post(
+        http, gw, "/api/tickets", {"category": "illegal_parking", "location": CENTRE}
+    )
     await post(http, gw, f"/api/tickets/{ticket['id']}/actions", {"action": "accept"}, "officer")
     reminder = page.locator("#alerts li.alert[data-kind=reminder]")
     escalation = page.locator("#alerts li.alert[data-kind=escalation]")
@@ -115,7 +135,9 @@ async def test_reminders_and_escalations_are_alerts_until_acknowledged(gridwatch
     # Acknowledged on one wall, gone from every wall, and not back after a reload.
     await escalation.locator("button.ack").click()
     await escalation.wait_for(state="detached", timeout=5000)
-    await other.wait_for_selector("#alerts li.alert[data-kind=escalation]", state="detached", timeout=5000)
+    await other.wait_for_selector(
+        "#alerts li.alert[data-kind=escalation]", state="detached", timeout=5000
+    )
     await reminder.locator("button.ack").click()
     await page.wait_for_selector("#alerts", state="hidden", timeout=5000)
     await page.reload()
@@ -126,7 +148,10 @@ async def test_reminders_and_escalations_are_alerts_until_acknowledged(gridwatch
     assert await page.locator(".toast").count() == 0  # the new-ticket pop-up is not replayed
     async with http.get(gw.base + "/api/alerts?state=acked", headers=headers(gw, "admin")) as r:
         acked = (await r.json())["alerts"]
-    assert {a["kind"]: a["acked_by"] for a in acked} == {"reminder": "dispatcher", "escalation": "dispatcher"}
+    assert {a["kind"]: a["acked_by"] for a in acked} == {
+        "reminder": "dispatcher",
+        "escalation": "dispatcher",
+    }
 
 
 @pytest.mark.browser
@@ -142,7 +167,9 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
     })  # fmt: skip
     page = await wall(browser, gw)
     for cam in ("gate", "yard"):
-        await page.wait_for_selector(f".tile[data-camera={cam}][data-state=playing]", timeout=MEDIA_MS)
+        await page.wait_for_selector(
+            f".tile[data-camera={cam}][data-state=playing]", timeout=MEDIA_MS
+        )
 
     # The camera dies: no signal, then offline with the reason, within 5 s.
     rtsp.stop()
@@ -158,10 +185,18 @@ async def test_tiles_tell_the_truth_and_the_wall_survives_a_restart(
                "admin")  # fmt: skip
     await page.wait_for_selector(".tile[data-camera=dock]", timeout=5000)
     await page.wait_for_selector(".tile[data-camera=dock][data-state=playing]", timeout=MEDIA_MS)
-    renamed = {"id": "dock", "name": "Loading dock", "source": "lavfi:testsrc2=size=320x180:rate=10"}
-    async with http.put(gw.base + "/api/cameras/dock", json=renamed, headers=headers(gw, "admin")) as r:
+    renamed = {
+        "id": "dock",
+        "name": "Loading dock",
+        "source": "lavfi:testsrc2=size=320x180:rate=10",
+    }
+    async with http.put(
+        gw.base + "/api/cameras/dock", json=renamed, headers=headers(gw, "admin")
+    ) as r:
         assert r.status == 200
-    await page.wait_for_selector(".tile[data-camera=dock] .name:text-is('Loading dock')", timeout=5000)
+    await page.wait_for_selector(
+        ".tile[data-camera=dock] .name:text-is('Loading dock')", timeout=5000
+    )
     async with http.delete(gw.base + "/api/cameras/yard", headers=headers(gw, "admin")) as r:
         assert r.status == 200
     await page.wait_for_selector(".tile[data-camera=yard]", state="detached", timeout=5000)
@@ -195,8 +230,12 @@ async def test_a_refused_stream_shows_why_and_is_not_hammered(gridwatch_factory,
 
 
 @pytest.mark.browser
-async def test_layouts_pages_focus_and_published_sources_are_kept_per_user(gridwatch_factory, browser, http):
-    cameras = [{"id": f"cam-{i}", "source": "lavfi:testsrc2=size=320x180:rate=10"} for i in range(6)]
+async def test_layouts_pages_focus_and_published_sources_are_kept_per_user(
+    gridwatch_factory, browser, http
+):
+    cameras = [
+        {"id": f"cam-{i}", "source": "lavfi:testsrc2=size=320x180:rate=10"} for i in range(6)
+    ]
     gw = gridwatch_factory({"cameras": cameras})
     page = await wall(browser, gw)
     await page.wait_for_selector("#tiles[data-count='6']", timeout=10000)
@@ -225,7 +264,9 @@ async def test_layouts_pages_focus_and_published_sources_are_kept_per_user(gridw
         await page.uncheck("#sources-menu input[data-source=cam-0]")
         await page.click("#sources-button")
         # It comes first, and the wall turns to the page that shows it.
-        await page.wait_for_selector(".tile[data-camera=drone-1][data-state=playing]", timeout=MEDIA_MS)
+        await page.wait_for_selector(
+            ".tile[data-camera=drone-1][data-state=playing]", timeout=MEDIA_MS
+        )
         assert await page.inner_text("#page") == "1 / 2"
     finally:
         drone.terminate()
@@ -248,7 +289,9 @@ async def test_layouts_pages_focus_and_published_sources_are_kept_per_user(gridw
 async def test_roles_officers_go_to_their_phone_viewers_get_video_and_logout_ends_the_sessions(
     gridwatch_factory, browser
 ):
-    gw = gridwatch_factory({"cameras": [{"id": "gate", "source": "lavfi:testsrc2=size=320x180:rate=10"}]})
+    gw = gridwatch_factory(
+        {"cameras": [{"id": "gate", "source": "lavfi:testsrc2=size=320x180:rate=10"}]}
+    )
     officer = await browser.new_page()
     await officer.goto(gw.base + "/")
     await officer.fill("input[name=username]", "officer")
@@ -264,5 +307,48 @@ async def test_roles_officers_go_to_their_phone_viewers_get_video_and_logout_end
     await viewer.click("#logout")
     await viewer.wait_for_selector("#login", state="visible", timeout=5000)
     assert gw.metrics()['gridwatch_stream_viewers{stream="gate"}'] == 0
-    deletes = [line for line in gw.logs().splitlines() if '"method": "DELETE"' in line and "/whep/gate/" in line]
+    deletes = [
+        line
+        for line in gw.logs().splitlines()
+        if '"method": "DELETE"' in line and "/whep/gate/" in line
+    ]
     assert len(deletes) == 1 and '"status": 200' in deletes[0], deletes
+
+
+@pytest.mark.browser
+async def test_the_ticket_shows_its_plate_its_other_tickets_and_downloads_its_evidence_package(
+    gridwatch_factory, browser, http, tmp_path
+):
+    gw = gridwatch_factory({"map": {"center": CENTRE}})
+    plate = {"text": "沪AD7521", "confidence": 0.93}
+    older = await post(
+        http,
+        gw,
+        "/api/tickets",
+        {"category": "illegal_parking", "location": CENTRE, "plate": plate},
+    )
+    ticket = await post(
+        http,
+        gw,
+        "/api/tickets",
+        {"category": "illegal_parking", "location": CENTRE, "plate": plate},
+    )
+    page = await wall(browser, gw)
+    await page.click(f"li.ticket[data-ticket={ticket['id']}]")
+    await page.wait_for_selector("#detail .plate[data-plate='沪AD7521']", timeout=5000)
+    assert await page.inner_text("#detail .plate .plate-text") == "沪AD7521"
+    # A repeat offender: the plate's other ticket, one click away.
+    await page.wait_for_selector(f"#detail .plate a[data-other={older['id']}]", timeout=5000)
+    async with page.expect_download() as download:
+        await page.click("#detail .package a")
+    path = tmp_path / "package.zip"
+    await (await download.value).save_as(path)
+    key = tmp_path / "node.pem"
+    async with http.get(gw.base + "/api/evidence/key", headers=headers(gw, "dispatcher")) as r:
+        key.write_text((await r.json())["public_key"])
+    checked = subprocess.run([GRIDWATCH, "verify-evidence", str(path), "--key", str(key)],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    await browser.screenshots("wall-ticket-plate-package")
+    await page.click(f"#detail .plate a[data-other={older['id']}]")
+    await page.wait_for_selector(f"#detail[data-ticket={older['id']}]", timeout=5000)

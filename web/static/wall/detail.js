@@ -1,5 +1,6 @@
-// One ticket in full: its evidence (pictures, the clip playing in the page), the
-// detection, the audit log as a timeline, the officer's track (drawn on the map, with
+// One ticket in full: its evidence (pictures, the clip playing in the page, the signed
+// evidence package to download), the detection and the plate with the plate's other
+// tickets (repeat offenders), the audit log as a timeline, the officer's track (drawn on the map, with
 // distance, time to arrive and whether the deadline was met), the officers it could go
 // to with their ETA, and the actions a dispatcher may take, each with a reason.
 import { useEffect, useState } from "preact/hooks";
@@ -14,12 +15,27 @@ const WAITING = new Set(["new", "reassigned"]);
 
 async function loadTicket(id) {
   const ticket = await getJson(`/api/tickets/${encodeURIComponent(id)}`);
-  const [evidence, track, candidates] = await Promise.all([
+  const [evidence, track, candidates, plate] = await Promise.all([
     getJson(`/api/tickets/${encodeURIComponent(id)}/evidence`),
     ticket.assignee || ticket.times.dispatched ? getJson(`/api/tickets/${encodeURIComponent(id)}/track`) : null,
     WAITING.has(ticket.state) ? getJson(`/api/tickets/${encodeURIComponent(id)}/candidates`) : null,
+    ticket.plate ? getJson(`/api/plates/${encodeURIComponent(ticket.plate.text)}/tickets?limit=20`) : null,
   ]);
-  return { ticket, evidence: evidence.evidence, track, candidates };
+  return { ticket, evidence: evidence.evidence, track, candidates, plate };
+}
+
+// The plate as read, and the plate's other tickets: a repeat offender shows at once.
+function Plate({ plate, id, found }) {
+  if (!plate) return null;
+  const others = (found?.tickets || []).filter((t) => t.id !== id);
+  return html`
+    <p class="plate" data-plate=${plate.text}>Plate <b class="plate-text">${plate.text}</b>
+      <span class="dim"> read ${Math.round(plate.confidence * 100)}% sure</span>
+      ${others.length ? html` · <span class="repeat" data-count=${others.length}>${others.length} other
+        ticket${others.length > 1 ? "s" : ""}:</span>
+        ${others.map((o) => html` <a key=${o.id} href="#" data-other=${o.id}
+          onClick=${(e) => { e.preventDefault(); store.select(o.id); }}>${o.id}</a>`)}` : null}
+    </p>`;
 }
 
 function Evidence({ items }) {
@@ -142,7 +158,10 @@ export function Detail() {
         ${t.detection ? html`<p class="detection" data-box=${(t.detection.box || []).join(",")}>
           Detected: ${t.detection.label || "object"} in zone <b>${t.detection.zone}</b> (${label(t.detection.kind)}),
           box ${(t.detection.box || []).map((v) => Math.round(v)).join(", ")}</p>` : null}
+        <${Plate} plate=${t.plate} id=${id} found=${data.plate} />
         <${Evidence} items=${data.evidence} />
+        <p class="package"><a href=${`/api/tickets/${encodeURIComponent(id)}/evidence.zip`} download
+          title="pictures with time and place, the clip, the plate, a signed manifest">Evidence package (signed .zip)</a></p>
         <${Candidates} data=${data.candidates} onDispatch=${(officer) => act("dispatch", officer)} />
         <${Track} track=${data.track} />
         <div class="actions">
