@@ -28,7 +28,7 @@ from gridwatch.dispatch.evidence_key import ALGORITHM, KeyFileError, SigningKey,
 from gridwatch.dispatch.evidence_package import build
 from gridwatch.signaling import keys
 from gridwatch.signaling.api_tickets import OWN, READ, _ticket
-from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.http_errors import JsonError, stream_file
 from gridwatch.signaling.policy import allow, query
 
 log = logging.getLogger("gridwatch.evidence")
@@ -36,7 +36,6 @@ routes = web.RouteTableDef()
 
 KEYS = "gw:evidence:keys"  # hash: fingerprint -> {public_key, node, published}
 EXPORTS_AT_ONCE = 2  # packages built at once on a node (pictures are re-encoded, clips hashed)
-CHUNK = 256 * 1024
 STALE_EXPORT_S = 3600  # a half-built package left by a crash is removed at the next start
 
 
@@ -165,10 +164,7 @@ async def evidence_package(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "private, no-store",
         })  # fmt: skip
         resp.content_length = size
-        await resp.prepare(request)
-        while chunk := await asyncio.to_thread(f.read, CHUNK):
-            await resp.write(chunk)
-        await resp.write_eof()
+        await stream_file(request, resp, f)
     log.info("evidence package exported",
              extra={"ticket": ticket.id, "user": principal.username, "bytes": size,
                     "pictures": manifest["requirements"]["pictures"], "key": signer.key.fingerprint})  # fmt: skip

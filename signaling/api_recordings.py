@@ -20,12 +20,11 @@ from gridwatch.recordings.clips import NoFootage, export
 from gridwatch.signaling import keys
 from gridwatch.signaling.access import may_watch
 from gridwatch.signaling.auth import Principal
-from gridwatch.signaling.http_errors import JsonError
+from gridwatch.signaling.http_errors import JsonError, stream_file
 from gridwatch.signaling.policy import allow, body, query
 
 log = logging.getLogger("gridwatch.recordings")
 routes = web.RouteTableDef()
-CHUNK = 256 * 1024
 MAX_CLIP_S = 3600
 WATCH = "A user sees the recordings of the streams he may watch only."
 # A stream id; anything else ("x:meta") would land on another Redis key.
@@ -106,13 +105,9 @@ async def clip(request: web.Request) -> web.StreamResponse:
                 "Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{name}"',
                 "X-Clip-Duration": f"{seconds:.3f}"})  # fmt: skip
             response.content_length = tmp.stat().st_size
-            await response.prepare(request)
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                await response.write(chunk)
-            await response.write_eof()
+            return await stream_file(request, response, f)
     finally:
         tmp.unlink(missing_ok=True)
-    return response
 
 
 def _file(request: web.Request) -> tuple[str, Path]:
