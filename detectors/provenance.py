@@ -38,15 +38,16 @@ def model_facts(weights: str) -> dict:
     return {"file": Path(weights).name, "sha256": digest}
 
 
-def provenance(camera: Camera, zone: str, weights: str, node: str) -> dict:
-    """The detection-time facts of a violation in `zone` of `camera`:
+def provenance(camera: Camera, zone: str, model: str | dict, node: str) -> dict:
+    """The detection-time facts of a violation in `zone` of `camera`, by the model
+    `model` (its `model_facts`, taken when it was loaded; or the weights' path, hashed now):
 
     `{model: {file, sha256}, node: the worker's node id, clock: contracts.clock.clock_state(),
     camera: {id, name, position: {lat, lon} | None}, zone: {name, kind, polygon: [[x, y]]
     (detection-frame pixels), dwell_s, hours} | None}`. Blocking (see model_facts)."""
     rule = next((z for z in camera.zones if z.name == zone), None)
     return {
-        "model": model_facts(weights),
+        "model": model if isinstance(model, dict) else model_facts(model),
         "node": node,
         "clock": clock_state(),
         "camera": {

@@ -197,7 +197,8 @@ class CameraWatch:
                 del firsts[incident]
             await book.look(frame.image, ts, detections, rules.active())
             for violation in violations:
-                await self.publish(violation, frame, firsts.get(violation.incident), rules, book)
+                await self.publish(violation, frame, firsts.get(violation.incident), rules, book,
+                                   getattr(detector, "facts", None))  # fmt: skip
             for outcome in verifier.update(ts, detections):
                 await self.answer(outcome, frame)
             await saver.save(rules.export())
@@ -233,15 +234,17 @@ class CameraWatch:
         return parse_requests(raw_requests), parse_dismissals(raw_spots)
 
     async def publish(self, violation: Violation, frame: Frame, first: tuple[bytes, float] | None,
-                      rules: ZoneRules, book: PlateBook | None = None) -> None:  # fmt: skip
+                      rules: ZoneRules, book: PlateBook | None = None,
+                      model: dict | None = None) -> None:  # fmt: skip
         """Put the violation on gw:violations with its pictures, each picture's frame time
-        (`pictures_at`, Unix s), the plate read and the detector's provenance."""
+        (`pictures_at`, Unix s), the plate read and the detector's provenance (`model`:
+        the facts of the weights as the detector loaded them; else the configured file's)."""
         event = asdict(violation)
         if self.camera.position is not None:
             event["location"] = self.camera.position.model_dump()
         # The model, this node and the clock at this moment: the evidence package's facts.
         event["provenance"] = await asyncio.to_thread(
-            provenance, self.camera, violation.zone, self.cfg.weights, node_id()
+            provenance, self.camera, violation.zone, model or self.cfg.weights, node_id()
         )
         img = frame.image()
         read = await book.final(img, violation) if book is not None and img is not None else None

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gridwatch.detectors.provenance import model_facts
 from gridwatch.detectors.rules import Detection
 
 
@@ -32,6 +33,9 @@ class YoloDetector:
             raise FileNotFoundError(
                 f"detect.weights: no file {path} (weights are never downloaded)"
             )
+        # The weights as loaded, for the evidence: hashed as the model reads them, so a
+        # file replaced on disk later does not change what the violations say ran.
+        self.facts = model_facts(path)
         self.model = YOLO(path)
         self.imgsz = imgsz
         self.conf = conf

@@ -5,12 +5,14 @@ repeat-offender route finds it; a vehicle without a readable plate still opens o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import subprocess
 import urllib.error
 import urllib.parse
 import zipfile
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,7 +23,7 @@ from gridwatch.detectors.plate_art import plate_image, put_plate, random_plate
 from gridwatch.detectors.plates import PlateReader, normalise
 from gridwatch.detectors.scenarios import PLATE_TEXT, ROAD
 from gridwatch.detectors.scenes import paste, sprites, street_frames
-from support.procs import GRIDWATCH
+from support.procs import DEMO_WEIGHTS, GRIDWATCH
 from support.scenario_run import ScenarioRun
 
 
@@ -152,6 +154,9 @@ def test_the_evidence_package_holds_the_plate_picture_and_text_and_verifies(run,
         )
         plate = cv2.imdecode(np.frombuffer(z.read("plate.jpg"), np.uint8), cv2.IMREAD_COLOR)
         assert plate is not None and 2 < plate.shape[1] / plate.shape[0] < 4
+        # The model that ran, as the worker loaded it.
+        digest = hashlib.sha256(Path(DEMO_WEIGHTS).read_bytes()).hexdigest()
+        assert manifest["model"] == {"file": "gridwatch-demo.pt", "sha256": digest}
     key = tmp_path / "key.pem"
     key.write_text(run.api("/api/evidence/key")["public_key"])
     checked = subprocess.run([GRIDWATCH, "verify-evidence", str(package), "--key", str(key)],
