@@ -43,6 +43,7 @@ from gridwatch.detectors.scenes import (
     paste,
     sprites,
     stall,
+    write_mp4,
 )
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
@@ -238,21 +239,8 @@ def render_clip(path: Path, first: int = TRAIN_FRAMES, fps: int = 10) -> Path:
     """vtest.avi from frame `first` on (held out from training: 19.5 s from 600) as an
     H.264 MP4 at the scenario videos' 640x480 (scenes.SIZE; boxes in it: `to_clip`) and
     10 fps, a key frame a second, no B-frames: a real street for `file:` and RTSP cameras."""
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=fps)
-        stream.width, stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "crf": "23"}
-        for img in _vtest()[first:]:
-            img = cv2.resize(img, SIZE, interpolation=cv2.INTER_AREA)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    tmp.replace(path)
+    pictures = (cv2.resize(img, SIZE, interpolation=cv2.INTER_AREA) for img in _vtest()[first:])
+    write_mp4(pictures, path, fps)
     return path
 
 

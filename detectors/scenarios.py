@@ -17,7 +17,6 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 
 from gridwatch.detectors.plate_art import put_plate
@@ -29,6 +28,7 @@ from gridwatch.detectors.scenes import (
     sprites,
     stall,
     street_frames,
+    write_mp4,
 )
 
 FPS = 10
@@ -235,19 +235,7 @@ def plate_spot(sprite: Sprite, x: int, y: int, height: int, plate_height: int) -
 
 def render(scenario: Scenario, path: Path) -> Path:
     """Write the scenario as an H.264 MP4 (one key frame a second, no B-frames)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".part.mp4")
-    with av.open(str(tmp), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
-        stream.width, stream.height = SIZE
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(FPS), "crf": "23"}
-        for img in frames(scenario):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    tmp.replace(path)
-    return path
+    return write_mp4(frames(scenario), path, FPS)
 
 
 def rendered(name: str, directory: Path) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -157,3 +158,24 @@ def _covered(old: tuple, new: tuple) -> bool:
     iy = max(0, min(old[3], new[3]) - max(old[1], new[1]))
     area = (old[2] - old[0]) * (old[3] - old[1])
     return area > 0 and ix * iy / area > 0.6
+
+
+def write_mp4(pictures: Iterable[np.ndarray], path: Path, fps: int) -> Path:
+    """Write BGR pictures (H x W x 3, all of SIZE) as an H.264 MP4 at `fps`: one key frame
+    a second, no B-frames, as the scenario videos and the demo cameras play. Written to a
+    `.part.mp4` beside it and moved into place, so a reader never finds half a file."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = SIZE
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(fps), "crf": "23"}
+        for img in pictures:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="bgr24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    tmp.replace(path)
+    return path

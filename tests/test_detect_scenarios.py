@@ -41,14 +41,12 @@ WATCH_S = 32  # every scenario has played its part by then
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, users, scenario_videos):
-    scenario = ScenarioRun(tmp_path_factory.mktemp("scenarios"), scenario_videos, CAMERAS, users)
-    try:
-        scenario.start()
+    with ScenarioRun(
+        tmp_path_factory.mktemp("scenarios"), scenario_videos, CAMERAS, users
+    ) as scenario:
         scenario.at(WATCH_S)
         scenario.tickets_at_end = scenario.tickets()
         yield scenario
-    finally:
-        scenario.stop()
 
 
 def jpeg(raw: bytes) -> np.ndarray:
@@ -112,7 +110,9 @@ def test_every_camera_was_watched_gated_and_the_stream_drained(run):
     assert sum(s["violations"] for s in stats.values()) == 3
     metrics = run.gw.metrics()  # the worker's counts on the server's /metrics
     assert metrics["gridwatch_detect_workers"] == 1
-    assert sum(v for k, v in metrics.items() if k.startswith("gridwatch_detect_violations_total")) == 3
+    assert (
+        sum(v for k, v in metrics.items() if k.startswith("gridwatch_detect_violations_total")) == 3
+    )
     assert metrics['gridwatch_detect_queue{stream="gw:violations"}'] == 0
     assert run.r.xlen("gw:violations") == 0  # acknowledged and deleted: they carry pictures
     assert run.r.xlen("gw:violations:dead") == 0

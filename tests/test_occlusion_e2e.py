@@ -27,9 +27,9 @@ CAMERAS = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, users, scenario_videos):
-    scenario = ScenarioRun(tmp_path_factory.mktemp("occlusion"), scenario_videos, CAMERAS, users)
-    try:
-        scenario.start()
+    with ScenarioRun(
+        tmp_path_factory.mktemp("occlusion"), scenario_videos, CAMERAS, users
+    ) as scenario:
         # Each camera's ticket, however late a loaded machine delivers it: when it was due
         # is read from the frames, not from this clock. Then to the scene's end (45 s), so
         # that a second ticket for the same vehicle would show.
@@ -38,8 +38,6 @@ def run(tmp_path_factory, users, scenario_videos):
         scenario.at(46)
         scenario.tickets_at_end = scenario.tickets()
         yield scenario
-    finally:
-        scenario.stop()
 
 
 def stamp_of(run: ScenarioRun, ticket: dict, name: str) -> float:

@@ -110,12 +110,10 @@ CAMERAS = {
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, users, scenario_videos):
-    scenario = ScenarioRun(tmp_path_factory.mktemp("plates"), scenario_videos, CAMERAS, users)
-    try:
-        scenario.start()
+    with ScenarioRun(
+        tmp_path_factory.mktemp("plates"), scenario_videos, CAMERAS, users
+    ) as scenario:
         yield scenario
-    finally:
-        scenario.stop()
 
 
 def api_error(run: ScenarioRun, path: str, user: str = "dispatcher") -> tuple[int, dict]:

@@ -75,12 +75,8 @@ CLIP_S = (795 - real.TRAIN_FRAMES) / 10  # the clip loops
 def run(tmp_path_factory, users):
     videos = tmp_path_factory.mktemp("real-videos")
     real.render_clip(videos / "vtest-held-out.mp4")  # ScenarioRun plays it by that name
-    scenario = ScenarioRun(tmp_path_factory.mktemp("real"), videos, CAMERAS, users)
-    try:
-        scenario.start()
+    with ScenarioRun(tmp_path_factory.mktemp("real"), videos, CAMERAS, users) as scenario:
         yield scenario
-    finally:
-        scenario.stop()
 
 
 def worker_stats(run: ScenarioRun) -> dict:

@@ -79,6 +79,16 @@ class ScenarioRun:
         self.t0 = time.monotonic()
         return self
 
+    def __enter__(self) -> ScenarioRun:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # what did start is stopped, by its PID
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         for p in self.procs:
             stop(p)
