@@ -36,11 +36,11 @@ from gridwatch.detectors.scenes import (
     DARKNET,
     SIZE,
     TRAIN_FRAMES,
-    VTEST,
     Sprite,
     _covered,
     _ultralytics_assets,
     paste,
+    read_vtest,
     sprites,
     stall,
     write_mp4,
@@ -107,16 +107,7 @@ VAL_FRAMES = {
 
 @cache
 def _vtest() -> tuple[np.ndarray, ...]:
-    cap = cv2.VideoCapture(str(VTEST))
-    frames = []
-    ok, frame = cap.read()
-    while ok:
-        frames.append(frame)
-        ok, frame = cap.read()
-    cap.release()
-    if not frames:
-        raise FileNotFoundError(f"{VTEST}: install Debian's opencv-doc (./install.sh --test)")
-    return tuple(frames)
+    return read_vtest()
 
 
 def vtest_frame(i: int) -> np.ndarray:

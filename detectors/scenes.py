@@ -91,18 +91,26 @@ def stall(rng: random.Random, width: int) -> Sprite:
     return Sprite(img, 2)
 
 
-@cache
-def street_frames() -> tuple[np.ndarray, ...]:
+def read_vtest(size: tuple[int, int] | None = None) -> tuple[np.ndarray, ...]:
+    """Every frame of Debian opencv-doc's vtest.avi (795 frames of a real street, BGR,
+    768x576), scaled to `size` (width, height) when given. Raises FileNotFoundError
+    when the file is not installed. Not cached: the callers keep the size they use."""
     cap = cv2.VideoCapture(str(VTEST))
     frames = []
     ok, frame = cap.read()
     while ok:
-        frames.append(cv2.resize(frame, SIZE))
+        frames.append(frame if size is None else cv2.resize(frame, size))
         ok, frame = cap.read()
     cap.release()
     if not frames:
         raise FileNotFoundError(f"{VTEST}: install Debian's opencv-doc (./install.sh --test)")
     return tuple(frames)
+
+
+@cache
+def street_frames() -> tuple[np.ndarray, ...]:
+    """vtest.avi at SIZE, the scenes' backgrounds."""
+    return read_vtest(SIZE)
 
 
 def paste(

@@ -12,6 +12,7 @@ import collections
 import logging
 import statistics
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -63,7 +64,7 @@ class StreamState:
     audio_dropped: int = 0  # sound packets a lagging listener did not get
 
 
-class PacketQueue:
+class PacketQueue(ABC):
     """A bounded queue of a stream's packets for one reader, closed by a None at its end."""
 
     def __init__(self, stream: Stream, name: str, maxsize: int):
@@ -105,8 +106,9 @@ class PacketQueue:
         self._empty()
         self._queue.put_nowait(None)
 
+    @abstractmethod
     def _leave(self) -> None:
-        raise NotImplementedError
+        """Take this reader off its stream (each kind of reader is listed in its own place)."""
 
 
 class Consumer(PacketQueue):
