@@ -267,6 +267,12 @@ async def index(request: web.Request) -> web.FileResponse:
 
 
 @allow(public=True)
+async def ops(request: web.Request) -> web.FileResponse:
+    """The operations screens (cameras, zones, PTZ, recordings); the page signs in itself."""
+    return web.FileResponse(STATIC / "ops.html")
+
+
+@allow(public=True)
 async def phone(request: web.Request) -> web.FileResponse:
     """The officer's phone page."""
     return web.FileResponse(STATIC / "phone.html")
@@ -355,6 +361,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(api_recordings.routes)
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
+    app.router.add_get("/ops", ops)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/api/openapi.json", openapi)
     app.router.add_static("/static/", str(STATIC))

@@ -33,6 +33,7 @@ function Header() {
           <button id="show-wall" class=${store.view === "wall" ? "on" : ""} onClick=${() => store.setView("wall")}>Video</button>
           <button id="show-stats" class=${store.view === "stats" ? "on" : ""} onClick=${() => store.setView("stats")}>Statistics</button>
         </nav>
+        <a id="to-ops" href="/ops" target="_blank" rel="noopener">Operations</a>
         <span id="alert-count" data-count=${store.alerts.size}>${store.alerts.size} alert${store.alerts.size === 1 ? "" : "s"}</span>` : null}
       <span id="who">${me.username} (${me.role})</span>
       <button id="logout" onClick=${logout}>Log out</button>

@@ -1,0 +1,89 @@
+// The operations screens (admin and dispatcher): cameras, their zones drawn on the
+// picture, PTZ, and recordings on a timeline. One page; the part shown follows the URL's
+// hash (#/cameras, #/cameras/new, #/cameras/ID, #/cameras/ID/zones, #/recordings/ID), so
+// every screen can be bookmarked, reloaded and opened from the wall.
+import { render } from "preact";
+import { useEffect, useState } from "preact/hooks";
+import { $, api, bindLogin } from "../common.js";
+import { html } from "../ui.js";
+import { CameraForm, CameraList } from "./cameras.js";
+import { CameraPage } from "./camera.js";
+import { ZoneEditor } from "./zones.js";
+import { Recordings } from "./recordings.js";
+
+export const OPS_ROLES = ["admin", "dispatcher"];
+
+// The hash as a route: [screen, camera id or null]. Camera ids are [a-z0-9_-], so they
+// need no decoding beyond decodeURIComponent.
+export function route(hash = location.hash) {
+  const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+  if (parts[0] === "recordings") return ["recordings", parts[1] || null];
+  if (parts[0] !== "cameras" || !parts[1]) return ["cameras", null];
+  if (parts[1] === "new") return ["new", null];
+  if (parts[2] === "zones") return ["zones", parts[1]];
+  return ["camera", parts[1]];
+}
+
+export function go(path) { location.hash = path; }
+
+function useRoute() {
+  const [r, setR] = useState(route());
+  useEffect(() => {
+    const on = () => setR(route());
+    addEventListener("hashchange", on);
+    return () => removeEventListener("hashchange", on);
+  }, []);
+  return r;
+}
+
+function Screen({ me }) {
+  const [screen, id] = useRoute();
+  if (screen === "new") return html`<${CameraForm} me=${me} />`;
+  if (screen === "camera") return html`<${CameraPage} me=${me} cameraId=${id} key=${id} />`;
+  if (screen === "zones") return html`<${ZoneEditor} me=${me} cameraId=${id} key=${id} />`;
+  if (screen === "recordings") return html`<${Recordings} me=${me} cameraId=${id} key=${id || ""} />`;
+  return html`<${CameraList} me=${me} />`;
+}
+
+function App({ me }) {
+  const [screen] = useRoute();
+  const on = (s) => (s.includes(screen) ? "on" : "");
+  return html`
+    <header>
+      <h1>Gridwatch</h1>
+      <nav>
+        <a href="/" id="to-wall">Wall</a>
+        <a href="#/cameras" id="to-cameras" class=${on(["cameras", "new", "camera", "zones"])}>Cameras</a>
+        <a href="#/recordings" id="to-recordings" class=${on(["recordings"])}>Recordings</a>
+      </nav>
+      <span id="who">${me.username} (${me.role})</span>
+      <button id="logout" onClick=${logout}>Log out</button>
+    </header>
+    <main class="ops"><${Screen} me=${me} /></main>`;
+}
+
+async function show() {
+  const me = await (await api("/api/me")).json();
+  if (!OPS_ROLES.includes(me.role)) {
+    render(html`<main class="ops"><p role="alert" id="not-for-role">The operations screens are for
+      administrators and dispatchers; you are signed in as ${me.role}.
+      <a href=${me.role === "officer" ? "/phone" : "/"}>Go to your page</a>.</p></main>`, $("#app"));
+    return;
+  }
+  $("#login").hidden = true;
+  render(html`<${App} me=${me} />`, $("#app"));
+}
+
+function showLogin() {
+  render(null, $("#app"));
+  $("#login").hidden = false;
+}
+
+async function logout() {
+  await api("/api/logout", { method: "POST" }).catch(() => {});
+  showLogin();
+}
+
+document.addEventListener("signed-out", showLogin);
+bindLogin($("#login"), $("#login-error"), () => show().catch(showLogin));
+show().catch(showLogin);
