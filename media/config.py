@@ -63,6 +63,9 @@ class MediaConfig(Strict):
         ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "0.0.0.0/8", "169.254.0.0/16",
                                           "fe80::/10", "100.100.100.200/32", "fd00:ec2::254/128")
     ]  # fmt: skip
+    # Camera discovery scans (POST /api/cameras/discover) probe from the interface with
+    # this IPv4 address; None: the default route's, as `gridwatch discover` does.
+    discover_interface: ipaddress.IPv4Address | None = None
 
 class RtmpConfig(Strict):
     # Drones and encoders push rtmp://HOST:PORT/live/STREAM?token=TOKEN. None: no RTMP ingest.
