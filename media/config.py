@@ -7,14 +7,14 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from shapely.geometry import Polygon
-from shapely.validation import explain_validity
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gridwatch.contracts.config import CAMERA_ID, Strict
 from gridwatch.contracts.detections import MAX_FRAME
 from gridwatch.contracts.geo import Position
 from gridwatch.media.sources import SourceError, parse_source
+from gridwatch.media.zone_shape import fault, xy
 
 
 class IceServer(Strict):
@@ -81,39 +81,64 @@ class DetectConfig(Strict):
     fps: Annotated[float, Field(gt=0, le=30)] = 2
     enabled: bool = True
 
+Coordinate = Annotated[float, Field(ge=0, le=MAX_FRAME)]
+FrameSide = Annotated[int, Field(ge=1, le=MAX_FRAME)]
+
+
+def _refused(loc: tuple[str | int, ...], kind: str, message: str, value: object) -> ValidationError:
+    # A ValidationError raised in a validator keeps its own location under the field's:
+    # the error names the point (`zones.3.polygon.4: ...`), not just the polygon.
+    return ValidationError.from_exception_data(
+        "Zone", [InitErrorDetails(type=PydanticCustomError(kind, message), loc=loc, input=value)]
+    )
+
+
 class Zone(Strict):
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: Literal["no_parking", "no_stall"]
-    # Image pixel coordinates of the detection frame, x right and y down.
-    polygon: Annotated[
-        list[
-            tuple[
-                Annotated[float, Field(ge=0, le=MAX_FRAME)],
-                Annotated[float, Field(ge=0, le=MAX_FRAME)],
-            ]
-        ],
-        Field(min_length=3, max_length=64),
-    ]
+    # x right, y down. With no `frame`, relative to the picture (0 to 1), so the zone holds
+    # whatever stream the detector samples; with one, pixels of a picture `frame` (width,
+    # height) in size (as drawn on a 1080p snapshot, say), read relative to it.
+    polygon: Annotated[list[tuple[Coordinate, Coordinate]], Field(min_length=3, max_length=64)]
+    frame: tuple[FrameSide, FrameSide] | None = None
+    # The model's class names that count in the zone (["car", "truck"]); None: every class
+    # of the kind's group (detectors' `classes`: vehicle for no_parking, stall for no_stall).
+    classes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=32)]], Field(min_length=1, max_length=32)
+    ] | None = None  # fmt: skip
     dwell_s: Annotated[float, Field(gt=0, le=86400)] = 120
     hours: str | None = None
 
     @field_validator("polygon")
     @classmethod
     def _simple(cls, v: list[tuple[float, float]]) -> list[tuple[float, float]]:
-        shape = Polygon(v)
-        if shape.convex_hull.area <= 0:
-            raise ValueError("encloses no area (its points are in a line)")
-        if not shape.is_valid:
-            raise ValueError(f"is not a simple polygon: {explain_validity(shape)}")
+        if (found := fault(v)) is not None:
+            j, message = found
+            raise _refused((j,), "zone_polygon", message, v[j])
         return v
 
-    def check_frame(self, width: int, height: int, index: int) -> None:
-        """Raise ValueError naming the point when the polygon leaves a width x height frame."""
+    @model_validator(mode="after")
+    def _in_frame(self) -> Zone:
+        if self.frame is None:
+            for j, p in enumerate(self.polygon):
+                if max(p) > 1:
+                    raise _refused(("frame",), "zone_frame", (
+                        f"the polygon is in pixels (point {j} is {xy(p)}); give the picture size it "
+                        "was drawn on as frame: [width, height], or points from 0 to 1"
+                    ), None)  # fmt: skip
+            return self
+        width, height = self.frame
         for j, (x, y) in enumerate(self.polygon):
             if x > width or y > height:
-                raise ValueError(
-                    f"zones.{index}.polygon.{j}: ({x:g}, {y:g}) is outside the {width}x{height} frame"
-                )
+                raise _refused(("polygon", j), "zone_frame",
+                               f"{xy((x, y))} is outside the {width}x{height} frame", [x, y])  # fmt: skip
+        return self
+
+    def pixels(self, width: int, height: int) -> list[tuple[float, float]]:
+        """The polygon in pixels of a `width` x `height` picture (x right, y down): the
+        one place a zone's points become pixels, for whatever frame is sampled."""
+        from_w, from_h = self.frame or (1, 1)
+        return [(x * width / from_w, y * height / from_h) for x, y in self.polygon]
 
     @field_validator("hours")
     @classmethod

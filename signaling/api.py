@@ -220,15 +220,9 @@ async def get_zones(request: web.Request) -> web.Response:
 async def put_zones(request: web.Request) -> web.Response:
     """Replace a camera's zones."""
     camera = await _camera(request)
+    # Relative points, or pixels with the frame they were drawn on: the model's checks are
+    # the whole check, whatever size the streams have (the detector scales to its frames).
     camera.zones = (await body(request, ZonesBody, "invalid_zones")).zones
-    stream = request.app[keys.HUB].get(camera.id)
-    if stream is not None and stream.state.width and stream.state.height:
-        # The frame size is known once the camera has been seen: zones must lie inside it.
-        for i, zone in enumerate(camera.zones):
-            try:
-                zone.check_frame(stream.state.width, stream.state.height, i)
-            except ValueError as e:
-                raise JsonError(400, str(e), "invalid_zones") from None
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response({"zones": [z.model_dump(mode="json") for z in camera.zones]})
 
