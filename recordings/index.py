@@ -4,11 +4,17 @@
 segment JSON; `gw:rec:cameras` (set) the cameras with segments. A segment is indexed
 when it opens (end null) and again when it closes, so a crash leaves an open entry
 that the next start repairs from the file.
+
+`gw:rec:{camera}:marks` (sorted set) mark JSON (`id`: its entry on the mark stream, `at`,
+`ticket` or null) -> at: the marks of one camera, written by the node that records it
+(the mark stream holds every camera's, and only the latest ten thousand), trimmed with
+its segments, so that a timeline finds a camera's marks and tickets by time.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
 
@@ -16,6 +22,17 @@ from gridwatch.contracts.records import load_all
 from gridwatch.recordings.segments import Segment
 
 LONGEST_S = 3600  # no segment is longer: bounds the look-back of a time-range query
+
+
+@dataclass(frozen=True)
+class Mark:
+    id: str  # the entry id on the mark stream: two marks at one time stay two
+    at: float  # Unix s
+    ticket: str | None = None  # the ticket whose evidence the mark asked for
+
+
+def marks_key(camera: str) -> str:
+    return f"gw:rec:{camera}:marks"
 
 
 class SegmentIndex:
@@ -58,6 +75,23 @@ class SegmentIndex:
         entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
         segments = load_all(Segment, ((k.decode(), b) for k, b in entries.items()), "segment")
         return [s for s in segments if s.end is None]
+
+    async def add_mark(self, camera: str, mark: Mark) -> None:
+        """Index one mark of `camera` (the same mark twice is kept once)."""
+        await self.redis.zadd(marks_key(camera), {json.dumps(asdict(mark)): mark.at})
+
+    async def marks(self, camera: str, start: float, end: float, limit: int) -> list[Mark]:
+        """At most `limit` marks of `camera` in [start, end], oldest first."""
+        blobs = await self.redis.zrangebyscore(marks_key(camera), start, end, start=0, num=limit)
+        return load_all(Mark, ((marks_key(camera), b) for b in blobs), "mark")
+
+    async def forget_marks(self, camera: str, before: float) -> None:
+        """Drop the marks of `camera` older than `before` (Unix s): retention."""
+        await self.redis.zremrangebyscore(marks_key(camera), "-inf", f"({before}")
+
+    async def known(self, camera: str) -> bool:
+        """Whether `camera` has segments (a published stream is no registered camera)."""
+        return bool(await self.redis.sismember("gw:rec:cameras", camera))
 
     async def cameras(self) -> list[str]:
         return sorted(c.decode() for c in await self.redis.smembers("gw:rec:cameras"))

@@ -4,7 +4,8 @@ Each camera whose mode is not `off` is recorded by exactly one node (the `record
 lease); a published stream (phone, drone) by the node it is published to, when a
 `recordings.streams` pattern asks for it. Marks (`gw:record:marks`, a stream every node
 reads) reach the camera's recorder: events mode writes around them; a mark that
-carries a ticket becomes an evidence clip attached to that ticket.
+carries a ticket becomes an evidence clip attached to that ticket; the recording node
+indexes each mark by camera and time (the timeline's marks and tickets).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gridwatch.media.leases import LeasedWork, Leases
 from gridwatch.media.sources import parse_source
 from gridwatch.recordings.clips import NoFootage, export
 from gridwatch.recordings.config import RecordingsConfig
-from gridwatch.recordings.index import SegmentIndex
+from gridwatch.recordings.index import Mark, SegmentIndex
 from gridwatch.recordings.recorder import Plan, Recorder
 from gridwatch.recordings.segments import Segment, probe_end
 
@@ -165,9 +166,11 @@ class Recordings:
         for _, entries in await self.redis.xread({MARKS: self._last_mark}, block=1000, count=100):
             for entry_id, fields in entries:
                 self._last_mark = entry_id
-                self._on_mark({k.decode(): v.decode() for k, v in fields.items()})
+                await self._on_mark(
+                    entry_id.decode(), {k.decode(): v.decode() for k, v in fields.items()}
+                )
 
-    def _on_mark(self, mark: dict[str, str]) -> None:
+    async def _on_mark(self, entry_id: str, mark: dict[str, str]) -> None:
         recorder = self.recorders.get(mark["camera"])
         if recorder is None:
             return  # another node records it (or nobody does)
@@ -176,6 +179,8 @@ class Recordings:
         recorder.mark(at, self.cfg.pre_s, self.cfg.post_s)
         if "ticket" in mark:
             self._spawn(self._evidence_clip(mark["camera"], at, mark["ticket"], mark["folder"]))
+        # Last: a Redis fault here must not cost the footage or the evidence clip.
+        await self.index.add_mark(mark["camera"], Mark(entry_id, at, mark.get("ticket")))
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -242,6 +247,7 @@ class Recordings:
         for camera in await self.index.cameras():
             policy = self.policies.get(camera) or await self._policy(camera)
             keep_s = policy.retain_days * 86400
+            await self.index.forget_marks(camera, now - keep_s)
             while True:  # by age, oldest first
                 oldest = await self.index.oldest(camera, 50)
                 old = [s for s in oldest if s.end is not None and s.end < now - keep_s]

@@ -1,6 +1,6 @@
-"""Recordings over HTTP: the index by time range, playback with range requests, clip
-export, marks. Every path from a request is resolved inside the recordings folder and
-checked against the camera's watch rules."""
+"""Recordings over HTTP: the index by time range, a camera's timeline (segments, marks,
+tickets), playback with range requests, clip export, marks. Every path from a request is
+resolved inside the recordings folder and checked against the camera's watch rules."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from gridwatch.contracts.roles import DESK, WALL
 from gridwatch.recordings.clips import NoFootage, export
 from gridwatch.signaling import keys
 from gridwatch.signaling.access import may_watch
+from gridwatch.signaling.api_tickets import _visible
 from gridwatch.signaling.auth import Principal
 from gridwatch.signaling.http_errors import JsonError, stream_file
 from gridwatch.signaling.policy import allow, body, query
@@ -26,6 +27,8 @@ from gridwatch.signaling.policy import allow, body, query
 log = logging.getLogger("gridwatch.recordings")
 routes = web.RouteTableDef()
 MAX_CLIP_S = 3600
+MAX_TIMELINE_S = 7 * 86400
+MAX_MARKS = 5000  # a timeline's marks; `truncated` says when there were more
 WATCH = "A user sees the recordings of the streams he may watch only."
 # A stream id; anything else ("x:meta") would land on another Redis key.
 StreamId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")]
@@ -78,6 +81,37 @@ async def list_recordings(request: web.Request) -> web.Response:
     segments = await request.app[keys.RECORDINGS].index.between(camera, start, end)
     return web.json_response({"segments": [
         {**s.as_json(), "url": f"/recordings/{s.path}"} for s in segments]})  # fmt: skip
+
+
+@routes.get("/api/recordings/timeline")
+@allow(*WALL, "officer", query=RangeQuery,
+       owner=f"{WATCH} An officer sees only his own tickets on it.")  # fmt: skip
+async def timeline(request: web.Request) -> web.Response:
+    """A camera's timeline between `from` and `to` (at most 7 days): its segments (`end`
+    null while written), its marks and its tickets (at the time the camera confirmed
+    them), oldest first. 404 for a stream that is neither a camera nor recorded."""
+    camera, start, end = _range(request)
+    if end - start > MAX_TIMELINE_S:
+        days = MAX_TIMELINE_S // 86400
+        raise JsonError(400, f"to: a timeline spans at most {days} days after from")
+    index = request.app[keys.RECORDINGS].index
+    if await request.app[keys.CAMERAS].get(camera) is None and not await index.known(camera):
+        raise JsonError(404, f"no camera {camera!r}")
+    segments = await index.between(camera, start, end)
+    marks = await index.marks(camera, start, end, MAX_MARKS + 1)
+    truncated, marks = len(marks) > MAX_MARKS, marks[:MAX_MARKS]
+    at = {m.ticket: m.at for m in marks if m.ticket is not None}
+    principal: Principal = request["principal"]
+    tickets = [t for t in await request.app[keys.TICKETS].fetch(list(at)) if _visible(principal, t)]
+    return web.json_response({
+        "camera": camera, "from": start, "to": end, "truncated": truncated,
+        "segments": [{"start": s.start, "end": s.end, "bytes": s.size, "url": f"/recordings/{s.path}"}
+                     for s in segments],
+        "marks": [{"at": m.at} for m in marks if m.ticket is None],
+        "tickets": [{"id": t.id, "state": t.state, "at": at[t.id],
+                     "zone": t.detection.zone if t.detection else None,
+                     "kind": t.detection.kind if t.detection else t.category} for t in tickets],
+    })  # fmt: skip
 
 
 @routes.get("/api/recordings/clip")
