@@ -43,8 +43,10 @@ def provenance(camera: Camera, zone: str, model: str | dict, node: str) -> dict:
     `model` (its `model_facts`, taken when it was loaded; or the weights' path, hashed now):
 
     `{model: {file, sha256}, node: the worker's node id, clock: contracts.clock.clock_state(),
-    camera: {id, name, position: {lat, lon} | None}, zone: {name, kind, polygon: [[x, y]]
-    (detection-frame pixels), dwell_s, hours} | None}`. Blocking (see model_facts)."""
+    camera: {id, name, position: {lat, lon} | None}, zone: the zone as stored ({name, kind,
+    polygon: [[x, y]], frame: [width, height] (the polygon is in pixels of a picture that
+    size) or null (relative to the picture, 0 to 1), classes, dwell_s, hours}) | None}`.
+    Blocking (see model_facts)."""
     rule = next((z for z in camera.zones if z.name == zone), None)
     return {
         "model": model if isinstance(model, dict) else model_facts(model),
@@ -55,6 +57,5 @@ def provenance(camera: Camera, zone: str, model: str | dict, node: str) -> dict:
             "name": camera.name,
             "position": camera.position.model_dump() if camera.position else None,
         },
-        "zone": {"name": rule.name, "kind": rule.kind, "polygon": [list(p) for p in rule.polygon],
-                 "dwell_s": rule.dwell_s, "hours": rule.hours} if rule else None,
-    }  # fmt: skip
+        "zone": rule.model_dump(mode="json") if rule else None,
+    }

@@ -27,6 +27,9 @@ from shapely.prepared import prep
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in image pixels
 Group = Literal["vehicle", "person", "stall"]
 
+# What each kind of zone is about: the group of the model's classes its rule follows.
+WANTED: dict[str, Group] = {"no_parking": "vehicle", "no_stall": "stall"}
+
 # Frigate's approach: a box that keeps this much overlap with where it stopped is
 # stationary. People shift about more than parked cars do.
 STATIONARY_IOU: dict[str, float] = {"vehicle": 0.6, "stall": 0.5, "person": 0.3}
@@ -100,6 +103,12 @@ class ZoneRule:
     polygon: list[tuple[float, float]]
     dwell_s: float
     hours: str | None = None  # "HH:MM-HH:MM", may run past midnight
+    classes: frozenset[str] | None = None  # the model's classes that count; None: the whole group
+
+    def counts(self, label: str, groups: dict[str, Group]) -> bool:
+        """Whether an object of the model's class `label` is what this zone is about: of
+        its kind's group (`groups`: class name -> group), and of its `classes` if it has any."""
+        return groups.get(label) == WANTED[self.kind] and (self.classes is None or label in self.classes)
 
     def active(self, when: datetime) -> bool:
         if not self.hours:
@@ -205,11 +214,10 @@ class ZoneRules:
             if not zone.active(wall):
                 self.incidents[zone.name].clear()  # nothing carries over from outside the hours
                 continue
-            wanted = "vehicle" if zone.kind == "no_parking" else "stall"
             people = [d for d in detections
                       if self.cfg.groups.get(d.label) == "person" and self._in(zone, d)]  # fmt: skip
             seen = [self._observe(zone, d, now) for d in detections
-                    if self.cfg.groups.get(d.label) == wanted]  # fmt: skip
+                    if zone.counts(d.label, self.cfg.groups)]  # fmt: skip
             records = {r.id: r for r in seen if r is not None}
             for r in records.values():  # side by side in one frame: two objects, never one
                 r.apart |= records.keys() - {r.id}

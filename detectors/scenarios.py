@@ -33,10 +33,10 @@ from gridwatch.detectors.scenes import (
 
 FPS = 10
 
-# Zones the scenarios are made for, in the 640x480 picture: the road in front, and the
-# pavement behind it.
-ROAD = [[0, 330], [640, 330], [640, 480], [0, 480]]
-PAVEMENT = [[0, 200], [640, 200], [640, 329], [0, 329]]
+# Zones the scenarios are made for, relative to the picture (as zones are stored): the road
+# in front (from y 330 of the 640x480 picture), and the pavement behind it (y 200 to 329).
+ROAD = [[0, 0.6875], [1, 0.6875], [1, 1], [0, 1]]
+PAVEMENT = [[0, 0.4167], [1, 0.4167], [1, 0.6854], [0, 0.6854]]
 
 
 # park-plate: the vehicle drawn 150 px high, its plate 28 px high (about 88 px wide). At the

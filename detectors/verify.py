@@ -14,9 +14,8 @@ from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
 
 from gridwatch.contracts.detections import VerifyRequest
-from gridwatch.detectors.rules import Detection, bottom_centre, iou
+from gridwatch.detectors.rules import Detection, Group, ZoneRule, bottom_centre, iou
 
-WANTED = {"no_parking": "vehicle", "no_stall": "stall"}
 SAME_SPOT_IOU = 0.3  # looser than "stationary": the object may have been nudged, not moved on
 
 
@@ -36,9 +35,11 @@ class Outcome:
 
 
 class Verifier:
-    def __init__(self, zones: dict[str, list[tuple[float, float]]], groups: dict[str, str],
-                 clear_s: float, window_s: float):  # fmt: skip
-        self.shapes = {name: prep(Polygon(points)) for name, points in zones.items()}
+    def __init__(self, zones: list[ZoneRule], groups: dict[str, Group], clear_s: float,
+                 window_s: float):  # fmt: skip
+        """`zones` in the pixels of the frames it will be given; `groups`: the model's class
+        names -> vehicle / person / stall."""
+        self.zones = {z.name: (z, prep(Polygon(z.polygon))) for z in zones}
         self.groups = groups
         self.clear_s = clear_s
         self.window_s = window_s
@@ -54,11 +55,11 @@ class Verifier:
 
     def _blocking(self, check: Check, detections: list[Detection]) -> Detection | None:
         det = check.request.detection
-        shape = self.shapes.get(det.zone)
-        wanted = WANTED.get(det.kind)
+        if det.zone not in self.zones:  # the zone is gone: nothing of it can stand there
+            return None
+        zone, shape = self.zones[det.zone]
         for d in detections:
-            if (self.groups.get(d.label) == wanted and shape is not None
-                    and shape.contains(Point(*bottom_centre(d.box)))
+            if (zone.counts(d.label, self.groups) and shape.contains(Point(*bottom_centre(d.box)))
                     and iou(d.box, det.box) >= SAME_SPOT_IOU):  # fmt: skip
                 return d
         return None

@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -57,6 +58,8 @@ VIOLATIONS = "gw:violations"
 IDLE_RECHECK = 6  # times recheck_s, where nothing is being followed
 ASK_EVERY_S = 2.0  # how often a camera looks for verify requests and dismissals
 
+T = TypeVar("T")
+Sampled = tuple[float, bytes, np.ndarray, tuple[int, int]]  # time, JPEG, small grey, (width, height)
 DetectorFactory = Callable[[], object]  # returns something with .detect(bgr) -> list[Detection]
 
 
@@ -115,27 +118,57 @@ class CameraWatch:
         self.inference = inference
         self.cfg = cfg
         self.frames = self.inferences = self.violations = self.verifications = 0
-        self.zones = {z.name: list(z.polygon) for z in camera.zones}
+        # The zones in pixels of the frames now sampled (zone name -> polygon), and their size.
+        self.zones: dict[str, list[tuple[float, float]]] = {}
+        self.size: tuple[int, int] | None = None
         self.state_ttl = int(cfg.grace_s + cfg.cooldown_s + 60)
 
-    def rules(self) -> ZoneRules:
+    def draw(self, size: tuple[int, int]) -> tuple[ZoneRules, Verifier, ZoneGate]:
+        """The rules, verifier and motion gate of the camera's zones in pixels of frames
+        `size` (width, height) in size; evidence pictures are drawn in those pixels too."""
         zones = [
-            ZoneRule(z.name, z.kind, list(z.polygon), z.dwell_s, z.hours) for z in self.camera.zones
-        ]
-        rule_cfg = RuleConfig(
-            dict(self.cfg.classes), grace_s=self.cfg.grace_s, cooldown_s=self.cfg.cooldown_s
-        )
-        return ZoneRules(self.camera.id, zones, rule_cfg)
+            ZoneRule(z.name, z.kind, z.pixels(*size), z.dwell_s, z.hours,
+                     frozenset(z.classes) if z.classes else None)
+            for z in self.camera.zones
+        ]  # fmt: skip
+        self.size = size
+        self.zones = {z.name: z.polygon for z in zones}
+        groups = dict(self.cfg.classes)
+        return (
+            ZoneRules(self.camera.id, zones,
+                      RuleConfig(groups, grace_s=self.cfg.grace_s, cooldown_s=self.cfg.cooldown_s)),
+            Verifier(zones, groups, self.cfg.verify_clear_s, self.cfg.verify_window_s),
+            ZoneGate(list(self.zones.values()), size),
+        )  # fmt: skip
+
+    def state(self, rules: ZoneRules) -> dict:
+        """The rules' state as saved in Redis, with the frame size its boxes are pixels of."""
+        return {**rules.export(), "frame": self.size}
 
     async def run(self) -> None:
-        cid = self.camera.id
+        """Watch the camera; the zones, rules, verifier and gate are made again in the new
+        pixels whenever the size of the sampled frames changes (the camera reconfigured)."""
         detector = await asyncio.to_thread(self.make_detector)
-        rules, gate = self.rules(), None
-        verifier = Verifier(self.zones, dict(self.cfg.classes), self.cfg.verify_clear_s,
-                            self.cfg.verify_window_s)  # fmt: skip
+        frames = self.frames_in()
+        first = await anext(frames)
+        while True:
+            first = await self.watch(detector, first, frames)
+            width, height = first[3]
+            log.info("the sampled frames changed size: zones redrawn in their pixels",
+                     extra={"camera": self.camera.id, "frame": f"{width}x{height}"})  # fmt: skip
+
+    async def watch(self, detector: object, first: Sampled, frames: AsyncIterator[Sampled]) -> Sampled:
+        """Watch the frames of `first`'s size, from `first` on; returns the first frame of
+        another size. Incident state saved for frames of this size is carried on."""
+        cid = self.camera.id
+        size = first[3]
+        rules, verifier, gate = self.draw(size)
         if saved := await self.redis.get(state_key(cid)):
-            rules.restore(json.loads(saved), time.time())
-            log.info("carrying on from the last worker", extra={"camera": cid})
+            state = json.loads(saved)
+            # Boxes of frames of another size are elsewhere in these: they start afresh.
+            if state.get("frame") == list(size):
+                rules.restore(state, time.time())
+                log.info("carrying on from the last worker", extra={"camera": cid})
         last_run, asked_at, last_change = 0.0, 0.0, 0.0
         detections: list = []
         firsts: dict[str, tuple[bytes, float]] = {}  # incident id -> first frame (JPEG), its time
@@ -146,7 +179,10 @@ class CameraWatch:
         # one call at a time, and the model's threads must not wait on it.
         book = PlateBook(self.plates, None)
         looked_at: float | None = None  # the time of the frame the model last looked at
-        async for ts, jpeg, small, size in self.frames_in():
+        async for sampled in starting_with(first, frames):
+            ts, jpeg, small, _ = sampled
+            if sampled[3] != size:
+                return sampled
             if time.monotonic() - asked_at >= ASK_EVERY_S:
                 asked_at = time.monotonic()
                 requests, spots = await self.asked()
@@ -156,8 +192,6 @@ class CameraWatch:
                         applied.add(ticket)
                         rules.dismiss(spot["zone"], tuple(spot["box"]), spot["until"])
             frame = Frame(jpeg)
-            if gate is None or gate.frame_size != size:
-                gate = ZoneGate(list(self.zones.values()), size)
             changed = gate.look(small, ts)
             # A pending verification looks at every frame: the answer must not wait on the
             # gate. Followed objects are re-checked every recheck_s, and as soon as one that
@@ -201,11 +235,11 @@ class CameraWatch:
                                    getattr(detector, "facts", None))  # fmt: skip
             for outcome in verifier.update(ts, detections):
                 await self.answer(outcome, frame)
-            await saver.save(rules.export())
+            await saver.save(self.state(rules))
 
-    async def frames_in(self) -> AsyncIterator[tuple[float, bytes, np.ndarray, tuple[int, int]]]:
+    async def frames_in(self) -> AsyncIterator[Sampled]:
         """The camera's newest frames, each once: (time, JPEG, small grey picture, its
-        full (width, height) in pixels, which the zones are drawn in)."""
+        full (width, height) in pixels, which the zones are converted to)."""
         key = frames_key(self.camera.id)
         last_id = "$"
         while True:
@@ -261,7 +295,7 @@ class CameraWatch:
         # dies after this never leaves its successor to raise it again.
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(VIOLATIONS, {"violation": json.dumps(event), **pictures})
-        pipe.set(state_key(self.camera.id), json.dumps(rules.export()), ex=self.state_ttl)
+        pipe.set(state_key(self.camera.id), json.dumps(self.state(rules)), ex=self.state_ttl)
         await pipe.execute()
         self.violations += 1
         log.info(
@@ -383,6 +417,13 @@ class Worker:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def starting_with(first: T, rest: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`first`, then what `rest` gives (which a loop over this leaves open to go on with)."""
+    yield first
+    async for item in rest:
+        yield item
 
 
 def rested(since: float | None, looked_at: float | None) -> float | None:

@@ -232,8 +232,7 @@ def build(
     if zone is not None:
         zone = {**zone, "source": "the detector, at detection"}
     elif camera is not None and (z := next((z for z in camera.zones if z.name == zone_name), None)):
-        zone = {"name": z.name, "kind": z.kind, "polygon": [list(p) for p in z.polygon], "dwell_s": z.dwell_s,
-                "hours": z.hours, "source": "the camera registry, at export"}  # fmt: skip
+        zone = {**z.model_dump(mode="json"), "source": "the camera registry, at export"}
     first_seen, confirmed = (
         _number(detection.get("first_seen")),
         _number(detection.get("confirmed")),

@@ -39,6 +39,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path):
                                 "name": "np-1",
                                 "kind": "no_parking",
                                 "polygon": [[0, 0], [100, 0], [100, 80]],
+                                "frame": [640, 360],
                                 "dwell_s": 120,
                                 "hours": "07:00-19:00",
                             }

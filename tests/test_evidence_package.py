@@ -36,6 +36,7 @@ ZONE = {
     "name": "np-1",
     "kind": "no_parking",
     "polygon": [[0, 30], [64, 30], [64, 48], [0, 48]],
+    "frame": [64, 48],  # pixels of the 64x48 pictures below
     "dwell_s": 120,
 }
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}[+-]\d\d:\d\d$")  # with its UTC offset
@@ -176,10 +177,12 @@ async def test_a_camera_tickets_package_verifies_and_every_alteration_is_named(
     assert manifest["camera"] == {"id": "gate", "name": "Gate East", "position": POSITION,
                                   "source": "the detector, at detection"}  # fmt: skip
     zone = manifest["zone"]
-    assert (zone["name"], zone["kind"], zone["polygon"], zone["dwell_s"]) == (
+    # The zone as stored, with the picture size its pixels are of: a reader can draw it.
+    assert (zone["name"], zone["kind"], zone["polygon"], zone["frame"], zone["dwell_s"]) == (
         "np-1",
         "no_parking",
         ZONE["polygon"],
+        ZONE["frame"],
         120,
     )
     det = manifest["detection"]
@@ -446,13 +449,14 @@ async def test_the_worker_puts_the_detection_time_facts_on_each_violation(redis_
     cam = Camera(**camera_config("lavfi:testsrc"))
     client = aioredis.from_url(redis_server.url)
     watch = CameraWatch(client, cam, lambda: None, DetectorsConfig(weights=str(weights)))
+    rules, _, _ = watch.draw((64, 48))  # the pictures' size
     now = time.time()
     hashed = _sha256.cache_info()
     for n in range(2):
         v = Violation(id=f"v-{n}", camera="gate", zone="np-1", kind="no_parking", label="vehicle",
                       box=(10, 20, 30, 40), anchor=(10, 20, 30, 40), first_seen=now - 130, confirmed=now,
                       track_ids=(1,), incident=f"i-{n}")  # fmt: skip
-        await watch.publish(v, Frame(picture(120)), (picture(40), now - 130), watch.rules())
+        await watch.publish(v, Frame(picture(120)), (picture(40), now - 130), rules)
     entries = await client.xrange("gw:violations")
     events = [json.loads(fields[b"violation"]) for _, fields in entries]
     assert len(events) == 2
@@ -463,7 +467,7 @@ async def test_the_worker_puts_the_detection_time_facts_on_each_violation(redis_
         assert prov["model"] == {"file": "model.pt", "sha256": digest}
         assert prov["node"] and prov["clock"]["source"] == "adjtimex(2)"
         assert isinstance(prov["clock"]["synchronised"], bool) and prov["clock"]["read_at"] >= now
-        assert prov["zone"] == {**ZONE, "dwell_s": 120.0, "hours": None}
+        assert prov["zone"] == {**ZONE, "classes": None, "dwell_s": 120.0, "hours": None}
         assert prov["camera"] == {"id": "gate", "name": "Gate East", "position": POSITION}
         # Each picture with the time of the frame it came from.
         assert event["pictures_at"] == {

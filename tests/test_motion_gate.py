@@ -11,13 +11,19 @@ import cv2
 from gridwatch.detectors.motion import ZoneGate
 from gridwatch.detectors.scenarios import PAVEMENT, ROAD, SCENARIOS, frames
 from gridwatch.detectors.worker import rested
+from gridwatch.media.config import Zone
 
 TRUCK = (240, 335, 500, 445)  # where the scenarios' vehicle stops
 
 
+def pixels(polygon: list) -> list[tuple[float, float]]:
+    """A zone relative to the picture, in pixels of the scenarios' 640x480 frames."""
+    return Zone(name="z", kind="no_parking", polygon=polygon).pixels(640, 480)
+
+
 def woken(name: str, zones: list, fps: float = 2, busy: bool = False) -> list[float]:
     """Scenario times (s) at which the gate wakes the model (which then looks)."""
-    gate, out = ZoneGate(zones, (640, 480)), []
+    gate, out = ZoneGate([pixels(z) for z in zones], (640, 480)), []
     scenario = dataclasses.replace(SCENARIOS[name], busy=busy)
     step = round(10 / fps)
     for i, img in enumerate(frames(scenario)):
@@ -37,7 +43,7 @@ def test_a_vehicle_coming_to_rest_in_a_zone_wakes_it_within_a_second_and_leaving
     assert not [t for t in times if 7 < t < 22 or t > 26.5], times  # nothing while it stands
 
 
-FAR_SIDE = [[0, 120], [640, 120], [640, 180], [0, 180]]  # across the street, away from the road
+FAR_SIDE = [[0, 0.25], [1, 0.25], [1, 0.375], [0, 0.375]]  # across the street, away from the road
 
 
 def test_the_same_outside_every_zone_wakes_nothing():
@@ -66,7 +72,7 @@ def test_a_busy_street_wakes_it_for_a_small_share_of_frames():
 
 
 def test_rest_since_is_when_the_vehicle_stopped_and_calm_says_when_it_can_be_seen():
-    gate = ZoneGate([ROAD], (640, 480))
+    gate = ZoneGate([pixels(ROAD)], (640, 480))
     scenario = SCENARIOS["walker-in-front-0ms"]  # stops at 8 s; walker in front 30.5-34 s
     calm = {}
     for i, img in enumerate(frames(scenario)):

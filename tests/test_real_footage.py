@@ -65,8 +65,8 @@ def test_most_real_walkers_are_found_and_none_is_called_a_vehicle():
 VAN_ZONE = [[520, 20], [608, 20], [608, 100], [520, 100]]  # the van (543, 38, 602, 82) only
 WALK_ZONE = [[80, 125], [515, 125], [515, 435], [80, 435]]  # the crossing: walkers only
 CAMERAS = {
-    "van": ("vtest-held-out", [{"name": "np-van", "kind": "no_parking", "polygon": VAN_ZONE, "dwell_s": 6}]),
-    "walk": ("vtest-held-out", [{"name": "np-walk", "kind": "no_parking", "polygon": WALK_ZONE, "dwell_s": 6}]),
+    "van": ("vtest-held-out", [{"name": "np-van", "kind": "no_parking", "polygon": VAN_ZONE, "frame": [640, 480], "dwell_s": 6}]),
+    "walk": ("vtest-held-out", [{"name": "np-walk", "kind": "no_parking", "polygon": WALK_ZONE, "frame": [640, 480], "dwell_s": 6}]),
 }  # fmt: skip
 CLIP_S = (795 - real.TRAIN_FRAMES) / 10  # the clip loops
 

@@ -133,7 +133,7 @@ def test_verifier_clear_after_clear_s_and_not_clear_after_the_window():
         ticket="T-1", since=1000.0,
         detection=Sighting(zone="np-1", kind="no_parking", label="car", box=(200, 320, 360, 420)),
     )  # fmt: skip
-    v = Verifier({"np-1": PARKING.polygon}, GROUPS, clear_s=5, window_s=30)
+    v = Verifier([PARKING], GROUPS, clear_s=5, window_s=30)
     v.sync([request])
     # Still there at first, then gone: clear once it has been gone 5 s.
     outcomes = [v.update(1000 + t / FPS, [car(200)] if t < seconds(10) else [])
