@@ -369,22 +369,25 @@ export function ZoneEditor({ cameraId }) {
 
   // Keys: Enter closes the zone being drawn, Escape ends drawing (a zone of fewer than 3
   // points goes), Backspace or Ctrl+Z takes back its last point; Delete removes the
-  // selected point.
+  // selected point. Set at each render and read when a key comes: effects run late, and
+  // a key pressed at once after a click must see what that click selected.
+  const onKey = useRef(null);
+  onKey.current = (e) => {
+    if (e.target.closest && e.target.closest("input, select, textarea")) return;
+    if (drawing && (e.key === "Backspace" || (e.key === "z" && (e.ctrlKey || e.metaKey)))) { e.preventDefault(); undoPoint(); }
+    else if (drawing && e.key === "Enter") finish();
+    else if (drawing && e.key === "Escape") {
+      if (zones[selected].polygon.length >= MIN_POINTS) finish(); else removeZone(selected);
+    } else if (!drawing && point !== null && (e.key === "Delete" || e.key === "Backspace")) {
+      e.preventDefault();
+      removePoint(selected, point);
+    }
+  };
   useEffect(() => {
-    const key = (e) => {
-      if (e.target.closest && e.target.closest("input, select, textarea")) return;
-      if (drawing && (e.key === "Backspace" || (e.key === "z" && (e.ctrlKey || e.metaKey)))) { e.preventDefault(); undoPoint(); }
-      else if (drawing && e.key === "Enter") finish();
-      else if (drawing && e.key === "Escape") {
-        if (zones[selected].polygon.length >= MIN_POINTS) finish(); else removeZone(selected);
-      } else if (!drawing && point !== null && (e.key === "Delete" || e.key === "Backspace")) {
-        e.preventDefault();
-        removePoint(selected, point);
-      }
-    };
+    const key = (e) => onKey.current(e);
     document.addEventListener("keydown", key);
     return () => document.removeEventListener("keydown", key);
-  });
+  }, []);
 
   function show(found) {
     setErrors(found);
