@@ -33,7 +33,9 @@ POSITION = {"lat": 31.2601, "lon": 120.9203}
 class ScenarioRun:
     workdir: Path
     videos: Path  # rendered scenario videos, shared by the tests
-    cameras: dict[str, tuple[str, list[dict]]]  # camera id -> (scenario, zones)
+    # camera id -> (scenario, zones); the scenario by name (rendered, one stream), or as the
+    # camera's streams' files: {"source": main.mp4, "detect_source": sub.mp4}.
+    cameras: dict[str, tuple[str | dict[str, Path], list[dict]]]
     users: list[dict]
     workers: int = 1
     detectors: dict = field(default_factory=dict)
@@ -44,9 +46,16 @@ class ScenarioRun:
     t0: float = 0.0
     tokens: dict[str, str] = field(default_factory=dict)
 
+    def streams(self, cid: str) -> dict[str, Path]:
+        """The camera's streams ("source", and "detect_source" where it has one) -> file."""
+        scenario = self.cameras[cid][0]
+        return {"source": rendered(scenario, self.videos)} if isinstance(scenario, str) else scenario
+
     def start(self) -> ScenarioRun:
-        mounts = {f"/{cid}": f"file:{rendered(scenario, self.videos)}"
-                  for cid, (scenario, _) in self.cameras.items()}  # fmt: skip
+        # One RTSP path per stream: /{camera} for its source, /{camera}/detect_source ...
+        paths = {(cid, role): f"/{cid}" if role == "source" else f"/{cid}/{role}"
+                 for cid in self.cameras for role in self.streams(cid)}  # fmt: skip
+        mounts = {path: f"file:{self.streams(cid)[role]}" for (cid, role), path in paths.items()}
         self.redis_server = RedisServer(self.workdir / "redis").start()
         self.r = redis.Redis.from_url(self.redis_server.url)
         port = free_port()
@@ -56,8 +65,8 @@ class ScenarioRun:
             "redis": {"url": self.redis_server.url},
             "media": {"reconnect_min_s": 0.2, "reconnect_max_s": 1, "lease_s": 3},
             "detectors": detectors,
-            "cameras": [{"id": cid, "source": f"rtsp://127.0.0.1:{port}/{cid}", "position": POSITION,
-                         "detect": {"fps": 2}, "zones": zones}
+            "cameras": [{"id": cid, "position": POSITION, "detect": {"fps": 2}, "zones": zones,
+                         **{role: f"rtsp://127.0.0.1:{port}{paths[cid, role]}" for role in self.streams(cid)}}
                         for cid, (_, zones) in self.cameras.items()],
         }).start()  # fmt: skip
         config = {"redis": {"url": self.redis_server.url}, "detectors": detectors}
