@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import socket
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger("gridwatch.discover")
 
 GROUP, PORT = "239.255.255.250", 3702
 NS = {
@@ -31,12 +36,36 @@ PROBE = (
 )
 
 
+SCOPE = "onvif://www.onvif.org/"
+
+
 @dataclass
 class Device:
     address: str  # the endpoint reference (urn:uuid:...)
     xaddrs: list[str] = field(default_factory=list)  # device service URLs
     scopes: list[str] = field(default_factory=list)
-    sender: str = ""
+    sender: str = ""  # the IP address the match came from
+
+    def scope(self, kind: str) -> str | None:
+        """The first `onvif://www.onvif.org/KIND/VALUE` scope's value, %XX decoded
+        ("name", "hardware", "location"), or None."""
+        prefix = f"{SCOPE}{kind}/"
+        return next((unquote(s[len(prefix) :]) for s in self.scopes if s.startswith(prefix)), None)
+
+    def source(self) -> str:
+        """The camera source URL that reaches this device, without credentials:
+        `onvif://HOST[:PORT]` from its device service URL (the one on the address that
+        answered, when it lists several), or from that address when it lists none."""
+        for xaddr in sorted(self.xaddrs, key=lambda x: urlsplit(x).hostname != self.sender):
+            try:
+                parts = urlsplit(xaddr)
+                host, port = parts.hostname, parts.port
+            except ValueError:  # a port out of range, a bracket left open: not a URL
+                continue
+            if parts.scheme == "http" and host:
+                host = f"[{host}]" if ":" in host else host
+                return f"onvif://{host}" + (f":{port}" if port and port != 80 else "")
+        return f"onvif://{self.sender}"
 
 
 def parse_matches(data: bytes, message_id: str, sender: str) -> list[Device]:
@@ -87,3 +116,27 @@ async def discover(timeout: float = 3.0, interface: str | None = None) -> list[D
     finally:
         transport.close()
     return sorted(collector.devices.values(), key=lambda d: d.xaddrs[:1])
+
+
+class Scanner:
+    """WS-Discovery for the API: one scan at a time per node. A caller who comes while a
+    scan runs gets that scan's result (whatever timeout he asked for) rather than
+    starting a second multicast storm."""
+
+    def __init__(self, interface: ipaddress.IPv4Address | None = None):
+        self.interface = str(interface) if interface else None
+        self._running: asyncio.Task[list[Device]] | None = None
+
+    async def scan(self, timeout: float) -> list[Device]:
+        """The devices that answered; raises OSError when the probe cannot be sent from
+        the interface (an address this host does not have)."""
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._scan(timeout))
+        # Shielded: a caller who goes away does not end the scan the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _scan(self, timeout: float) -> list[Device]:
+        found = await discover(timeout, self.interface)
+        log.info("discovery scan", extra={"devices": len(found), "timeout_s": timeout,
+                                          "interface": self.interface or "default"})  # fmt: skip
+        return found

@@ -10,9 +10,12 @@ credentials are to blame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,12 +49,16 @@ GET_TIME = (
 GET_TIME_ACTION = "http://www.onvif.org/ver10/device/wsdl/GetSystemDateAndTime"
 
 
+PTZ_NS = "http://www.onvif.org/ver20/ptz/wsdl"  # the PTZ service's key in the device's xaddrs
+
+
 class OnvifFailure(Exception):
     """The device did not answer as ONVIF says it should; the message says what failed.
 
     `reason` sorts it for callers that treat them differently: "credentials" (the device
     refused the username/password), "clock" (it refused WS-Security and its clock is, or may
-    be, off), or "device" (anything else: down, slow, not ONVIF).
+    be, off), "no_ptz" (the device, or the source's profile, has no PTZ), "no_preset" (no
+    preset with that token), or "device" (anything else: down, slow, not ONVIF).
     """
 
     def __init__(self, message: str, reason: str = "device"):
@@ -134,6 +141,31 @@ class PtzCommand:
     preset: str | None = None
 
 
+@dataclass(frozen=True)
+class PtzPosition:
+    """Where the head points, in ONVIF's generic spaces: pan and tilt -1..1, zoom 0..1."""
+
+    pan: float
+    tilt: float
+    zoom: float
+
+
+@dataclass(frozen=True)
+class PtzPreset:
+    token: str  # the device's (ONVIF ReferenceToken, at most 64 characters)
+    name: str
+
+
+@dataclass(frozen=True)
+class PtzStatus:
+    """What GetStatus and GetPresets told; position and moving are None where the device
+    does not report them (both are optional in ONVIF, and some devices refuse GetStatus)."""
+
+    position: PtzPosition | None
+    moving: bool | None
+    presets: list[PtzPreset]
+
+
 @dataclass
 class Session:
     """One device conversation: its services sign with the device's clock when it told us."""
@@ -142,6 +174,7 @@ class Session:
     media: Any
     token: str  # the chosen media profile
     clock: DeviceClock
+    ptz: bool  # the profile has a PTZ configuration and the device a PTZ service
 
 
 def refusal_text(e: BaseException) -> str:
@@ -257,7 +290,9 @@ class Onvif:
         if not profiles or index >= len(profiles):
             await cam.close()
             raise OnvifFailure(f"ONVIF profile {index} not found ({len(profiles or [])} profiles)")
-        return Session(cam, media, profiles[index].token, clock)
+        profile = profiles[index]
+        has_ptz = getattr(profile, "PTZConfiguration", None) is not None and PTZ_NS in cam.xaddrs
+        return Session(cam, media, profile.token, clock, has_ptz)
 
     async def stream_uri(self, source: Source) -> str:
         """The profile's RTSP URI with the source's credentials in it; raises OnvifFailure."""
@@ -304,13 +339,28 @@ class Onvif:
                 continue
         return None
 
+    @contextlib.asynccontextmanager
+    async def _ptz(self, source: Source, what: str) -> AsyncIterator[tuple[Any, str]]:
+        """The PTZ service and the profile token, for one call `what` ("PTZ stop", ...).
+
+        Raises OnvifFailure: "no_ptz" when the profile or the device has no PTZ, otherwise
+        as `failure` sorts what the device raised inside the block."""
+        s = await self._session(source)
+        try:
+            if not s.ptz:
+                raise OnvifFailure(
+                    f"ONVIF device {source.host}:{source.port} has no PTZ on this profile", "no_ptz"
+                )
+            # Created after update_xaddrs(), so it signs with the device's clock too.
+            yield await s.cam.create_ptz_service(), s.token
+        except DEVICE_ERRORS as e:
+            raise failure(f"{what} failed", e, s.clock) from None
+        finally:
+            await s.cam.close()
+
     async def ptz(self, source: Source, cmd: PtzCommand) -> None:
         """Move, stop or go to a preset; raises OnvifFailure."""
-        s = await self._session(source)
-        token = s.token
-        try:
-            # Created after update_xaddrs(), so it signs with the device's clock too.
-            ptz = await s.cam.create_ptz_service()
+        async with self._ptz(source, f"PTZ {cmd.action}") as (ptz, token):
             if cmd.action == "move":
                 await ptz.ContinuousMove(
                     {
@@ -325,7 +375,70 @@ class Onvif:
                 await ptz.Stop({"ProfileToken": token, "PanTilt": True, "Zoom": True})
             else:
                 await ptz.GotoPreset({"ProfileToken": token, "PresetToken": cmd.preset})
-        except DEVICE_ERRORS as e:
-            raise failure(f"PTZ {cmd.action} failed", e, s.clock) from None
-        finally:
-            await s.cam.close()
+
+    async def ptz_status(self, source: Source) -> PtzStatus:
+        """Position, movement and presets (GetStatus, GetPresets); raises OnvifFailure."""
+        async with self._ptz(source, "PTZ status") as (ptz, token):
+            try:
+                status = await ptz.GetStatus({"ProfileToken": token})
+            except Fault as e:
+                if is_auth_refusal(e):
+                    raise
+                # A device without GetStatus (ONVIF lets it go) still has presets to show.
+                log.info("onvif GetStatus refused", extra={"device": source.host, "error": str(e)})
+                status = None
+            presets = await ptz.GetPresets({"ProfileToken": token})
+        return PtzStatus(_position(status), _moving(status), [_preset(p) for p in presets or []])
+
+    async def set_preset(self, source: Source, name: str) -> PtzPreset:
+        """A new preset named `name` at the current position (SetPreset); raises OnvifFailure."""
+        async with self._ptz(source, "PTZ set preset") as (ptz, token):
+            made = await ptz.SetPreset({"ProfileToken": token, "PresetName": name})
+        if not made:
+            raise OnvifFailure("PTZ set preset failed: the device returned no preset token")
+        return PtzPreset(str(made), name)
+
+    async def remove_preset(self, source: Source, preset: str) -> None:
+        """Remove the preset `preset` (a token); raises OnvifFailure, "no_preset" when the
+        device lists no such preset (devices answer that with faults of their own making)."""
+        async with self._ptz(source, "PTZ remove preset") as (ptz, token):
+            listed = await ptz.GetPresets({"ProfileToken": token})
+            if preset not in {p.token for p in listed or []}:
+                raise OnvifFailure(f"no preset {preset!r} on this camera", "no_preset")
+            await ptz.RemovePreset({"ProfileToken": token, "PresetToken": preset})
+
+
+def _number(value: object) -> float | None:
+    """A finite float, or None (absent, or a device that writes NaN)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _position(status: Any) -> PtzPosition | None:
+    """GetStatus's Position, or None when it has no pan/tilt; zoom 0 when it has none."""
+    position = getattr(status, "Position", None)
+    pan_tilt = getattr(position, "PanTilt", None)
+    pan, tilt = _number(getattr(pan_tilt, "x", None)), _number(getattr(pan_tilt, "y", None))
+    if pan is None or tilt is None:
+        return None
+    zoom = _number(getattr(getattr(position, "Zoom", None), "x", None))
+    return PtzPosition(pan, tilt, zoom or 0.0)
+
+
+def _moving(status: Any) -> bool | None:
+    """True when pan/tilt or zoom is MOVING, False when both it tells are IDLE, None when
+    the device says neither (no MoveStatus, or UNKNOWN)."""
+    move = getattr(status, "MoveStatus", None)
+    states = {str(getattr(move, axis, None) or "").upper() for axis in ("PanTilt", "Zoom")}
+    if "MOVING" in states:
+        return True
+    return False if "IDLE" in states and states <= {"IDLE", ""} else None
+
+
+def _preset(preset: Any) -> PtzPreset:
+    """A GetPresets entry; one without a name is shown by its token."""
+    token = str(preset.token)
+    return PtzPreset(token, str(getattr(preset, "Name", None) or token))

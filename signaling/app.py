@@ -27,6 +27,7 @@ from gridwatch.dispatch.service import Dispatch
 from gridwatch.dispatch.tickets import TicketStore
 from gridwatch.dispatch.violations import VerificationConsumer, ViolationConsumer
 from gridwatch.media.cameras import CameraStore
+from gridwatch.media.discover import Scanner
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.onvif import Onvif
 from gridwatch.media.publish import Publishers, forward_received_media
@@ -43,6 +44,7 @@ from gridwatch.signaling import (
     api,
     api_dispatch,
     api_evidence,
+    api_onvif,
     api_recordings,
     api_tickets,
     api_wall,
@@ -359,6 +361,8 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(whep.routes)
     app.router.add_routes(whip.routes)
     app.router.add_routes(api_recordings.routes)
+    app.router.add_routes(api_onvif.routes)
+    app[api_onvif.DISCOVERY] = Scanner(config.media.discover_interface)
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
     app.router.add_get("/ops", ops)
