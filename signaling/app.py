@@ -294,7 +294,7 @@ async def service_worker(request: web.Request) -> web.FileResponse:
                                                         "Cache-Control": "no-cache"})  # fmt: skip
 
 
-PAGES = [STATIC / "index.html", STATIC / "phone.html"]
+PAGES = [STATIC / "index.html", STATIC / "phone.html", STATIC / "ops.html"]
 OPENAPI = web.AppKey("openapi", dict)
 
 
