@@ -16,7 +16,7 @@ from gridwatch.media.snapshot import snapshot
 from gridwatch.media.sources import parse_source
 from gridwatch.signaling import keys
 from gridwatch.signaling.auth import COOKIE
-from gridwatch.signaling.cameras import check_api_camera, public_view
+from gridwatch.signaling.cameras import check_api_camera, keep_stored_passwords, public_view
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.policy import allow, body, query
 
@@ -169,7 +169,7 @@ async def list_cameras(request: web.Request) -> web.Response:
 @allow("admin", body=Camera)
 async def create_camera(request: web.Request) -> web.Response:
     """Add a camera (network sources only, see media.api_sources and media.deny_hosts)."""
-    camera = await body(request, Camera, "invalid_camera")
+    camera = keep_stored_passwords(await body(request, Camera, "invalid_camera"), None)
     await check_api_camera(camera, request.app[keys.CONFIG].media)
     try:
         await request.app[keys.CAMERAS].put(camera, create=True)
@@ -193,6 +193,7 @@ async def put_camera(request: web.Request) -> web.Response:
     if camera.id != camera_id:
         raise JsonError(400, "id: does not match the URL")
     stored = await request.app[keys.CAMERAS].get(camera_id)
+    camera = keep_stored_passwords(camera, stored)  # passwords are write-only: *** keeps them
     await check_api_camera(camera, request.app[keys.CONFIG].media, stored)
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response(_view(request, camera))
