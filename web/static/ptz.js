@@ -1,0 +1,165 @@
+// The PTZ pad of one camera, on its page and on its wall tile: pan, tilt and zoom while a
+// button (or an arrow key, + or -, when the pad has the focus) is held — ONVIF
+// ContinuousMove at the chosen speed, Stop on release —, where the camera points, and
+// its presets (go, save the current position as one, delete).
+import { useEffect, useRef, useState } from "preact/hooks";
+import { api, getJson, postJson } from "./common.js";
+import { html } from "./ui.js";
+
+const POLL_MS = 1000;  // the position is the camera's answer to a question: asked this often
+// Direction of each control: [pan, tilt, zoom], scaled by the speed. Tilt up is positive.
+const MOVES = {
+  left: [-1, 0, 0], right: [1, 0, 0], up: [0, 1, 0], down: [0, -1, 0],
+  "up-left": [-1, 1, 0], "up-right": [1, 1, 0], "down-left": [-1, -1, 0], "down-right": [1, -1, 0],
+  "zoom-in": [0, 0, 1], "zoom-out": [0, 0, -1],
+};
+const KEYS = { ArrowLeft: "left", ArrowRight: "right", ArrowUp: "up", ArrowDown: "down",
+  "+": "zoom-in", "=": "zoom-in", "-": "zoom-out" };
+const ARROWS = [["up-left", "↖"], ["up", "▲"], ["up-right", "↗"], ["left", "◀"], null,
+  ["right", "▶"], ["down-left", "↙"], ["down", "▼"], ["down-right", "↘"]];
+
+// Commands to one camera, one at a time and in order: a stop sent while its move is still
+// on the way would otherwise overtake it and leave the camera turning.
+class Driver {
+  constructor(cameraId, onError) {
+    this.url = `/api/cameras/${encodeURIComponent(cameraId)}/ptz`;
+    this.onError = onError;
+    this.queue = Promise.resolve();
+    this.moving = false;
+  }
+  send(command) {
+    this.queue = this.queue.then(() => postJson(this.url, command)).then(
+      () => this.onError(""), (err) => this.onError(err.message));
+    return this.queue;
+  }
+  move([pan, tilt, zoom], speed) {
+    this.moving = true;
+    return this.send({ action: "move", pan: pan * speed, tilt: tilt * speed, zoom: zoom * speed });
+  }
+  // `always`: even when this pad started no move (the camera may be on its way to a preset).
+  stop(always = false) {
+    if (!this.moving && !always) return this.queue;
+    this.moving = false;
+    return this.send({ action: "stop" });
+  }
+}
+
+const fixed = (v) => (typeof v === "number" ? v.toFixed(2) : "—");
+
+// `cameraId`: an onvif:// camera. `onMoved()` hears every move that ended (a stop, a
+// preset reached), e.g. to take a fresh snapshot. A camera without PTZ gets one line.
+export function PtzPad({ cameraId, onMoved = () => {} }) {
+  const [ptz, setPtz] = useState(null);  // GET .../ptz: {position, moving, presets}
+  const [absent, setAbsent] = useState("");  // why there is no PTZ (409 no_ptz)
+  const [error, setError] = useState("");
+  const [speed, setSpeed] = useState(0.5);
+  const [held, setHeld] = useState(null);
+  const [name, setName] = useState("");
+  const driver = useRef(null);
+  if (!driver.current) driver.current = new Driver(cameraId, setError);
+  const url = driver.current.url;
+
+  const load = async () => {
+    const r = await api(url);
+    const data = await r.json().catch(() => ({}));
+    if (r.status === 409) setAbsent(data.message || "this camera has no PTZ");
+    else if (!r.ok) setError(data.message || `${r.status} ${r.statusText}`);
+    else { setPtz(data); setAbsent(""); }
+  };
+  useEffect(() => {
+    load().catch((err) => setError(err.message));
+    const timer = setInterval(() => load().catch(() => {}), POLL_MS);
+    const release = () => { setHeld(null); driver.current.stop(); };
+    addEventListener("blur", release);  // a window left with a button held must not keep turning
+    return () => { clearInterval(timer); removeEventListener("blur", release); driver.current.stop(); };
+  }, [cameraId]);
+
+  const start = (move) => {
+    if (held === move) return;
+    setHeld(move);
+    driver.current.move(MOVES[move], speed);
+  };
+  const end = (always = false) => {
+    if (!driver.current.moving && always !== true) return;
+    setHeld(null);
+    driver.current.stop(true).then(() => { load().catch(() => {}); onMoved(); });
+  };
+  const hold = (move) => ({
+    "data-move": move,
+    class: held === move ? "held" : "",
+    onPointerDown: (e) => { e.preventDefault(); e.currentTarget.setPointerCapture(e.pointerId); start(move); },
+    onPointerUp: end, onPointerCancel: end, onLostPointerCapture: end,
+  });
+  // Keys steer while the pad (not one of its text fields or the slider) has the focus.
+  const typing = (e) => e.target.tagName === "INPUT";
+  const onKeyDown = (e) => {
+    const move = KEYS[e.key];
+    if (!move || typing(e)) return;
+    e.preventDefault();
+    if (!e.repeat) start(move);
+  };
+  const onKeyUp = (e) => { if (KEYS[e.key] && !typing(e)) end(); };
+
+  const goto = async (token) => {
+    await driver.current.send({ action: "goto_preset", preset: token });
+    await load().catch(() => {});
+    onMoved();
+  };
+  const savePreset = async (e) => {
+    e.preventDefault();
+    try {
+      await postJson(`${url}/presets`, { name: name.trim() });
+      setName("");
+      setError("");
+      await load();
+    } catch (err) { setError(err.message); }
+  };
+  const deletePreset = async (token) => {
+    try {
+      await getJson(`${url}/presets/${encodeURIComponent(token)}`, { method: "DELETE" });
+      await load();
+    } catch (err) { setError(err.message); }
+  };
+
+  if (absent) return html`<p class="ptz-absent">No PTZ: ${absent}</p>`;
+  if (!ptz) return html`<div class="ptz"><p class="busy">${error || "Asking the camera…"}</p></div>`;
+  const pos = ptz.position || {};
+  return html`
+    <div class="ptz" tabindex="0" onKeyDown=${onKeyDown} onKeyUp=${onKeyUp}
+         onDblClick=${(e) => e.stopPropagation()} aria-label="PTZ: hold a button or an arrow key to move">
+      <div class="ptz-controls">
+        <div class="ptz-arrows">
+          ${ARROWS.map((a, i) => (a
+            ? html`<button type="button" key=${a[0]} title=${a[0]} ...${hold(a[0])}>${a[1]}</button>`
+            : html`<button type="button" key=${i} class="ptz-stop" title="stop" onClick=${() => end(true)}>■</button>`))}
+        </div>
+        <div class="ptz-zoom">
+          <button type="button" title="zoom in" ...${hold("zoom-in")}>+</button>
+          <button type="button" title="zoom out" ...${hold("zoom-out")}>−</button>
+        </div>
+      </div>
+      <label class="ptz-speed">Speed
+        <input type="range" min="0.1" max="1" step="0.1" value=${speed}
+               onInput=${(e) => setSpeed(Number(e.target.value))} />
+        <span>${Math.round(speed * 100)} %</span></label>
+      <output class="ptz-position" data-pan=${pos.pan} data-tilt=${pos.tilt} data-zoom=${pos.zoom}
+              data-moving=${String(!!ptz.moving)}>
+        pan ${fixed(pos.pan)} · tilt ${fixed(pos.tilt)} · zoom ${fixed(pos.zoom)}${ptz.moving ? " · moving" : ""}
+      </output>
+      <ul class="ptz-presets">
+        ${ptz.presets.map((p) => html`
+          <li key=${p.token} data-preset=${p.token}>
+            <span class="name">${p.name || p.token}</span>
+            <button type="button" class="go" onClick=${() => goto(p.token)}>Go</button>
+            <button type="button" class="delete" title="Delete this preset" onClick=${() => deletePreset(p.token)}>✕</button>
+          </li>`)}
+        ${ptz.presets.length === 0 ? html`<li class="none">No presets yet.</li>` : null}
+      </ul>
+      <form class="ptz-save" onSubmit=${savePreset}>
+        <input name="preset" placeholder="Preset name" maxlength="64" required value=${name}
+               onInput=${(e) => setName(e.target.value)} />
+        <button type="submit">Save position</button>
+      </form>
+      ${error ? html`<p class="ptz-error" role="alert">${error}</p>` : null}
+    </div>`;
+}
