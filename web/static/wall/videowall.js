@@ -3,6 +3,7 @@
 // Tiles fill the whole video area, at 4K as at 1080p: rows of equal height, each row's
 // tiles sharing its width.
 import { useEffect, useRef, useState } from "preact/hooks";
+import { PtzPad } from "../ptz.js";
 import { Player } from "./player.js";
 import { store } from "./store.js";
 import { html, useTopics } from "../ui.js";
@@ -41,6 +42,7 @@ function Tile({ source, onStop, style }) {
   const box = useRef(null);
   const ready = source.kind === "camera" || !!store.streams.get(source.id)?.online;
   const [state, setState] = useState({ state: "connecting", detail: "" });
+  const [steering, setSteering] = useState(false);
   useTopics(store, "listening");
   useEffect(() => {
     if (!ready) {
@@ -62,6 +64,9 @@ function Tile({ source, onStop, style }) {
     };
   }, [source.id, ready]);
   const focused = store.focus === source.id;
+  // PTZ for those who may steer (admin, dispatcher), on ONVIF cameras: the pad opens on
+  // demand, in a corner, so that it never hides the picture by itself.
+  const ptz = store.supervisor && source.kind === "camera" && /^onvif:/i.test(store.cameras.get(source.id)?.source || "");
   return html`
     <div class="tile" style=${style} data-camera=${source.id} data-state=${state.state} data-kind=${source.kind}
          onDblClick=${() => store.setFocus(focused ? null : source.id)}>
@@ -73,8 +78,11 @@ function Tile({ source, onStop, style }) {
         <button class=${"listen" + (listening === source.id ? " on" : "")} title=${listening === source.id ? "Mute" : "Listen"}
                 aria-pressed=${listening === source.id} onClick=${(e) => { e.stopPropagation(); listenTo(source.id); }}>
           ${speaker(listening === source.id)}</button>
+        ${ptz ? html`<button class=${"ptz-toggle" + (steering ? " on" : "")} title=${steering ? "Close PTZ" : "Pan, tilt, zoom"}
+                aria-pressed=${steering} onClick=${(e) => { e.stopPropagation(); setSteering(!steering); }}>PTZ</button>` : null}
         ${onStop ? html`<button class="stop" title="Stop" onClick=${onStop}>✕</button>` : null}
       </div>
+      ${ptz && steering ? html`<div class="ptz-pop"><${PtzPad} cameraId=${source.id} /></div>` : null}
       ${["nosignal", "offline", "refused", "waiting"].includes(state.state)
         ? html`<div class="why">${STATE_TEXT[state.state]}${state.detail ? html`<br/><small>${state.detail}</small>` : null}</div>`
         : null}
