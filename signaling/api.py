@@ -1,17 +1,17 @@
-"""REST: login, cameras (CRUD, snapshot, PTZ, zones), health."""
+"""REST: login, cameras (CRUD, snapshot, zones), health. PTZ: api_onvif."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Literal
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.roles import DESK, ROLES, WALL
 from gridwatch.media.cameras import CameraExists
 from gridwatch.media.config import Camera, Zone
-from gridwatch.media.onvif import OnvifFailure, PtzCommand
+from gridwatch.media.onvif import OnvifFailure
 from gridwatch.media.snapshot import snapshot
 from gridwatch.media.sources import parse_source
 from gridwatch.signaling import keys
@@ -40,26 +40,6 @@ class CameraQuery(BaseModel):
 class ZonesBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     zones: Annotated[list[Zone], Field(max_length=64)]
-
-
-Axis = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
-
-
-class PtzBody(BaseModel):
-    """`move` (pan, tilt, zoom from -1 to 1), `stop`, or `goto_preset` (a preset token)."""
-
-    model_config = ConfigDict(extra="forbid")
-    action: Literal["move", "stop", "goto_preset"]
-    pan: Axis = 0.0
-    tilt: Axis = 0.0
-    zoom: Axis = 0.0
-    preset: Annotated[str, Field(min_length=1, max_length=64)] | None = None
-
-    @model_validator(mode="after")
-    def _preset(self) -> PtzBody:
-        if self.action == "goto_preset" and self.preset is None:
-            raise ValueError("preset: a preset token is required")
-        return self
 
 
 @routes.get("/healthz")
@@ -247,24 +227,3 @@ async def camera_snapshot(request: web.Request) -> web.Response:
     if jpeg is None:
         raise JsonError(503, "the camera gave no picture in time", "no_picture")
     return web.Response(body=jpeg, content_type="image/jpeg", headers={"Cache-Control": "no-store"})
-
-
-@routes.post("/api/cameras/{id}/ptz")
-@allow(*DESK, body=PtzBody)
-async def camera_ptz(request: web.Request) -> web.Response:
-    """Move, stop, or go to a preset (an onvif:// camera)."""
-    camera = await _camera(request)
-    ask = await body(request, PtzBody, "bad_request")
-    cmd = PtzCommand(ask.action, pan=ask.pan, tilt=ask.tilt, zoom=ask.zoom, preset=ask.preset)
-    source = parse_source(camera.source)
-    if source.kind != "onvif":
-        raise JsonError(409, "PTZ needs an onvif:// camera", "no_ptz")
-    try:
-        await request.app[keys.ONVIF].ptz(source, cmd)
-    except OnvifFailure as e:
-        raise JsonError(502, str(e), "device_error") from None
-    log.info(
-        "ptz",
-        extra={"camera": camera.id, "action": cmd.action, "user": request["principal"].username},
-    )
-    return web.json_response({"ok": True, "action": cmd.action})

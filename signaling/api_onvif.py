@@ -1,19 +1,19 @@
 """REST for the cameras screen's ONVIF side: discovery scans, a test picture from a source
-before it is saved, and PTZ status and presets."""
+before it is saved, and PTZ: moves, status and presets."""
 
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from gridwatch.contracts.config import CAMERA_ID, Strict
 from gridwatch.contracts.roles import DESK
 from gridwatch.media.config import Camera
 from gridwatch.media.discover import Device, Scanner
-from gridwatch.media.onvif import OnvifFailure
+from gridwatch.media.onvif import OnvifFailure, PtzCommand
 from gridwatch.media.probe import ProbeFailure, probe_picture
 from gridwatch.media.sources import Source, SourceError, parse_source, redact
 from gridwatch.signaling import keys
@@ -39,6 +39,25 @@ class ProbeBody(Strict):
 
     source: Annotated[str, Field(min_length=1, max_length=2048)]
     id: Annotated[str, Field(pattern=CAMERA_ID)] | None = None
+
+
+Axis = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]
+
+
+class PtzBody(Strict):
+    """`move` (pan, tilt, zoom from -1 to 1), `stop`, or `goto_preset` (a preset token)."""
+
+    action: Literal["move", "stop", "goto_preset"]
+    pan: Axis = 0.0
+    tilt: Axis = 0.0
+    zoom: Axis = 0.0
+    preset: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _preset(self) -> PtzBody:
+        if self.action == "goto_preset" and self.preset is None:
+            raise ValueError("preset: a preset token is required")
+        return self
 
 
 class PresetBody(Strict):
@@ -146,6 +165,24 @@ def _ptz_error(e: OnvifFailure) -> JsonError:
     if e.reason == "no_preset":
         return JsonError(404, str(e), "no_preset")
     return JsonError(502, str(e), "device_error")
+
+
+@routes.post("/api/cameras/{id}/ptz")
+@allow(*DESK, body=PtzBody)
+async def camera_ptz(request: web.Request) -> web.Response:
+    """Move, stop, or go to a preset (an onvif:// camera)."""
+    camera, source = await _ptz_source(request)
+    ask = await body(request, PtzBody, "bad_request")
+    cmd = PtzCommand(ask.action, pan=ask.pan, tilt=ask.tilt, zoom=ask.zoom, preset=ask.preset)
+    try:
+        await request.app[keys.ONVIF].ptz(source, cmd)
+    except OnvifFailure as e:
+        raise _ptz_error(e) from None
+    log.info(
+        "ptz",
+        extra={"camera": camera.id, "action": cmd.action, "user": request["principal"].username},
+    )
+    return web.json_response({"ok": True, "action": cmd.action})
 
 
 @routes.get("/api/cameras/{id}/ptz")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import subprocess
 import sys
 import urllib.request
@@ -208,7 +209,8 @@ async def test_discover_finds_the_device_on_loopback(ipycam):
     out, err = await proc.communicate()
     assert proc.returncode == 0, err
     assert f"http://127.0.0.1:{ipycam.onvif_port}/onvif/device_service" in out.decode()
-    assert "1 device(s) found" in err.decode()
+    # Other tests' devices may answer on loopback too: only this one's presence is ours to check.
+    assert re.search(r"\b[1-9]\d* device\(s\) found", err.decode()), err
 
 
 # A device whose clock is off (a power cut, no NTP) -------------------------------------
