@@ -1,0 +1,282 @@
+"""The cameras screens and the PTZ pad (issue 18, must-show 2) in Chromium against a real
+`gridwatch serve` and real cameras: ipycam (the ONVIF test device) is found by a
+discovery scan started from the page, tested with a wrong password (refused, nothing
+saved) and then the right one (a snapshot), added, and steered from its page — the
+right arrow held moves it, a preset brings it back — and from its wall tile; an RTSP
+camera is added by URL after the server's complaints are shown at their fields, edited
+with its password kept, and deleted. The password never reaches a page, and a
+dispatcher sees the cameras without controls to add, change or delete them."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from playwright.async_api import Page
+from test_onvif import PASSWORD, USER, ipycam, scene  # noqa: F401 (the ONVIF device fixtures)
+
+from support.procs import PASSWORDS
+
+PAN_MOVED = 0.2  # how far the held arrow must turn the camera (ipycam pans ~0.5/s at speed 0.5)
+BACK = 0.03  # how close to the preset "back" is, in ONVIF's -1..1 pan and tilt
+
+
+async def open_ops(browser, base: str, user: str, hash_: str = "#/cameras") -> Page:
+    """Sign in on /ops as `user`; returns once the page shows the user's screen."""
+    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+    await page.goto(f"{base}/ops{hash_}")
+    await page.fill("input[name=username]", user)
+    await page.fill("input[name=password]", PASSWORDS[user])
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#who", timeout=15000)
+    return page
+
+
+async def api_get(http, gw, path: str, user: str = "admin") -> tuple[int, dict]:
+    async with http.get(gw.base + path, headers={"Authorization": f"Bearer {gw.token(user)}"}) as r:
+        return r.status, await r.json()
+
+
+async def position(http, gw, camera: str) -> dict:
+    status, data = await api_get(http, gw, f"/api/cameras/{camera}/ptz")
+    assert status == 200, data
+    return data["position"]
+
+
+async def shown_pan(page: Page) -> float:
+    return float(await page.get_attribute(".ptz-position", "data-pan"))
+
+
+async def no_secret(page: Page, secret: str) -> None:
+    assert secret not in await page.content(), "the password reached the page"
+
+
+@pytest.mark.browser
+async def test_an_onvif_camera_is_found_tested_added_and_steered(
+    ipycam,  # noqa: F811 (the fixture imported above)
+    gridwatch_factory,
+    browser,
+    http,
+):
+    gw = gridwatch_factory({"media": {"deny_hosts": [], "discover_interface": "127.0.0.1"}})
+    page = await open_ops(browser, gw.base, "admin")
+    await page.click("#add-camera")
+    await page.wait_for_selector("#camera-form")
+
+    # A scan from the page finds the device; picking it fills the address and the name.
+    await page.click("#scan")
+    await page.wait_for_selector("#scan-progress")
+    device = f'#scan-results li[data-source="onvif://127.0.0.1:{ipycam.onvif_port}"]'
+    await page.wait_for_selector(device, timeout=15000)
+    await browser.screenshots("ops-cameras-1-scan")
+    await page.click(f"{device} button.use")
+    assert await page.input_value("#cam-host") == "127.0.0.1"
+    assert await page.input_value("#cam-port") == str(ipycam.onvif_port)
+    assert await page.input_value("#cam-name") == "GridwatchTestCam"
+    assert await page.input_value("#cam-id") == "gridwatchtestcam"
+    await page.fill("#cam-id", "gate")
+    await page.fill("#cam-user", USER)
+
+    # A wrong password: the test says the camera refused it, and nothing is saved.
+    await page.fill("#cam-password", "wrong-password")
+    await page.click("#probe")
+    await page.wait_for_selector("#probe-error", timeout=20000)
+    assert "refused" in await page.inner_text("#probe-error")
+    assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
+    await browser.screenshots("ops-cameras-2-refused")
+
+    # The right one: the camera's picture, before anything is saved.
+    await page.fill("#cam-password", PASSWORD)
+    await page.click("#probe")
+    await page.wait_for_function(
+        "() => { const i = document.querySelector('#probe-img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=20000,
+    )
+    assert await page.eval_on_selector("#probe-img", "i => [i.naturalWidth, i.naturalHeight]") == [
+        640,
+        360,
+    ]
+    assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
+    await no_secret(page, PASSWORD)
+    await browser.screenshots("ops-cameras-3-tested")
+
+    # Saved (recorded, so that the stream runs): the camera's page opens.
+    await page.select_option("#cam-record-mode", "continuous")
+    await page.fill("#cam-retain-days", "1")
+    await page.click("#save")
+    await page.wait_for_selector("#camera[data-camera=gate]", timeout=10000)
+    status, camera = await api_get(http, gw, "/api/cameras/gate")
+    assert status == 200 and camera["source"] == f"onvif://{USER}:***@127.0.0.1:{ipycam.onvif_port}"
+    assert camera["record"]["mode"] == "continuous" and camera["name"] == "GridwatchTestCam"
+    await page.wait_for_function(
+        "() => document.querySelector('#snapshot')?.naturalWidth > 0", timeout=20000
+    )
+
+    # The PTZ pad: a preset where the camera points now ...
+    await page.wait_for_selector(".ptz-position[data-pan]", timeout=15000)
+    await page.fill(".ptz-save input", "home")
+    await page.click(".ptz-save button")
+    await page.wait_for_selector(".ptz-presets li:has(.name:text-is('home'))", timeout=10000)
+    home = await position(http, gw, "gate")
+    await browser.screenshots("ops-cameras-4-preset")
+
+    # ... the right arrow held turns it right, on screen and at the device; released, it stops.
+    await page.hover(".ptz [data-move=right]")
+    await page.mouse.down()
+    await page.wait_for_function(
+        "(p) => Number(document.querySelector('.ptz-position').dataset.pan) > p",
+        arg=home["pan"] + PAN_MOVED,
+        timeout=15000,
+    )
+    assert (await position(http, gw, "gate"))["pan"] > home["pan"] + PAN_MOVED
+    await browser.screenshots("ops-cameras-5-moved")
+    await page.mouse.up()
+    async with asyncio.timeout(5):
+        while ipycam.ptz()["moving"]:
+            await asyncio.sleep(0.1)
+    stopped = ipycam.ptz()["pan"]
+    await asyncio.sleep(0.5)
+    assert abs(ipycam.ptz()["pan"] - stopped) < 0.01, "the camera kept turning after the release"
+
+    # The arrow keys steer too while the pad has the focus.
+    await page.focus(".ptz")
+    await page.keyboard.down("ArrowLeft")
+    await page.wait_for_function(
+        "(p) => Number(document.querySelector('.ptz-position').dataset.pan) < p",
+        arg=stopped - 0.1,
+        timeout=15000,
+    )
+    await page.keyboard.up("ArrowLeft")
+
+    # "Go" on the preset brings it back.
+    await page.click(".ptz-presets li:has(.name:text-is('home')) button.go")
+    async with asyncio.timeout(10):
+        while True:
+            now = await position(http, gw, "gate")
+            if abs(now["pan"] - home["pan"]) < BACK and abs(now["tilt"] - home["tilt"]) < BACK:
+                break
+            await asyncio.sleep(0.2)
+    await page.wait_for_function(
+        "(p) => Math.abs(Number(document.querySelector('.ptz-position').dataset.pan) - p) < 0.03",
+        arg=home["pan"],
+        timeout=5000,
+    )
+    await browser.screenshots("ops-cameras-6-home")
+
+    # An edit with the password left empty keeps the stored one: the device still answers.
+    assert await page.get_attribute("#cam-password", "placeholder") == "unchanged"
+    assert await page.input_value("#cam-password") == ""
+    await page.fill("#cam-name", "Gate (PTZ)")
+    await page.click("#save")
+    await page.wait_for_selector("#saved")
+    status, camera = await api_get(http, gw, "/api/cameras/gate")
+    assert camera["name"] == "Gate (PTZ)" and f"{USER}:***@" in camera["source"]
+    assert (await api_get(http, gw, "/api/cameras/gate/ptz"))[0] == 200
+    await no_secret(page, PASSWORD)
+
+    # The list shows it online, with its stream's facts (codec, size, bitrate).
+    await page.click("#to-cameras")
+    row = "#camera-list tr[data-camera=gate]"
+    await page.wait_for_selector(f"{row}[data-online=true]", timeout=30000)
+    await page.wait_for_function(
+        f"""() => {{
+          const text = document.querySelector('{row}').innerText;
+          return text.includes('640\\u00d7360') && text.includes('h264') && /[0-9] [kM]bit\\/s/.test(text);
+        }}""",
+        timeout=10000,
+    )
+    await no_secret(page, PASSWORD)
+    await browser.screenshots("ops-cameras-7-list")
+
+    # On the wall, a dispatcher opens the pad from the tile and steers the camera there.
+    wall = await browser.new_page(viewport={"width": 1600, "height": 900})
+    await wall.goto(gw.base + "/")
+    await wall.fill("input[name=username]", "dispatcher")
+    await wall.fill("input[name=password]", PASSWORDS["dispatcher"])
+    await wall.click("button[type=submit]")
+    tile = ".tile[data-camera=gate]"
+    await wall.click(f"{tile} .ptz-toggle", timeout=15000)
+    await wall.wait_for_selector(f"{tile} .ptz-position[data-pan]", timeout=15000)
+    before = (await position(http, gw, "gate"))["pan"]
+    await wall.hover(f"{tile} .ptz [data-move=left]")
+    await wall.mouse.down()
+    async with asyncio.timeout(15):
+        while (await position(http, gw, "gate"))["pan"] > before - PAN_MOVED:
+            await asyncio.sleep(0.2)
+    await wall.mouse.up()
+    await browser.screenshots("ops-cameras-8-wall")
+    await no_secret(wall, PASSWORD)
+    assert PASSWORD not in gw.logs()
+
+
+@pytest.mark.browser
+async def test_an_rtsp_camera_is_added_edited_and_deleted_and_a_dispatcher_only_looks(
+    rtsp_factory, gridwatch_factory, browser, http
+):
+    rtsp = rtsp_factory({"/cam": "testsrc:320x240@10:300"})
+    gw = gridwatch_factory({"media": {"deny_hosts": []}})
+    page = await open_ops(browser, gw.base, "admin", "#/cameras/new")
+    await page.wait_for_selector("#camera-form")
+    await page.check("#cam-kind-url")
+    # A URL pasted with its credentials: they move to their fields, the password out of sight.
+    secret = "Rtsp-Secret-91"
+    await page.fill("#cam-url", f"rtsp://viewer:{secret}@127.0.0.1:{rtsp.port}/cam")
+    await page.press("#cam-url", "Tab")
+    assert await page.input_value("#cam-url") == f"rtsp://127.0.0.1:{rtsp.port}/cam"
+    assert await page.input_value("#cam-user") == "viewer"
+    assert await page.input_value("#cam-password") == secret
+
+    # What the server refuses is shown at the field it names.
+    await page.fill("#cam-id", "Street 1")
+    await page.fill("#cam-lat", "95")
+    await page.fill("#cam-lon", "121.5")
+    await page.click("#save")
+    await page.wait_for_selector("#form-error")
+    assert "pattern" in await page.inner_text("[data-field='id']")
+    assert "85.05" in await page.inner_text("[data-field='position.lat']")
+    assert await page.get_attribute("#cam-lat", "aria-invalid") == "true"
+    assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
+    await browser.screenshots("ops-cameras-rtsp-1-errors")
+
+    await page.fill("#cam-id", "street-1")
+    await page.fill("#cam-lat", "31.26")
+    await page.select_option("#cam-record-mode", "continuous")
+    await page.click("#save")
+    await page.wait_for_selector("#camera[data-camera=street-1]", timeout=10000)
+    _, camera = await api_get(http, gw, "/api/cameras/street-1")
+    assert camera["source"] == f"rtsp://viewer:***@127.0.0.1:{rtsp.port}/cam"
+    assert camera["position"] == {"lat": 31.26, "lon": 121.5}
+    # Edited with the password left empty: the server still has it (PUT kept `***`'s).
+    await page.fill("#cam-name", "Street one")
+    await page.click("#save")
+    await page.wait_for_selector("#saved")
+    assert (await api_get(http, gw, "/api/cameras/street-1"))[1]["name"] == "Street one"
+    await no_secret(page, secret)
+    await page.click("#to-cameras")
+    await page.wait_for_selector(
+        "#camera-list tr[data-camera=street-1][data-online=true]", timeout=30000
+    )
+    await browser.screenshots("ops-cameras-rtsp-2-list")
+
+    # A dispatcher sees the list and the camera, and no control to add, change or delete.
+    disp = await open_ops(browser, gw.base, "dispatcher")
+    await disp.wait_for_selector("#camera-list tr[data-camera=street-1]")
+    assert await disp.locator("#add-camera").count() == 0
+    await disp.click("#camera-list tr[data-camera=street-1] a.name")
+    await disp.wait_for_selector("#camera-state")
+    assert await disp.locator("#camera-form, #delete").count() == 0
+    assert await disp.locator("#to-zones").count() == 1
+    await disp.goto(gw.base + "/ops#/cameras/new")
+    await disp.wait_for_selector("text=Only administrators add and change cameras")
+    await no_secret(disp, secret)
+    await browser.screenshots("ops-cameras-rtsp-3-dispatcher")
+
+    # Deleted after a confirmation.
+    await page.click("#camera-list tr[data-camera=street-1] a.name")
+    await page.click("#delete")
+    await page.wait_for_selector("#confirm-delete")
+    assert (await api_get(http, gw, "/api/cameras/street-1"))[0] == 200
+    await page.click("#delete-yes")
+    await page.wait_for_selector("#camera-list, #cameras p")
+    assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
+    assert secret not in gw.logs()
