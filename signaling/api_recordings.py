@@ -110,7 +110,7 @@ async def timeline(request: web.Request) -> web.Response:
         "marks": [{"at": m.at} for m in marks if m.ticket is None],
         "tickets": [{"id": t.id, "state": t.state, "at": at[t.id],
                      "zone": t.detection.zone if t.detection else None,
-                     "kind": t.detection.kind if t.detection else t.category} for t in tickets],
+                     "kind": t.category} for t in tickets],
     })  # fmt: skip
 
 
