@@ -17,7 +17,8 @@ from playwright.async_api import Error as PlaywrightError
 sys.path.insert(0, str(Path(__file__).parent))
 
 from support.browser import CHROMIUM, CHROMIUM_ARGS
-from support.procs import GridwatchServer, RedisServer, RtspServer, hashed_users
+from support.onvif_device import IpyCam
+from support.procs import GridwatchServer, RedisServer, RtspServer, hashed_users, make_video, stop
 
 if not shutil.which("redis-server"):
     raise RuntimeError("redis-server is not installed: run ./install.sh --test")
@@ -194,3 +195,25 @@ async def browsers(request):
 async def browser(browsers) -> GuardedBrowser:
     """One guarded Chromium (see `browsers`)."""
     return await browsers()
+
+
+# The ONVIF device (ipycam) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def onvif_scene(tmp_path_factory) -> Path:
+    video = tmp_path_factory.mktemp("onvif") / "scene.mp4"
+    make_video(video, "640x360", 15, 10)
+    return video
+
+
+@pytest.fixture
+async def ipycam(tmp_path, onvif_scene):
+    workdir = tmp_path / "ipycam"
+    workdir.mkdir()
+    cam = IpyCam(workdir, onvif_scene)
+    try:
+        await cam.ready()
+        yield cam
+    finally:
+        stop(cam.proc)

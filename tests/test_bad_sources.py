@@ -4,7 +4,6 @@ library's traceback, and the node goes on serving the other cameras."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
 import time
@@ -43,8 +42,7 @@ async def test_undecodable_sources_are_named_and_the_others_go_on(
         assert await viewers[2].wait_frames(20, timeout=15), "the good camera stalled"
         deadline = time.monotonic() + 15
         while True:
-            lines = [json.loads(line) for line in gw.logs().splitlines() if line.startswith("{")]
-            failed = {r.get("stream"): r for r in lines if r["msg"] == "stream source failed"}
+            failed = {r.get("stream"): r for r in gw.records("stream source failed")}
             if {"noise", "cut"} <= set(failed):
                 break
             assert time.monotonic() < deadline, gw.logs()[-3000:]

@@ -3,105 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import re
-import subprocess
-import sys
-import urllib.request
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from gridwatch.media.onvif import describe_offset, parse_device_time
-from support.procs import GRIDWATCH, free_port, make_video, stop
+from support.onvif_device import PASSWORD, USER, IpyCam
+from support.procs import GRIDWATCH, stop
 from support.whep_client import view
 
-SUPPORT = Path(__file__).parent / "support"
-WRAPPER = str(SUPPORT / "ipycam_lo.py")
-STRICT = str(SUPPORT / "onvif_strict.py")  # ipycam_lo plus a clock offset and strict WS-Security
-USER, PASSWORD = "admin", "Onvif-Secret-77"
 TWO_HOURS = 7200
-
-
-class IpyCam:
-    """ipycam in a process of its own; `strict` (onvif_strict.py options) makes it check
-    WS-Security as real cameras do, against a clock of its own."""
-
-    def __init__(self, workdir: Path, video: Path, strict: list[str] | None = None):
-        self.dir = workdir
-        self.onvif_port, self.rtsp_port = free_port(), free_port()
-        cfg = {
-            "name": "GridwatchTestCam",  # no spaces: ipycam puts it unescaped into a scope URI
-            "local_ip": "127.0.0.1",
-            "onvif_port": self.onvif_port,
-            "rtsp_port": self.rtsp_port,
-            "web_port": free_port(),
-            "go2rtc_api_port": free_port(),  # nothing there, so ipycam serves RTSP itself
-            "rtmp_port": free_port(),
-            "username": USER,
-            "password": PASSWORD,
-            "main_width": 640,
-            "main_height": 360,
-            "main_fps": 15,
-            "main_bitrate": "1M",
-            "sub_width": 320,
-            "sub_height": 180,
-            "sub_fps": 15,
-            "sub_bitrate": "256K",
-        }
-        (workdir / "camera_config.json").write_text(json.dumps(cfg))
-        # The wrapper keeps every ipycam socket on loopback (it binds 0.0.0.0 by itself).
-        wrapper = [WRAPPER] if strict is None else [STRICT, *strict]
-        self.proc = subprocess.Popen(
-            [sys.executable, *wrapper, "--config", "camera_config.json", "--source", str(video)],
-            cwd=workdir,
-            stdout=open(workdir / "ipycam.log", "wb"),
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    def get(self, path: str):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.onvif_port}{path}")
-        req.add_header(
-            "Authorization", "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-        )
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return r.status, r.read()
-
-    async def ready(self, timeout: float = 20) -> None:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    if self.get("/snapshot.jpg")[0] == 200:  # 503 until the first frame
-                        return
-                except OSError:
-                    pass
-                await asyncio.sleep(0.2)
-
-    def ptz(self) -> dict:
-        return json.loads(self.get("/api/ptz")[1])
-
-
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory) -> Path:
-    video = tmp_path_factory.mktemp("onvif") / "scene.mp4"
-    make_video(video, "640x360", 15, 10)
-    return video
-
-
-@pytest.fixture
-async def ipycam(tmp_path, scene):
-    workdir = tmp_path / "ipycam"
-    workdir.mkdir()
-    cam = IpyCam(workdir, scene)
-    try:
-        await cam.ready()
-        yield cam
-    finally:
-        stop(cam.proc)
 
 
 async def test_onvif_camera_stream_snapshot_and_ptz(ipycam, gridwatch_factory, http):
@@ -217,14 +130,14 @@ async def test_discover_finds_the_device_on_loopback(ipycam):
 
 
 @pytest.fixture
-async def strict_cam(tmp_path, scene):
+async def strict_cam(tmp_path, onvif_scene):
     """Starts strict devices: `await strict_cam("--clock-offset", "7200")`; all stopped after."""
     cams: list[IpyCam] = []
 
     async def start(*options: str) -> IpyCam:
         workdir = tmp_path / f"strict{len(cams)}"
         workdir.mkdir()
-        cams.append(cam := IpyCam(workdir, scene, strict=list(options)))
+        cams.append(cam := IpyCam(workdir, onvif_scene, strict=list(options)))
         await cam.ready()
         return cam
 
@@ -233,19 +146,6 @@ async def strict_cam(tmp_path, scene):
     finally:
         for cam in cams:
             stop(cam.proc)
-
-
-def log_records(gw, msg: str) -> list[dict]:
-    """The server's JSON log records with this message."""
-    out = []
-    for line in gw.logs().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("msg") == msg:
-            out.append(record)
-    return out
 
 
 async def add_camera(http, gw, cid: str, url: str) -> dict[str, str]:
@@ -329,9 +229,9 @@ async def test_a_device_two_hours_off_works(strict_cam, offset, gridwatch_factor
     async with http.get(gw.base + "/api/cameras/skewed/snapshot.jpg", headers=h) as r:
         assert r.status == 200 and r.content_type == "image/jpeg"
     # The snapshot came from the device (GetSnapshotUri signed), not the stream's fallback.
-    assert not log_records(gw, "onvif snapshot failed"), gw.logs()[-2000:]
-    assert not log_records(gw, "stream source failed"), gw.logs()[-2000:]
-    noted = log_records(gw, "onvif device clock is off; signing with its time")
+    assert not gw.records("onvif snapshot failed"), gw.logs()[-2000:]
+    assert not gw.records("stream source failed"), gw.logs()[-2000:]
+    noted = gw.records("onvif device clock is off; signing with its time")
     assert noted and abs(noted[0]["offset_s"] - offset) <= 2, noted
 
 
@@ -351,7 +251,7 @@ async def test_wrong_password_on_a_strict_device_reads_as_credentials(
         assert r.status == 502
         error = (await r.json())["message"]
     state = await last_error(http, gw, "liar", h)
-    logged = [r["error"] for r in log_records(gw, "stream source failed")]
+    logged = [r["error"] for r in gw.records("stream source failed")]
     for text in (error, state["last_error"], *logged):
         assert "wrong username or password" in text and "Sender not Authorized" in text, text
         assert "clock" not in text, text
@@ -383,7 +283,7 @@ async def test_a_clock_that_cannot_be_corrected_is_named(
         assert r.status == 502
         error = (await r.json())["message"]
     state = await last_error(http, gw, "skewed", h)
-    logged = [r["error"] for r in log_records(gw, "stream source failed")]
+    logged = [r["error"] for r in gw.records("stream source failed")]
     for text in (error, state["last_error"], *logged):
         assert expected in text and "Sender not Authorized" in text, text
     assert not state["online"] and logged

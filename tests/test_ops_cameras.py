@@ -13,8 +13,8 @@ import asyncio
 
 import pytest
 from playwright.async_api import Page
-from test_onvif import PASSWORD, USER, ipycam, scene  # noqa: F401 (the ONVIF device fixtures)
 
+from support.onvif_device import PASSWORD, USER
 from support.procs import PASSWORDS
 
 PAN_MOVED = 0.2  # how far the held arrow must turn the camera (ipycam pans ~0.5/s at speed 0.5)
@@ -53,7 +53,7 @@ async def no_secret(page: Page, secret: str) -> None:
 
 @pytest.mark.browser
 async def test_an_onvif_camera_is_found_tested_added_and_steered(
-    ipycam,  # noqa: F811 (the fixture imported above)
+    ipycam,
     gridwatch_factory,
     browser,
     http,

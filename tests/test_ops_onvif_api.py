@@ -12,11 +12,11 @@ import time
 import cv2
 import numpy as np
 import pytest
-from test_onvif import PASSWORD, USER, IpyCam, log_records
 
 from gridwatch.media.config import Camera
 from gridwatch.signaling.cameras import keep_stored_passwords
 from gridwatch.signaling.http_errors import JsonError
+from support.onvif_device import PASSWORD, USER, IpyCam
 from support.procs import GridwatchServer, free_port, make_video, stop
 
 WRONG = "Wrong-Secret-55"
@@ -83,7 +83,7 @@ async def ptz(http, gw, cid: str) -> dict:
 
 
 async def test_a_discovery_scan_finds_the_device_and_concurrent_scans_share_one(cam, gw, http):
-    before = len(log_records(gw, "discovery scan"))
+    before = len(gw.records("discovery scan"))
 
     async def scan(timeout: float) -> list[dict]:
         async with http.post(gw.base + "/api/cameras/discover", json={"timeout_s": timeout}, headers=auth(gw)) as r:
@@ -100,7 +100,7 @@ async def test_a_discovery_scan_finds_the_device_and_concurrent_scans_share_one(
     assert device["name"] == "GridwatchTestCam"
     assert any(s.startswith("onvif://www.onvif.org/") for s in device["scopes"])
     assert second == first
-    scans = log_records(gw, "discovery scan")[before:]
+    scans = gw.records("discovery scan")[before:]
     assert len(scans) == 1, scans  # the second request joined the first one's scan
     assert scans[0]["devices"] == len(first)
 

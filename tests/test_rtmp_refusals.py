@@ -5,7 +5,6 @@ never a library's traceback, while the node keeps serving everyone else."""
 from __future__ import annotations
 
 import asyncio
-import json
 import struct
 import subprocess
 import time
@@ -94,21 +93,11 @@ class RawPublisher:
         self.writer.close()
 
 
-def log_records(gw) -> list[dict]:
-    out = []
-    for line in gw.logs().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def warnings_about(gw, stream: str) -> list[dict]:
     """Every warning (or worse) the node logged naming `stream`, and every one pyrtmp logged."""
     return [
         r
-        for r in log_records(gw)
+        for r in gw.records()
         if r["level"] in ("warning", "error", "critical")
         and (r.get("stream") == stream or r["logger"].startswith("pyrtmp"))
     ]
@@ -130,7 +119,7 @@ def assert_dropped(gw, stream: str, cause: str, peer: str | None = None) -> None
 async def wait_joined(gw, stream: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not any(
-        r["msg"] == "rtmp publisher joined" and r.get("stream") == stream for r in log_records(gw)
+        r["msg"] == "rtmp publisher joined" and r.get("stream") == stream for r in gw.records()
     ):
         assert time.monotonic() < deadline, gw.logs()[-3000:]
         await asyncio.sleep(0.05)

@@ -231,18 +231,23 @@ class GridwatchServer:
     def logs(self) -> str:
         return self.log_path.read_text()
 
-    def tracebacks(self) -> list[str]:
-        """The last line of every traceback the server logged (the log is JSON lines; a
-        traceback is an `exc` field). A handled fault logs one line naming its cause."""
+    def records(self, msg: str | None = None) -> list[dict]:
+        """The server's log records (the log is JSON lines), those with message `msg` only
+        when given; lines that are not JSON (a crash's stderr) are skipped."""
         out = []
         for line in self.logs().splitlines():
-            if '"exc": ' in line:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                out.append(f"{record.get('msg')}: {record['exc'].strip().splitlines()[-1]}")
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and (msg is None or record.get("msg") == msg):
+                out.append(record)
         return out
+
+    def tracebacks(self) -> list[str]:
+        """The last line of every traceback the server logged (a traceback is an `exc`
+        field). A handled fault logs one line naming its cause."""
+        return [f"{r.get('msg')}: {r['exc'].strip().splitlines()[-1]}" for r in self.records() if "exc" in r]
 
     def metrics(self) -> dict[str, float]:
         with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
