@@ -16,7 +16,6 @@ from conftest import ARTIFACTS
 from playwright.async_api import Page
 
 from gridwatch.detectors.scenarios import SCENARIOS, frames
-from gridwatch.detectors.worker import WORKERS
 from support.procs import PASSWORDS
 from support.scenario_run import ScenarioRun
 
@@ -216,14 +215,6 @@ def parked_box(scenario: str, t: float) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
 
-class ZonelessRun(ScenarioRun):
-    """A scenario camera with no zones yet, so that no worker holds it (a camera without
-    zones is not watched): the run starts once every worker has loaded its model."""
-
-    def _balanced(self) -> bool:
-        return self.r.zcard(WORKERS) >= self.workers
-
-
 async def wait_ticket(run: ScenarioRun, camera: str, zone: str, timeout_s: float) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -247,7 +238,7 @@ async def test_a_zone_drawn_on_the_snapshot_is_used_by_the_detector_and_a_crossi
     m = 24  # px around the vehicle
     zone = [((x1 - m) / width, (y1 - m) / height), ((x2 + m) / width, (y1 - m) / height),
             ((x2 + m) / width, min(y2 + m, height - 1) / height), ((x1 - m) / width, min(y2 + m, height - 1) / height)]  # fmt: skip
-    with ZonelessRun(tmp_path, scenario_videos, {"street": ("park", [])}, users) as run:
+    with ScenarioRun(tmp_path, scenario_videos, {"street": ("park", [])}, users) as run:
         page = await open_editor(browser, run.gw.base, "street")
         await shot(page, "e2e-1-snapshot")
         await draw(page, zone)

@@ -16,6 +16,7 @@ from pathlib import Path
 import redis
 
 from gridwatch.detectors.scenarios import rendered
+from gridwatch.detectors.worker import WORKERS
 from support.procs import (
     DEMO_WEIGHTS,
     GridwatchServer,
@@ -106,11 +107,15 @@ class ScenarioRun:
                 server.stop()
 
     def _balanced(self) -> bool:
-        holders = list(self.holders().values())
-        if not all(holders) or len(set(holders)) != self.workers:
+        """Every worker up with its model, and the cameras with zones shared out evenly (a
+        camera without zones is watched by none until zones are drawn on it)."""
+        if self.r.zcard(WORKERS) < self.workers:
+            return False
+        holders = [h for c, h in self.holders().items() if self.cameras[c][1]]
+        if not all(holders) or len(set(holders)) != min(self.workers, len(holders)):
             return False
         counts = [holders.count(h) for h in set(holders)]
-        return max(counts) - min(counts) <= 1
+        return not counts or max(counts) - min(counts) <= 1
 
     def holders(self) -> dict[str, str | None]:
         return {c: (v.decode() if (v := self.r.get(f"gw:lease:detect:{c}")) else None)
