@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
+from pydantic import ValidationError
 
 from gridwatch.contracts.channels import WALL
 from gridwatch.contracts.records import load, load_all
@@ -25,10 +26,30 @@ log = logging.getLogger("gridwatch.cameras")
 KEY = "gw:cameras"
 
 
+def stored_camera(**data: object) -> Camera:
+    """A camera as stored in `gw:cameras` (its JSON's fields), for contracts.records.load.
+
+    Zones that a version before relative zones stored in pixels with no `frame` cannot be
+    placed on any picture now (what size they were drawn on is unknown): they are left
+    out, each logged by name, so that the camera stays on the wall and only those zones
+    need drawing again. Raises pydantic's ValidationError for anything else wrong."""
+    try:
+        return Camera.model_validate(data)
+    except ValidationError as e:
+        errors = e.errors(include_url=False, include_input=False)
+        unframed = {err["loc"][1] for err in errors if err["loc"][::2] == ("zones", "frame")}
+        zones = data.get("zones")
+        if not unframed or len(unframed) < len(errors) or not isinstance(zones, list):
+            raise
+    log.error("stored zones in pixels with no frame left out: draw them again", extra={
+        "camera": data.get("id"), "zones": [z.get("name") for i, z in enumerate(zones) if i in unframed]})  # fmt: skip
+    return Camera.model_validate({**data, "zones": [z for i, z in enumerate(zones) if i not in unframed]})
+
+
 async def stored_cameras(redis: aioredis.Redis) -> list[Camera]:
     """Every camera in Redis, by id; one that no longer validates is logged and left out."""
     items = sorted((cid.decode(), blob) for cid, blob in (await redis.hgetall(KEY)).items())
-    return load_all(Camera, items, "camera")
+    return load_all(stored_camera, items, "camera")
 
 
 class CameraExists(Exception):
@@ -51,10 +72,10 @@ class CameraStore:
     async def many(self, ids: list[str]) -> list[Camera]:
         """The cameras among `ids` that exist, in one round trip."""
         blobs = await self.redis.hmget(KEY, ids) if ids else []
-        return load_all(Camera, zip(ids, blobs, strict=True), "camera")
+        return load_all(stored_camera, zip(ids, blobs, strict=True), "camera")
 
     async def get(self, camera_id: str) -> Camera | None:
-        return load(Camera, await self.redis.hget(KEY, camera_id), "camera", camera_id)
+        return load(stored_camera, await self.redis.hget(KEY, camera_id), "camera", camera_id)
 
     async def put(self, camera: Camera, *, create: bool = False) -> None:
         self.remember(camera)

@@ -4,6 +4,7 @@ the detector samples, and counting only the classes they name."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pytest
@@ -13,7 +14,9 @@ from pydantic import ValidationError
 from shapely.geometry import Polygon
 
 from gridwatch.contracts.config import format_errors
+from gridwatch.contracts.records import load
 from gridwatch.detectors.rules import Detection, RuleConfig, ZoneRule, ZoneRules
+from gridwatch.media.cameras import stored_camera
 from gridwatch.media.config import Zone
 from gridwatch.media.zone_shape import fault
 
@@ -88,6 +91,18 @@ def test_the_point_named_agrees_with_shapely(points):
     assert (found is None) == (shape.is_valid and shape.area > 0), (points, found)
     if found is not None:
         assert 0 <= found[0] < len(points)
+
+
+def test_a_stored_camera_keeps_its_place_when_an_older_version_left_unframed_pixel_zones(caplog):
+    legacy = {"name": "old", "kind": "no_parking", "polygon": [[100, 200], [600, 200], [600, 350]]}
+    blob = json.dumps({"id": "gate", "source": "rtsp://cam/1", "zones": [legacy, ROAD]})
+    camera = load(stored_camera, blob, "camera", "gate")
+    assert camera is not None and [z.name for z in camera.zones] == ["np-1"]
+    assert any(r.msg.startswith("stored zones in pixels with no frame") and r.zones == ["old"]
+               for r in caplog.records), caplog.text  # fmt: skip
+    # Anything else wrong still keeps the record out, as before.
+    broken = json.dumps({"id": "gate", "source": "rtsp://cam/1", "zones": [legacy], "record": {"mode": "x"}})
+    assert load(stored_camera, broken, "camera", "gate") is None
 
 
 async def test_the_api_refuses_with_the_point_first_and_keeps_zones_as_given(gridwatch_factory, http):
