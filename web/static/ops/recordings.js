@@ -14,6 +14,7 @@ const AHEAD_S = 600;  // how far past the moment asked the player looks for foot
 const RUN_UP_S = 10;  // a ticket is played from a little before the camera confirmed it
 const JOIN_S = 2;  // segments closer than this are drawn as one bar (they abut, to a GOP)
 const CAUGHT_UP_MS = 2000;  // at the live edge: how long to wait for more to be written
+const RETRIES = 5;  // a segment being written that does not play yet: asked for again this often
 const TICK_STEPS = [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const ENDED = new Set(["closed", "rejected", "cancelled"]);
 
@@ -54,7 +55,8 @@ const endOf = (segment) => segment.end ?? now();
 class Playback extends Topics {
   constructor(cameraId) {
     super();
-    Object.assign(this, { cameraId, segment: null, segments: [], at: null, url: null, run: 0 });
+    Object.assign(this, { cameraId, segment: null, segments: [], at: null, url: null, run: 0, retries: 0,
+      reloadedAt: -Infinity });
     Object.assign(this, { state: "idle", message: "Click the timeline to play from that moment." });
     const v = this.video = document.createElement("video");
     v.id = "playback";
@@ -62,12 +64,16 @@ class Playback extends Topics {
     v.playsInline = true;
     v.preload = "auto";
     v.addEventListener("ended", () => this.next());
-    v.addEventListener("playing", () => this.set("playing", this.note));
+    v.addEventListener("playing", () => { this.retries = 0; this.set("playing", this.note); });
     v.addEventListener("waiting", () => this.set("loading", "Loading…"));
     v.addEventListener("pause", () => { if (!v.ended && this.state === "playing") this.set("paused", ""); });
     v.addEventListener("seeked", () => this.show(v.currentTime));
     v.addEventListener("error", () => {
-      if (this.url) this.set("error", `This recording could not be played (${v.error?.message || "unreadable file"}).`);
+      const seg = this.segment;
+      if (!this.url || !seg) return;
+      // A segment opened a moment ago holds no picture yet: its header comes with its first fragment.
+      if (seg.end === null && this.retries++ < RETRIES) this.wait(seg, this.at - seg.start);
+      else this.set("error", `This recording could not be played (${v.error?.message || "unreadable file"}).`);
     });
     // The frame presented, not the clock the element interpolates: what the picture shows.
     const frame = (_t, meta) => { this.show(meta.mediaTime); v.requestVideoFrameCallback(frame); };
@@ -107,7 +113,8 @@ class Playback extends Topics {
     this.load(seg, Math.max(0, t - seg.start), seg.start > t ? `No recording at ${clock(t)}: playing from ${clock(seg.start)}.` : "");
   }
 
-  load(seg, offset, note = "", reload = false) {
+  // `fresh`: ask the server again (a segment being written has grown since it was read).
+  load(seg, offset, note = "", fresh = false) {
     const v = this.video, run = this.run;
     Object.assign(this, { segment: seg, note, at: seg.start + offset });
     const start = () => {
@@ -115,33 +122,43 @@ class Playback extends Topics {
       v.currentTime = offset;
       v.play().catch((err) => { if (err.name !== "AbortError" && run === this.run) this.set("error", err.message); });
     };
-    if (this.url === seg.url && !reload && v.readyState >= HTMLMediaElement.HAVE_METADATA) start();
+    if (this.url === seg.url && !fresh && v.readyState >= HTMLMediaElement.HAVE_METADATA) start();
     else {
       this.url = seg.url;
       v.addEventListener("loadedmetadata", start, { once: true });
-      v.src = seg.url;
+      v.src = fresh ? `${seg.url}?at=${Date.now()}` : seg.url;
     }
     this.emit("frame", "state");
   }
 
-  // A segment ended: on to the next one, from the time reached (a gap skipped), or wait
-  // at the live edge for what is being written.
+  // A segment ended: on to the next one, from the time reached (a gap skipped). One that
+  // was being written when it was read has grown since: the rest of it first, or, at the
+  // live edge, once more of it is written.
   async next() {
     const seg = this.segment;
     if (!seg) return;
     const reached = seg.start + this.video.currentTime;
     const run = ++this.run;
-    const later = () => this.segments.find((s) => s.start > seg.start);
-    if (!later()) {
+    if (seg.end === null || !this.segments.some((s) => s.start > seg.start)) {
       try { await this.around(reached); } catch (err) { if (run === this.run) this.set("error", err.message); return; }
       if (run !== this.run) return;
     }
-    const next = later();
-    if (next) { this.load(next, Math.max(0, reached - next.start)); return; }
-    const growing = this.segments.find((s) => s.url === seg.url && s.end === null);
-    if (!growing) { this.set("ended", "End of the recordings."); return; }
+    const same = this.segments.find((s) => s.url === seg.url);
+    const next = this.segments.find((s) => s.start > seg.start);
+    const moved = reached > this.reloadedAt + 0.1;  // a reload that brought nothing more is not tried again
+    if (seg.end === null && same && endOf(same) - reached > 1 && moved) {
+      this.reloadedAt = reached;
+      this.load(same, reached - same.start, "", true);
+    } else if (next) this.load(next, Math.max(0, reached - next.start));
+    else if (same?.end === null) this.wait(same, reached - same.start);
+    else this.set("ended", "End of the recordings.");
+  }
+
+  // At the live edge: the segment being written, from `offset` again once more of it is there.
+  wait(seg, offset) {
+    const run = ++this.run;
     this.set("live", "Caught up with the recording: going on as it is written.");
-    setTimeout(() => { if (run === this.run) this.load(growing, reached - growing.start, "", true); }, CAUGHT_UP_MS);
+    setTimeout(() => { if (run === this.run) this.load(seg, offset, "", true); }, CAUGHT_UP_MS);
   }
 
   toggle() {
