@@ -49,6 +49,14 @@ function following(span) {
 
 const endOf = (segment) => segment.end ?? now();
 
+// A field the page fills in and the user may edit: set from `value` unless the user is in
+// it (a controlled date field would be reset under his fingers by every re-render).
+function Field({ value, onValue, ...props }) {
+  const ref = useRef(null);
+  useEffect(() => { if (document.activeElement !== ref.current) ref.current.value = value; }, [value]);
+  return html`<input ...${props} ref=${ref} onChange=${(e) => onValue(e.currentTarget.value)} />`;
+}
+
 // The player: one <video> playing one segment file at a time, from any moment, on to the
 // next segment when one ends (a gap is skipped). Topics: "frame" (the time on screen),
 // "state". `at`: the wall time of the frame on screen (Unix s), null before any.
@@ -250,6 +258,7 @@ function Track({ view, data, span, playback, onSeek, onView }) {
                 title=${`${t.id} · ${label(t.kind)}${t.zone ? ` in ${t.zone}` : ""} · ${STATE_LABELS[t.state] || t.state} · ${clock(t.at)}`}>
         </button>`)}`;
   }, [view.start, view.end, width, data]);
+  const pan = (seconds, from = view) => onView({ start: from.start + seconds, end: from.end + seconds, follow: false });
   const zoom = (t, factor) => {
     const next = Math.min(MAX_SPAN_S, Math.max(MIN_SPAN_S, length * factor));
     const start = t - ((t - view.start) * next) / length;
@@ -267,8 +276,7 @@ function Track({ view, data, span, playback, onSeek, onView }) {
            const d = drag.current;
            if (!d || (!d.moved && Math.abs(e.clientX - d.x) < 4)) return;
            d.moved = true;
-           const shift = (-(e.clientX - d.x) / box.current.clientWidth) * (d.view.end - d.view.start);
-           onView({ start: d.view.start + shift, end: d.view.end + shift, follow: false });
+           pan((-(e.clientX - d.x) / box.current.clientWidth) * (d.view.end - d.view.start), d.view);
          }}
          onPointerUp=${(e) => {
            const d = drag.current;
@@ -276,8 +284,13 @@ function Track({ view, data, span, playback, onSeek, onView }) {
            if (d && !d.moved) onSeek(timeAt(e.clientX));
          }}
          onPointerLeave=${() => setHover(null)}
-         onWheel=${(e) => { e.preventDefault(); zoom(timeAt(e.clientX), e.deltaY > 0 ? 1.25 : 0.8); }}>
-      ${span ? html`<span class="span" style=${{ left: x(Math.max(span.from, view.start)), width: w(span.from, span.to) }}></span>` : null}
+         onWheel=${(e) => {
+           e.preventDefault();
+           if (Math.abs(e.deltaX) > Math.abs(e.deltaY)) {  // a touchpad's sideways swipe moves along
+             pan((e.deltaX / box.current.clientWidth) * length);
+           } else zoom(timeAt(e.clientX), e.deltaY > 0 ? 1.25 : 0.8);
+         }}>
+      ${span && span.to > view.start && span.from < view.end ? html`<span class="span" style=${{ left: x(Math.max(span.from, view.start)), width: w(span.from, span.to) }}></span>` : null}
       ${drawn}
       <${Playhead} playback=${playback} view=${view} />
       ${hover ? html`<span class="hover" style=${{ left: `${hover.left}px` }}>${clock(hover.t)}</span>` : null}
@@ -347,17 +360,18 @@ function Progress({ job }) {
     : html`Downloading ${mb(job.got)}`;
 }
 
+// The span to export is in whole seconds, as its fields show it.
 function Export({ cameraId, span, setSpan, playback }) {
-  useTopics(playback, "frame");
+  useTopics(playback, "state");
   const [job, setJob] = useState(null);  // {phase: cutting | downloading | done | error, ...}
   const abort = useRef(null);
   useEffect(() => () => abort.current?.abort(), []);
   const running = job && (job.phase === "cutting" || job.phase === "downloading");
-  const at = playback.at;
-  const edit = (field) => (e) => {
-    const t = fromInput(e.currentTarget.value);
+  const edit = (field) => (text) => {
+    const t = fromInput(text);
     if (t !== null) setSpan({ ...(span || { from: t, to: t }), [field]: t });
   };
+  const here = () => Math.round(playback.at);
   const start = async () => {
     abort.current = new AbortController();
     const started = now();
@@ -374,14 +388,14 @@ function Export({ cameraId, span, setSpan, playback }) {
   return html`
     <fieldset class="export" id="export-panel">
       <legend>Export a clip</legend>
-      <label>From <input type="datetime-local" step="1" id="export-from" value=${span ? toInput(span.from) : ""}
-                         onChange=${edit("from")} /></label>
-      <button type="button" id="export-from-here" disabled=${at === null}
-              onClick=${() => setSpan({ from: at, to: Math.max(at + 1, span?.to ?? at + 60) })}>Start at playhead</button>
-      <label>To <input type="datetime-local" step="1" id="export-to" value=${span ? toInput(span.to) : ""}
-                       onChange=${edit("to")} /></label>
-      <button type="button" id="export-to-here" disabled=${at === null}
-              onClick=${() => setSpan({ from: Math.min(at - 1, span?.from ?? at - 60), to: at })}>End at playhead</button>
+      <label>From <${Field} type="datetime-local" step="1" id="export-from" value=${span ? toInput(span.from) : ""}
+                            onValue=${edit("from")} /></label>
+      <button type="button" id="export-from-here" disabled=${!playback.segment}
+              onClick=${() => setSpan({ from: here(), to: Math.max(here() + 1, span?.to ?? here() + 60) })}>Start at playhead</button>
+      <label>To <${Field} type="datetime-local" step="1" id="export-to" value=${span ? toInput(span.to) : ""}
+                          onValue=${edit("to")} /></label>
+      <button type="button" id="export-to-here" disabled=${!playback.segment}
+              onClick=${() => setSpan({ from: Math.min(here() - 1, span?.from ?? here() - 60), to: here() })}>End at playhead</button>
       <span class="dim">${span ? `${Math.round(span.to - span.from)} s` : "Play a moment first, or give the times."}</span>
       ${running
         ? html`<button type="button" id="export-cancel" onClick=${() => abort.current.abort()}>Cancel</button>`
@@ -408,8 +422,8 @@ function Toolbar({ view, setView }) {
       <button type="button" id="earlier" title="Earlier" onClick=${() => shift(-0.5)}>◀</button>
       <button type="button" id="later" title="Later" onClick=${() => shift(0.5)}>▶</button>
       <button type="button" id="to-now" class=${view.follow ? "on" : ""} onClick=${() => setView(following(length))}>Now</button>
-      <label>Day <input type="date" id="day" value=${day((view.start + view.end) / 2)} onChange=${(e) => {
-        const [y, m, d] = e.currentTarget.value.split("-").map(Number);
+      <label>Day <${Field} type="date" id="day" value=${day((view.start + view.end) / 2)} onValue=${(text) => {
+        const [y, m, d] = text.split("-").map(Number);
         if (!y) return;
         const start = new Date(y, m - 1, d).getTime() / 1000;
         setView({ start, end: start + 86400, follow: false });
@@ -450,7 +464,7 @@ function CameraRecordings({ cameraId }) {
   }, [view.start, view.end, present ? tick : -1]);
   const seek = (t) => {
     if (view.follow) setView({ ...view, follow: false });  // watching the past: the view stays put
-    if (!span) setSpan({ from: t - 30, to: t + 30 });
+    if (!span) setSpan({ from: Math.round(t) - 30, to: Math.round(t) + 30 });
     playback.play(t);
   };
   const camera = cameras?.find((c) => c.id === cameraId);
