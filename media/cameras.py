@@ -4,6 +4,7 @@ too), the server writes it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # the hub pulls in the ONVIF and WebRTC stacks: a reader of t
 log = logging.getLogger("gridwatch.cameras")
 
 KEY = "gw:cameras"
+SEEDED = "gw:cameras:seeded"  # camera id -> SHA-256 of its config entry, as last written
 
 
 def stored_camera(**data: object) -> Camera:
@@ -113,9 +115,17 @@ class CameraStore:
         return self.hub.upsert(camera.id, parse_source(camera.source))
 
     async def load(self, configured: list[Camera]) -> None:
-        """Config cameras are written over their stored copies; API-made ones stay."""
+        """The config file seeds its cameras: each entry is written into the registry when
+        it is new or changed in the file since it was last written (`gw:cameras:seeded`
+        keeps a digest of each), so that what was edited or deleted on the operations
+        screens since stays as it was across restarts, until the file's entry changes."""
         for camera in configured:
+            digest = hashlib.sha256(camera.model_dump_json().encode()).hexdigest()
+            if (await self.redis.hget(SEEDED, camera.id) or b"").decode() == digest:
+                continue
             await self.put(camera)
+            await self.redis.hset(SEEDED, camera.id, digest)
+            log.info("camera written from the config file", extra={"camera": camera.id})
         for camera in await self.all():
             self.remember(camera)
             self.hub.upsert(camera.id, parse_source(camera.source))

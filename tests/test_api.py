@@ -239,3 +239,35 @@ async def test_repeated_failed_logins_are_throttled(gw, http):
         gw.base + "/api/login", json={"username": "admin", "password": PASSWORDS["admin"]}
     ) as r:
         assert r.status == 200
+
+
+async def test_config_cameras_seed_the_registry_and_screen_edits_survive_a_restart(tmp_path, users, http):
+    """A config camera is written at start only when its file entry is new or changed:
+    a name and zones set on the operations screens, and a deletion, outlive a restart."""
+    zone = {"name": "kerb", "kind": "no_parking", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]]}
+    cameras = [{"id": "yard", "source": "lavfi:testsrc2=size=320x240:rate=5"},
+               {"id": "gone", "source": "lavfi:testsrc2=size=320x240:rate=5"}]  # fmt: skip
+    server = GridwatchServer(tmp_path, {"users": users, "cameras": cameras}).start()
+    try:
+        h = auth(server.token("admin"))
+        async with http.put(server.base + "/api/cameras/yard", headers=h,
+                            json={**cameras[0], "name": "Yard gate", "zones": [zone]}) as r:  # fmt: skip
+            assert r.status == 200, await r.text()
+        async with http.delete(server.base + "/api/cameras/gone", headers=h) as r:
+            assert r.status == 200, await r.text()
+        server.stop()
+        server.start()
+        h = auth(server.token("admin"))
+        async with http.get(server.base + "/api/cameras", headers=h) as r:
+            stored = {c["id"]: c for c in (await r.json())["cameras"]}
+        assert set(stored) == {"yard"}, stored
+        assert stored["yard"]["name"] == "Yard gate" and [z["name"] for z in stored["yard"]["zones"]] == ["kerb"]
+        # The file's entry changed: the file wins for that camera.
+        server.stop()
+        server.config["cameras"][0] = {**cameras[0], "name": "Yard (file)"}
+        server.start()
+        async with http.get(server.base + "/api/cameras/yard", headers=auth(server.token("admin"))) as r:
+            yard = await r.json()
+        assert yard["name"] == "Yard (file)" and yard["zones"] == [], yard
+    finally:
+        server.stop()
