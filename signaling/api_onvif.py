@@ -19,7 +19,7 @@ from gridwatch.media.sources import Source, SourceError, parse_source, redact
 from gridwatch.signaling import keys
 from gridwatch.signaling.cameras import check_api_source, with_stored_password
 from gridwatch.signaling.http_errors import JsonError
-from gridwatch.signaling.logs import add_secret
+from gridwatch.signaling.logs import scrub_secret
 from gridwatch.signaling.policy import allow, body
 
 log = logging.getLogger("gridwatch.api")
@@ -103,9 +103,7 @@ async def _camera(request: web.Request, camera_id: str) -> Camera:
 def _probe_error(e: OnvifFailure | ProbeFailure, password: str | None) -> JsonError:
     """The 502/504 for a source that gave no picture; the message is scrubbed of the
     password whatever a library put into it."""
-    message = redact(str(e))
-    if password:
-        message = message.replace(password, "***")
+    message = scrub_secret(redact(str(e)), password)
     if e.reason in ("credentials", "auth"):
         return JsonError(502, "the camera refused the user name or password", "auth_refused")
     if e.reason == "clock":  # refused, and its clock could not be ruled out
@@ -141,7 +139,9 @@ async def probe_camera(request: web.Request) -> web.Response:
     source = parse_source(url)
     if url not in stored_urls:  # the camera's own URL is not new input (check_api_camera)
         await check_api_source("source", url, media)
-    add_secret(source.password)  # whatever a library logs about this attempt
+    # A typed password is not registered for the node's log scrubbing (a wrong guess
+    # such as "admin" would blank that word out of every later line): the only text of
+    # this attempt that is logged or answered is the error, scrubbed here.
     try:
         jpeg = await probe_picture(request.app[keys.ONVIF], source, media.read_timeout_s * 2)
     except (OnvifFailure, ProbeFailure) as e:
@@ -171,8 +171,8 @@ def _ptz_error(e: OnvifFailure) -> JsonError:
 @allow(*DESK, body=PtzBody)
 async def camera_ptz(request: web.Request) -> web.Response:
     """Move, stop, or go to a preset (an onvif:// camera)."""
+    ask = await body(request, PtzBody, "bad_request")  # a bad body is 400 whatever the camera
     camera, source = await _ptz_source(request)
-    ask = await body(request, PtzBody, "bad_request")
     cmd = PtzCommand(ask.action, pan=ask.pan, tilt=ask.tilt, zoom=ask.zoom, preset=ask.preset)
     try:
         await request.app[keys.ONVIF].ptz(source, cmd)

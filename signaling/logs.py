@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from urllib.parse import quote
@@ -11,23 +12,41 @@ from urllib.parse import quote
 from gridwatch.media.sources import redact
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-_secrets: set[str] = set()
+_secrets: dict[str, re.Pattern[str]] = {}
+
+
+def _forms(secret: str) -> list[str]:
+    # Source.url hands a password to FFmpeg percent-encoded: a message quoting that form
+    # holds it too.
+    return list(dict.fromkeys([secret, quote(secret, safe="")]))
+
+
+def _pattern(secret: str) -> re.Pattern[str]:
+    """`secret` where it stands as a whole (not inside a longer run of letters and digits):
+    a password "admin" or "127" must not blank out the word "administrator" or an address."""
+    return re.compile("|".join(rf"(?<![A-Za-z0-9]){re.escape(f)}(?![A-Za-z0-9])" for f in _forms(secret)))
 
 
 def add_secret(value: str | None) -> None:
-    """Register a literal secret (a camera password) that must never be logged."""
-    if value and len(value) >= 3:
-        _secrets.add(value)
-        # Source.url hands it to FFmpeg percent-encoded: a message quoting that form is
-        # scrubbed too.
-        _secrets.add(quote(value, safe=""))
+    """Register a literal secret (a stored camera's password) that must never be logged."""
+    if value and len(value) >= 3 and value not in _secrets:
+        _secrets[value] = _pattern(value)
+
+
+def scrub_secret(text: str, secret: str | None) -> str:
+    """`text` with `secret` (a password, in the forms it travels in) replaced by `***`
+    where it stands as a whole; for one message, without registering it for the node."""
+    if not secret or not any(f in text for f in _forms(secret)):
+        return text
+    return _secrets.get(secret, _pattern(secret)).sub("***", text)
 
 
 def scrub(text: str) -> str:
+    """A log line with every URL's password (media.sources.redact) and every registered
+    secret taken out."""
     text = redact(text)
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, "***")
+    for secret in list(_secrets):
+        text = scrub_secret(text, secret)
     return text
 
 
