@@ -42,6 +42,10 @@ class MediaConfig(Strict):
     # A camera back from an outage is online again within this (plus connecting).
     reconnect_max_s: Annotated[float, Field(gt=0, le=600)] = 3.0
     read_timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    # A camera that refuses the user name or password is asked again only this often:
+    # many cameras lock the account after a few failed logins in a row, and the wrong
+    # password will not become right by itself.
+    refused_retry_s: Annotated[float, Field(ge=1, le=3600)] = 60.0
     viewer_queue: Annotated[int, Field(ge=8, le=10000)] = 256
     # A WebRTC viewer that has not connected this long after its answer is closed (an
     # offer without usable candidates would hold its place for ever) ...

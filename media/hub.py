@@ -23,6 +23,7 @@ class StreamHub:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 3.0,
         read_timeout_s: float = 5.0,
+        refused_retry_s: float = 60.0,
         onvif_resolver: Resolver | None = None,
     ):
         self.streams: dict[str, Stream] = {}
@@ -32,6 +33,7 @@ class StreamHub:
             "reconnect_min_s": reconnect_min_s,
             "reconnect_max_s": reconnect_max_s,
             "read_timeout_s": read_timeout_s,
+            "refused_retry_s": refused_retry_s,
         }
         self.onvif_resolver = onvif_resolver
         # Every producer made here, while it lives: stop() waits for their threads.

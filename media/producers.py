@@ -40,6 +40,14 @@ class SourceEnded(Exception):
 EXPECTED = (av.FFmpegError, SourceEnded, OSError, ValueError, OnvifFailure)
 
 
+def is_refusal(e: BaseException) -> bool:
+    """Whether the source refused our credentials: an ONVIF device's WS-Security refusal
+    (or one its clock may explain), an RTSP or HTTP 401/403."""
+    if isinstance(e, OnvifFailure):
+        return e.reason in ("credentials", "clock")
+    return isinstance(e, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError))
+
+
 class ThreadProducer(abc.ABC):
     """Runs `session()` in a thread until stopped, reconnecting after each failure."""
 
@@ -50,6 +58,7 @@ class ThreadProducer(abc.ABC):
         reconnect_min_s: float,
         reconnect_max_s: float,
         read_timeout_s: float,
+        refused_retry_s: float = 60.0,
         resolve: Resolver | None = None,
     ):
         self.stream = stream
@@ -58,6 +67,7 @@ class ThreadProducer(abc.ABC):
         self.reconnect_min_s = reconnect_min_s
         self.reconnect_max_s = reconnect_max_s
         self.read_timeout_s = read_timeout_s
+        self.refused_retry_s = refused_retry_s
         self.resolve = resolve
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"producer-{stream.id}", daemon=True)
@@ -88,16 +98,17 @@ class ThreadProducer(abc.ABC):
                 error = redact(f"{type(e).__name__}: {e}")
                 if not isinstance(e, EXPECTED):
                     log.exception("producer error", extra={"stream": self.stream.id})
-                refused = isinstance(e, OnvifFailure) and e.reason in ("credentials", "clock")
+                refused = is_refusal(e)
             else:
                 refused = False
             if self._stop.is_set():
                 break
-            # A session that ran for a while was a success; start the backoff afresh. A
-            # device that refuses us will not change its mind soon: the longest wait.
+            # A session that ran for a while was a success; start the backoff afresh.
             attempt = 0 if time.monotonic() - started > 10 else attempt + 1
-            attempt = max(attempt, 16) if refused else attempt
             self._call(self.stream.source_failed, error, True)
+            if refused:  # it will not change its mind soon, and may lock the account
+                self._stop.wait(self.refused_retry_s)
+                continue
             cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(attempt, 16))
             self._stop.wait(random.uniform(self.reconnect_min_s, max(cap, self.reconnect_min_s)))
 

@@ -174,6 +174,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         reconnect_min_s=cfg.media.reconnect_min_s,
         reconnect_max_s=cfg.media.reconnect_max_s,
         read_timeout_s=cfg.media.read_timeout_s,
+        refused_retry_s=cfg.media.refused_retry_s,
         onvif_resolver=onvif.stream_uri,
     )
     app[keys.HUB] = hub

@@ -76,7 +76,9 @@ async def test_onvif_camera_stream_snapshot_and_ptz(ipycam, gridwatch_factory, h
 
 
 async def test_wrong_onvif_password_is_a_clear_error(ipycam, gridwatch_factory, http):
-    gw = gridwatch_factory({"media": {"read_timeout_s": 2, "deny_hosts": []}})
+    # Quick retries for a source that fails; a refusal waits refused_retry_s all the same.
+    gw = gridwatch_factory({"media": {"read_timeout_s": 2, "deny_hosts": [], "reconnect_min_s": 0.2,
+                                      "reconnect_max_s": 0.4, "refused_retry_s": 60}})  # fmt: skip
     h = {"Authorization": f"Bearer {gw.token('admin')}"}
     url = f"onvif://{USER}:wrong-password@127.0.0.1:{ipycam.onvif_port}"
     async with http.post(
@@ -101,6 +103,11 @@ async def test_wrong_onvif_password_is_a_clear_error(ipycam, gridwatch_factory, 
                 await asyncio.sleep(0.2)
         assert "not authorized" in state["last_error"] and not state["online"]
         assert "wrong username or password" in state["last_error"], state
+        # Asked once, not every fraction of a second: cameras lock accounts after a few
+        # failed logins. (A window with no second attempt: nothing to wait for but time.)
+        await asyncio.sleep(4)
+        tries = [r for r in gw.records("stream source failed") if r.get("stream") == "liar"]
+        assert len(tries) == 1, tries
     finally:
         await viewer.close(http, gw.base, token)
     async with http.get(gw.base + "/healthz") as r:
