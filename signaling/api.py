@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.roles import DESK, ROLES, WALL
+from gridwatch.detectors.rules import WANTED
 from gridwatch.media.cameras import CameraExists
 from gridwatch.media.config import Camera, Zone
 from gridwatch.media.onvif import OnvifFailure
@@ -189,23 +190,58 @@ async def delete_camera(request: web.Request) -> web.Response:
     return web.json_response({"deleted": request.match_info["id"]})
 
 
+def zone_classes(groups: dict[str, str]) -> dict[str, list[str]]:
+    """The model class names the detectors count for each kind of zone, in the config's
+    order: `groups` is detectors.classes (class name -> vehicle/person/stall) ->
+    {"no_parking": [names of vehicle], "no_stall": [names of stall]}."""
+    return {kind: [name for name, group in groups.items() if group == wanted] for kind, wanted in WANTED.items()}
+
+
+def check_zone_classes(zones: list[Zone], counted: dict[str, list[str]]) -> None:
+    """Every class a zone names is one its kind's rule counts (`counted`: zone_classes):
+    any other would keep the zone from ever firing. JsonError 400 "invalid_zones" naming
+    each such class where it stands (`zones.0.classes.1: 'carr' is not ...`)."""
+    def why(kind: str) -> str:
+        names = ", ".join(counted[kind]) or f"none: detectors.classes maps no class to {WANTED[kind]}"
+        return f"is not a class the detectors count for {kind} ({names})"
+
+    refused = [
+        f"zones.{i}.classes.{j}: {name!r} {why(zone.kind)}"
+        for i, zone in enumerate(zones)
+        for j, name in enumerate(zone.classes or ())
+        if name not in counted[zone.kind]
+    ]
+    if refused:
+        raise JsonError(400, "; ".join(refused), "invalid_zones")
+
+
+def _zones_view(request: web.Request, camera: Camera) -> dict:
+    """{"zones": [...], "classes": {kind: [class names the detectors count for it]}}."""
+    return {
+        "zones": [z.model_dump(mode="json") for z in camera.zones],
+        "classes": zone_classes(request.app[keys.CONFIG].detectors.classes),
+    }
+
+
 @routes.get("/api/cameras/{id}/zones")
 @allow(*WALL)
 async def get_zones(request: web.Request) -> web.Response:
-    camera = await _camera(request)
-    return web.json_response({"zones": [z.model_dump(mode="json") for z in camera.zones]})
+    """The camera's zones, and the class names a zone of each kind may list."""
+    return web.json_response(_zones_view(request, await _camera(request)))
 
 
 @routes.put("/api/cameras/{id}/zones")
 @allow(*DESK, body=ZonesBody)
 async def put_zones(request: web.Request) -> web.Response:
-    """Replace a camera's zones."""
+    """Replace a camera's zones; answers as GET does."""
     camera = await _camera(request)
     # Relative points, or pixels with the frame they were drawn on: the model's checks are
     # the whole check, whatever size the streams have (the detector scales to its frames).
-    camera.zones = (await body(request, ZonesBody, "invalid_zones")).zones
+    zones = (await body(request, ZonesBody, "invalid_zones")).zones
+    check_zone_classes(zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
+    camera.zones = zones
     await request.app[keys.CAMERAS].put(camera)
-    return web.json_response({"zones": [z.model_dump(mode="json") for z in camera.zones]})
+    return web.json_response(_zones_view(request, camera))
 
 
 @routes.get("/api/cameras/{id}/snapshot.jpg")

@@ -141,6 +141,53 @@ async def test_the_api_refuses_with_the_point_first_and_keeps_zones_as_given(gri
         assert r.status == 403
 
 
+async def test_the_api_offers_the_classes_each_kind_counts_and_refuses_others(gridwatch_factory, http):
+    # A model of its own: "van" is a vehicle, "kiosk" a stall, "walker" neither.
+    classes = {"kiosk": "stall", "lorry": "vehicle", "van": "vehicle", "walker": "person"}
+    gw = gridwatch_factory({
+        "cameras": [{"id": "gate", "source": "lavfi:testsrc2=size=640x360:rate=10"}],
+        "detectors": {"classes": classes},
+    })  # fmt: skip
+    h = {"Authorization": f"Bearer {gw.token('dispatcher')}"}
+    url = gw.base + "/api/cameras/gate/zones"
+    async with http.get(url, headers=h) as r:
+        assert (await r.json()) == {"zones": [], "classes": {"no_parking": ["lorry", "van"], "no_stall": ["kiosk"]}}
+    stall = {**ROAD, "name": "st-1", "kind": "no_stall"}
+    zones = [{**ROAD, "classes": ["lorry", "carr", "walker"]}, {**stall, "classes": ["van"]}]
+    async with http.put(url, json={"zones": zones}, headers=h) as r:
+        body = await r.json()
+    assert r.status == 400 and body["error"] == "invalid_zones", body
+    assert body["message"] == (
+        "zones.0.classes.1: 'carr' is not a class the detectors count for no_parking (lorry, van); "
+        "zones.0.classes.2: 'walker' is not a class the detectors count for no_parking (lorry, van); "
+        "zones.1.classes.0: 'van' is not a class the detectors count for no_stall (kiosk)"
+    )
+    async with http.get(url, headers=h) as r:
+        assert (await r.json())["zones"] == []  # nothing of the refused list is kept
+    good = [{**ROAD, "classes": ["lorry"]}, {**stall, "classes": ["kiosk"]}]
+    async with http.put(url, json={"zones": good}, headers=h) as r:
+        body = await r.json()
+    assert r.status == 200, body
+    assert [z["classes"] for z in body["zones"]] == [["lorry"], ["kiosk"]]
+    assert body["classes"]["no_stall"] == ["kiosk"]
+
+
+async def test_the_default_classes_name_the_coco_and_demo_model_ones(gridwatch_factory, http):
+    gw = gridwatch_factory({"cameras": [{"id": "gate", "source": "lavfi:testsrc2=size=640x360:rate=10"}]})
+    h = {"Authorization": f"Bearer {gw.token('dispatcher')}"}
+    url = gw.base + "/api/cameras/gate/zones"
+    async with http.put(url, json={"zones": [{**ROAD, "classes": ["vehicle", "carr"]}]}, headers=h) as r:
+        body = await r.json()
+    assert r.status == 400 and body["message"] == (
+        "zones.0.classes.1: 'carr' is not a class the detectors count for no_parking "
+        "(vehicle, car, truck, bus, motorcycle)"
+    ), body
+    async with http.get(url, headers=h) as r:
+        offered = (await r.json())["classes"]
+    assert offered["no_parking"] == ["vehicle", "car", "truck", "bus", "motorcycle"]
+    assert offered["no_stall"][:2] == ["stall", "umbrella"] and "person" not in offered["no_stall"]
+
+
 def parked(label: str, zone: ZoneRule) -> list:
     """The violations of a `label` standing in `zone` for twice its dwell, at 2 fps."""
     groups = {"car": "vehicle", "truck": "vehicle", "person": "person", "umbrella": "stall"}
