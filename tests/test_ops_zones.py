@@ -80,6 +80,11 @@ async def shown(page: Page, zone: int) -> list[Point]:
     )
 
 
+async def offered(item) -> list[str]:
+    """The class names a zone's fields offer to tick."""
+    return await item.locator("input[name=class]").evaluate_all("(boxes) => boxes.map((b) => b.value)")
+
+
 def near(got, want, tol: float = 0.01) -> bool:
     return len(got) == len(want) and all(
         abs(a[0] - b[0]) <= tol and abs(a[1] - b[1]) <= tol for a, b in zip(got, want, strict=True)
@@ -95,8 +100,10 @@ async def stored(http, gw, camera: str) -> list[dict]:
 
 # A zone given in pixels of a 1280x720 picture (as drawn on a 720p snapshot): the editor
 # shows it divided by its frame, on the 640x360 stream's snapshot.
+# Its class "carr" (a typo in the config) is no class the detectors count for no_parking.
 FRAMED = {"name": "gate-np", "kind": "no_parking", "polygon": [[128, 72], [640, 72], [640, 360], [128, 360]],
-          "frame": [1280, 720], "dwell_s": 60, "hours": "07:00-19:00"}  # fmt: skip
+          "frame": [1280, 720], "dwell_s": 60, "hours": "07:00-19:00", "classes": ["carr"]}  # fmt: skip
+VEHICLES = ["vehicle", "car", "truck", "bus", "motorcycle"]  # detectors.classes' vehicles (the default)
 FRAMED_REL = [(0.1, 0.1), (0.5, 0.1), (0.5, 0.5), (0.1, 0.5)]
 
 
@@ -127,6 +134,16 @@ async def test_zones_are_drawn_moved_trimmed_and_saved_relative_to_the_picture(
     await item.locator("input[name=dwell_s]").fill("5")
     await item.locator("input[name=from]").fill("08:00")
     await item.locator("input[name=to]").fill("20:30")
+    # The classes offered are the ones the detectors count for the zone's kind; another
+    # kind drops those of the old one.
+    assert await offered(item) == VEHICLES
+    assert "none ticked: every class listed" in await item.locator("fieldset.classes legend").inner_text()
+    await item.locator('input[name=class][value="truck"]').check()
+    await item.locator("select[name=kind]").select_option("no_stall")
+    assert "truck" not in await offered(item) and "umbrella" in await offered(item)
+    assert await item.locator("input[name=class]:checked").count() == 0
+    await item.locator("select[name=kind]").select_option("no_parking")
+    assert await item.locator('input[name=class][value="truck"]').is_checked() is False
     await item.locator('input[name=class][value="truck"]').check()
     await page.wait_for_selector("#zones-dirty")
     await shot(page, "1-drawn")
@@ -173,6 +190,17 @@ async def test_zones_are_drawn_moved_trimmed_and_saved_relative_to_the_picture(
     assert asked and "unsaved" in asked[0]
     assert "/zones" in page.url and await page.locator("#zones-dirty").count() == 1
 
+    # The config's "carr" is shown struck out, and refused before anything is sent.
+    first = page.locator('li.zone-item[data-zone="0"]')
+    assert await first.locator("label.stray input[value=carr]").is_checked()
+    await page.click("#zones-save")
+    error = first.locator('.field-error[data-field="classes"]')
+    await error.wait_for()
+    assert "never count carr" in await error.inner_text()
+    assert (await stored(http, gw, "gate"))[0]["classes"] == ["carr"]
+    await shot(page, "2b-stray-class")
+    await first.locator("input[value=carr]").click()  # unticked, it is offered no more
+    await first.locator("input[value=carr]").wait_for(state="detached")
     await page.click("#zones-save")
     await page.wait_for_selector("#zones-dirty", state="detached")
     zones = await stored(http, gw, "gate")

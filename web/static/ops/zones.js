@@ -11,9 +11,6 @@ import { html, label } from "../ui.js";
 
 const KINDS = ["no_parking", "no_stall"];
 const COLOURS = { no_parking: "#f85149", no_stall: "#d29922" };
-// The model class names most zones want (detectors' default `classes`); others a zone
-// already has are offered too.
-const COMMON_CLASSES = ["vehicle", "car", "truck", "bus", "motorcycle", "person", "stall", "umbrella"];
 const MIN_POINTS = 3;
 const DEFAULT_DWELL_S = 120;
 
@@ -57,7 +54,8 @@ export function parseErrors(message) {
 }
 
 // What the page can tell before sending; the server checks the rest (and all of this again).
-function check(zones) {
+// `counted`: the class names the detectors count for each kind (GET .../zones' `classes`).
+function check(zones, counted) {
   const found = [];
   const names = new Map();
   zones.forEach((z, i) => {
@@ -70,6 +68,8 @@ function check(zones) {
     const dwell = Number(z.dwell_s);
     if (!(dwell > 0 && dwell <= 86400)) err("dwell_s", "seconds, more than 0 and at most 86400");
     if (Boolean(z.from) !== Boolean(z.to)) err("hours", "give both times, or neither for always");
+    const stray = z.classes.filter((c) => !counted[z.kind].includes(c));
+    if (stray.length) err("classes", `the detectors never count ${stray.join(", ")} in a ${label(z.kind)} zone: untick it`);
   });
   return found;
 }
@@ -142,16 +142,23 @@ function Stage({ picture, aspect, zones, selected, point, drawing, hover, errors
 function FieldError({ errors, field }) {
   const mine = errors.filter((e) => e.field === field);
   return mine.length ? html`<p class="field-error" data-field=${field}>
-    ${mine.map((e) => (e.point != null ? `point ${e.point}: ${e.why}` : e.why)).join("; ")}</p>` : null;
+    ${mine.map((e) => (field === "polygon" && e.point != null ? `point ${e.point}: ${e.why}` : e.why)).join("; ")}</p>` : null;
 }
 
-// One zone's fields in the side list.
-function ZoneFields({ zone, index, on, errors, onSelect, onChange, onDelete }) {
+// One zone's fields in the side list. `counted`: the class names the detectors count for
+// each kind; a class the zone has that its kind does not count is shown too, to untick.
+function ZoneFields({ zone, index, on, errors, counted, onSelect, onChange, onDelete }) {
   const set = (field) => (e) => onChange((z) => ({ ...z, [field]: e.target.value }));
+  // Another kind counts other classes: those of the old kind's go.
+  const setKind = (e) => {
+    const kind = e.target.value;
+    onChange((z) => ({ ...z, kind, classes: z.classes.filter((c) => counted[kind].includes(c)) }));
+  };
   const toggle = (name) => onChange((z) => ({
     ...z, classes: z.classes.includes(name) ? z.classes.filter((c) => c !== name) : [...z.classes, name],
   }));
-  const offered = [...COMMON_CLASSES, ...zone.classes.filter((c) => !COMMON_CLASSES.includes(c))];
+  const mine = counted[zone.kind];
+  const offered = [...mine, ...zone.classes.filter((c) => !mine.includes(c))];
   const dwell = Number(zone.dwell_s);
   const known = new Set(["name", "kind", "polygon", "dwell_s", "hours", "classes"]);
   return html`
@@ -163,7 +170,7 @@ function ZoneFields({ zone, index, on, errors, onSelect, onChange, onDelete }) {
         <button class="delete" title="Delete this zone" onClick=${(e) => { e.stopPropagation(); onDelete(); }}>Delete</button>
       </div>
       <${FieldError} errors=${errors} field="name"/>
-      <label>Kind <select name="kind" value=${zone.kind} onChange=${set("kind")}>
+      <label>Kind <select name="kind" value=${zone.kind} onChange=${setKind}>
         ${KINDS.map((k) => html`<option key=${k} value=${k}>${label(k)}</option>`)}</select></label>
       <${FieldError} errors=${errors} field="kind"/>
       <label>Dwell <input name="dwell_s" type="number" min="1" max="86400" step="1" value=${zone.dwell_s}
@@ -173,9 +180,11 @@ function ZoneFields({ zone, index, on, errors, onSelect, onChange, onDelete }) {
         to <input name="to" type="time" value=${zone.to} onInput=${set("to")}/>
         <span class="dim">${zone.from || zone.to ? "" : "always"}</span></label>
       <${FieldError} errors=${errors} field="hours"/>
-      <fieldset class="classes"><legend>Classes <span class="dim">${zone.classes.length ? "" : "(all of the kind's)"}</span></legend>
-        ${offered.map((c) => html`<label key=${c}><input type="checkbox" name="class" value=${c}
-          checked=${zone.classes.includes(c)} onChange=${() => toggle(c)}/>${c}</label>`)}
+      <fieldset class="classes"><legend>Classes <span class="dim">— none ticked: every class listed</span></legend>
+        ${offered.map((c) => html`<label key=${c} class=${mine.includes(c) ? "" : "stray"}
+            title=${mine.includes(c) ? "" : `the detectors do not count ${c} in a ${label(zone.kind)} zone`}>
+          <input type="checkbox" name="class" value=${c} checked=${zone.classes.includes(c)} onChange=${() => toggle(c)}/>${c}</label>`)}
+        ${offered.length ? null : html`<span class="dim">the detectors count no class for ${label(zone.kind)} (detectors.classes)</span>`}
       </fieldset>
       <${FieldError} errors=${errors} field="classes"/>
       <p class="dim points">${zone.polygon.length} points</p>
@@ -192,6 +201,7 @@ export function ZoneEditor({ cameraId }) {
   const [loadError, setLoadError] = useState("");
   const [picture, setPicture] = useState({ url: null, size: null, error: "", busy: false });
   const [saved, setSaved] = useState(null);  // the zones as last loaded or saved
+  const [counted, setCounted] = useState(null);  // {kind: class names the detectors count}
   const [zones, setZones] = useState([]);
   const [selected, setSelected] = useState(null);  // zone index
   const [point, setPoint] = useState(null);  // point index in the selected zone
@@ -231,6 +241,7 @@ export function ZoneEditor({ cameraId }) {
   useEffect(() => {
     Promise.all([getJson(`/api/cameras/${id}`), getJson(`/api/cameras/${id}/zones`)]).then(([cam, body]) => {
       const loaded = body.zones.map(fromWire);
+      setCounted(body.classes);
       setCamera(cam);
       setSaved(loaded);
       setZones(loaded);
@@ -392,17 +403,18 @@ export function ZoneEditor({ cameraId }) {
   function show(found) {
     setErrors(found);
     const first = found.find((f) => f.zone !== null && f.zone < zones.length);
-    if (first) { select(first.zone, first.point); setDrawing(false); }
+    if (first) { select(first.zone, first.field === "polygon" ? first.point : null); setDrawing(false); }
   }
 
   async function save() {
     setDrawing(false);
-    const found = check(zones);
+    const found = check(zones, counted);
     if (found.length) { show(found); return; }
     setSaving(true);
     try {
       const body = await postJson(`/api/cameras/${id}/zones`, { zones: zones.map(toWire) }, "PUT");
       const stored = body.zones.map(fromWire);
+      setCounted(body.classes);
       setSaved(stored);
       setZones(stored);
       setErrors([]);
@@ -448,7 +460,7 @@ export function ZoneEditor({ cameraId }) {
           ${saved !== null && zones.length === 0 ? html`<li class="dim">No zones: "New zone" to draw one.</li>` : null}
           ${zones.map((z, i) => html`
             <${ZoneFields} key=${i} zone=${z} index=${i} on=${i === selected}
-              errors=${errors.filter((e) => e.zone === i)} onSelect=${() => selected !== i && !drawing && select(i)}
+              errors=${errors.filter((e) => e.zone === i)} counted=${counted} onSelect=${() => selected !== i && !drawing && select(i)}
               onChange=${(fn) => change(i, fn)} onDelete=${() => removeZone(i)}/>`)}
         </ol>
       </div>
