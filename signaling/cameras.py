@@ -105,8 +105,23 @@ def register_secrets(camera: Camera) -> None:
                     add_secret(value)
 
 
+def stream_status(stream: Stream | None) -> str:
+    """The stream's state in a word: "online"; "idle" when nothing pulls the camera on
+    this node (no stream here, or one that is down with no consumer and no error): sources
+    are opened on demand, for a viewer, the recorder or a detector; else "offline": down
+    while wanted, or down after a failure (the state's last_error says why)."""
+    if stream is None:
+        return "idle"
+    if stream.state.online:
+        return "online"
+    if not stream.consumers and stream.state.last_error is None:
+        return "idle"
+    return "offline"
+
+
 def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
-    """What the API shows: no password, ever, and the stream's live state."""
+    """What the API shows: no password, ever, and the stream's live state (`status`:
+    stream_status's online/offline/idle; `online` is `status == "online"`)."""
     data = camera.model_dump(mode="json")
     data["source"] = redact(camera.source)
     if camera.detect_source:
@@ -114,6 +129,7 @@ def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
     st = stream.state if stream else None
     data["state"] = {
         "online": bool(st and st.online),
+        "status": stream_status(stream),
         "codec": st.codec if st else None,
         "audio": st.audio if st else None,
         "width": st.width if st else None,

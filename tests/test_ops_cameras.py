@@ -10,12 +10,13 @@ dispatcher sees the cameras without controls to add, change or delete them."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from playwright.async_api import Page
 
 from support.onvif_device import PASSWORD, USER
-from support.procs import PASSWORDS
+from support.procs import PASSWORDS, free_port
 
 PAN_MOVED = 0.2  # how far the held arrow must turn the camera (ipycam pans ~0.5/s at speed 0.5)
 BACK = 0.03  # how close to the preset "back" is, in ONVIF's -1..1 pan and tilt
@@ -280,3 +281,63 @@ async def test_an_rtsp_camera_is_added_edited_and_deleted_and_a_dispatcher_only_
     await page.wait_for_selector("#camera-list, #cameras p")
     assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
     assert secret not in gw.logs()
+
+
+async def wait_state(http, gw, camera: str, ok, timeout: float = 20.0) -> dict:
+    """The camera's state once `ok(state)` holds, polled from the API."""
+    async with asyncio.timeout(timeout):
+        while not ok(state := (await api_get(http, gw, f"/api/cameras/{camera}"))[1]["state"]):
+            await asyncio.sleep(0.2)
+    return state
+
+
+@pytest.mark.browser
+async def test_the_list_tells_idle_cameras_from_dead_ones_and_a_dead_camera_says_why_at_once(
+    gridwatch_factory, browser, http
+):
+    """A camera nothing pulls is "idle" (grey), not "offline"; one that is pulled and
+    fails is offline with its error; a dead camera's page shows the error while its
+    picture is awaited, not only once the snapshot's deadline has passed."""
+    dead, dormant = f"rtsp://127.0.0.1:{free_port()}/x", f"rtsp://127.0.0.1:{free_port()}/y"
+    recorded = {"mode": "continuous", "retain_days": 1}
+    gw = gridwatch_factory({
+        "media": {"read_timeout_s": 5},  # the snapshot's deadline: 10 s
+        "cameras": [
+            {"id": "live", "source": "lavfi:testsrc2=size=320x240:rate=10", "record": recorded},
+            {"id": "quiet", "source": "lavfi:testsrc2=size=320x240:rate=10"},
+            {"id": "dead", "source": dead, "record": recorded},
+            {"id": "dormant", "source": dormant},
+        ],
+    })  # fmt: skip
+    await wait_state(http, gw, "live", lambda s: s["status"] == "online")
+    down = await wait_state(http, gw, "dead", lambda s: s["last_error"])
+    assert down["status"] == "offline" and down["online"] is False, down
+    for camera in ("quiet", "dormant"):
+        state = (await api_get(http, gw, f"/api/cameras/{camera}"))[1]["state"]
+        assert state["status"] == "idle" and state["online"] is False and state["last_error"] is None, state
+
+    page = await open_ops(browser, gw.base, "dispatcher")
+    pills = {}
+    for camera in ("live", "quiet", "dead", "dormant"):
+        row = f"#camera-list tr[data-camera={camera}]"
+        await page.wait_for_selector(row)
+        pills[camera] = await page.inner_text(f"{row} .pill")
+    assert pills == {"live": "online", "quiet": "idle — pulled when watched", "dead": "offline",
+                     "dormant": "idle — pulled when watched"}, pills  # fmt: skip
+    assert await page.eval_on_selector(
+        "tr[data-camera=quiet] .pill", "p => getComputedStyle(p).color"
+    ) != await page.eval_on_selector("tr[data-camera=dead] .pill", "p => getComputedStyle(p).color")
+    await browser.screenshots("ops-cameras-status-1-list")
+
+    # The dormant camera's page asks for a picture, which opens its stream: the stream's
+    # error is shown beside "Taking a picture…" as soon as the page hears of it, seconds
+    # before the snapshot gives up.
+    opened = time.monotonic()
+    await page.click("#camera-list tr[data-camera=dormant] a.name")
+    await page.wait_for_selector("#snapshot-wait #snapshot-last-error", timeout=8000)
+    assert time.monotonic() - opened < 8
+    assert "refused" in (await page.inner_text("#snapshot-last-error")).lower()
+    assert await page.inner_text("#camera-state .pill") == "offline"
+    await browser.screenshots("ops-cameras-status-2-dead")
+    await page.wait_for_selector("#snapshot-error", timeout=20000)
+    assert "refused" in (await page.inner_text("#snapshot-error")).lower()

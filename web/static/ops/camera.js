@@ -11,7 +11,9 @@ import { bitrate, CameraForm, LastError, parseUrl, resolution, StatePill, usePol
 const POLL_MS = 3000;
 
 // The camera's picture now (asked again on `stamp` changes), or its live video.
-function Picture({ cameraId, stamp, onRefresh }) {
+// `lastError`: the stream's, shown at once while the picture is awaited (a dead camera
+// takes the snapshot's whole deadline to say it gave none).
+function Picture({ cameraId, stamp, lastError, onRefresh }) {
   const [live, setLive] = useState(false);
   const [loaded, setLoaded] = useState(null);  // null while the picture is on its way, then true/false
   const [playing, setPlaying] = useState("");
@@ -30,8 +32,10 @@ function Picture({ cameraId, stamp, onRefresh }) {
         ? html`<div class="live" ref=${box}></div><p class="busy" id="live-state">${playing}</p>`
         : html`<img id="snapshot" key=${stamp} src=${src} alt="The camera's picture"
                     onLoad=${() => setLoaded(true)} onError=${() => setLoaded(false)} />
-          ${loaded === null ? html`<p class="busy">Taking a picture…</p>` : null}
-          ${loaded === false ? html`<p class="field-error">The camera gave no picture (see its last error).</p>` : null}`}
+          ${loaded === null ? html`<p class="busy" id="snapshot-wait">Taking a picture…${lastError
+            ? html` <span class="field-error" id="snapshot-last-error">The stream's last error: ${lastError}</span>` : null}</p>` : null}
+          ${loaded === false ? html`<p class="field-error" id="snapshot-error">The camera gave no picture${lastError
+            ? `: ${lastError}` : "."}</p>` : null}`}
       <div class="picture-tools">
         ${live ? null : html`<button type="button" id="snapshot-refresh" onClick=${onRefresh}>New picture</button>`}
         <button type="button" id="live-toggle" onClick=${() => setLive(!live)}>${live ? "Picture" : "Live video"}</button>
@@ -88,7 +92,8 @@ export function CameraPage({ me, cameraId }) {
       </div>
       ${error ? html`<p class="error-box" role="alert">Could not refresh: ${error.message}</p>` : null}
       <div class="camera-top">
-        <${Picture} cameraId=${camera.id} stamp=${stamp} onRefresh=${() => setStamp(Date.now())} />
+        <${Picture} cameraId=${camera.id} stamp=${stamp} lastError=${camera.state.last_error}
+                    onRefresh=${() => setStamp(Date.now())} />
         <div class="camera-side">
           <${Facts} camera=${camera} />
           ${onvif ? html`<h3>PTZ</h3><${PtzPad} cameraId=${camera.id} onMoved=${() => setStamp(Date.now())} />` : null}

@@ -21,8 +21,14 @@ export function resolution(state) {
   return state.width && state.height ? `${state.width}×${state.height}` : "—";
 }
 
+// online, offline (tried and down: its last error says why), or idle: nothing pulls it
+// now (sources are opened on demand, for a viewer, the recorder or a detector).
+const STATUS_TEXT = { online: "online", offline: "offline", idle: "idle — pulled when watched" };
+
 export function StatePill({ state }) {
-  return html`<span class=${`pill ${state.online ? "online" : "offline"}`}>${state.online ? "online" : "offline"}</span>`;
+  return html`<span class=${`pill ${state.status}`} data-status=${state.status}
+    title=${state.status === "idle" ? "Nobody watches, records or detects on it now: it is opened when someone does" : ""}>
+    ${STATUS_TEXT[state.status]}</span>`;
 }
 
 // The last error on one line (its whole text on hover): device messages run long.
@@ -174,11 +180,12 @@ export function CameraList({ me }) {
     .then((r) => { setCameras(r.cameras); setError(""); })
     .catch((err) => setError(err.message)), POLL_MS);
   const admin = me.role === "admin";
+  const count = (status) => cameras.filter((c) => c.state.status === status).length;
   const sorted = (cameras || []).slice().sort((a, b) => (a.name || a.id).localeCompare(b.name || b.id));
   return html`
     <section id="cameras">
       <div class="ops-toolbar">
-        <h2>Cameras ${cameras ? html`<small>${cameras.filter((c) => c.state.online).length} of ${cameras.length} online</small>` : null}</h2>
+        <h2>Cameras ${cameras ? html`<small>${count("online")} of ${cameras.length} online${count("idle") ? `, ${count("idle")} idle` : ""}</small>` : null}</h2>
         ${admin ? html`<a class="button primary" id="add-camera" href="#/cameras/new">Add camera</a>` : null}
       </div>
       ${error ? html`<p class="error-box" role="alert">Could not load the cameras: ${error}</p>` : null}
@@ -192,7 +199,7 @@ export function CameraList({ me }) {
           </tr></thead>
           <tbody>
             ${sorted.map((c) => html`
-              <tr key=${c.id} data-camera=${c.id} data-online=${String(c.state.online)}>
+              <tr key=${c.id} data-camera=${c.id} data-online=${String(c.state.online)} data-status=${c.state.status}>
                 <td><a href=${`#/cameras/${encodeURIComponent(c.id)}`} class="name">${c.name || c.id}</a>
                   <small class="where">${c.id} · ${where(c.source)}</small></td>
                 <td><${StatePill} state=${c.state} /></td>
