@@ -1,11 +1,13 @@
 """The segment index in Redis, shared by every node: by camera, ordered by start time.
 
-`gw:rec:{camera}` (sorted set) path -> start; `gw:rec:{camera}:meta` (hash) path ->
-segment JSON; `gw:rec:cameras` (set) the cameras with segments. A segment is indexed
+`gw:rec:cam:{camera}` (sorted set) path -> start; `gw:rec:cam:{camera}:meta` (hash)
+path -> segment JSON; `gw:rec:cameras` (set) the cameras with segments. (The `cam:`
+keeps a camera's keys apart from the node-wide ones: a camera may be called "cameras"
+or "evidence".) A segment is indexed
 when it opens (end null) and again when it closes, so a crash leaves an open entry
 that the next start repairs from the file.
 
-`gw:rec:{camera}:marks` (sorted set) mark JSON (`id`: its entry on the mark stream, `at`,
+`gw:rec:cam:{camera}:marks` (sorted set) mark JSON (`id`: its entry on the mark stream, `at`,
 `ticket` or null) -> at: the marks of one camera, written by the node that records it
 (the mark stream holds every camera's, and only the latest ten thousand), trimmed with
 its segments, so that a timeline finds a camera's marks and tickets by time.
@@ -31,8 +33,37 @@ class Mark:
     ticket: str | None = None  # the ticket whose evidence the mark asked for
 
 
+CAMERAS = "gw:rec:cameras"
+RESERVED = ("cameras", "evidence")  # node-wide keys that a camera's keys once shared a prefix with
+
+
+def segments_key(camera: str) -> str:
+    return f"gw:rec:cam:{camera}"
+
+
+def meta_key(camera: str) -> str:
+    return f"gw:rec:cam:{camera}:meta"
+
+
 def marks_key(camera: str) -> str:
-    return f"gw:rec:{camera}:marks"
+    return f"gw:rec:cam:{camera}:marks"
+
+
+async def move_old_keys(redis: aioredis.Redis) -> int:
+    """Rename the index of a version that kept a camera's keys at `gw:rec:{camera}` to
+    where they are now; the number of cameras moved. A camera named like a node-wide key
+    (RESERVED) cannot be told apart from it there and is left to be indexed afresh."""
+    moved = 0
+    for raw in await redis.smembers(CAMERAS):
+        camera = raw.decode()
+        if camera in RESERVED or await redis.exists(segments_key(camera)):
+            continue
+        for old, new in ((f"gw:rec:{camera}", segments_key(camera)), (f"gw:rec:{camera}:meta", meta_key(camera)),
+                         (f"gw:rec:{camera}:marks", marks_key(camera))):  # fmt: skip
+            if await redis.exists(old):
+                await redis.renamenx(old, new)
+                moved += 1
+    return moved
 
 
 class SegmentIndex:
@@ -42,37 +73,37 @@ class SegmentIndex:
     async def put(self, seg: Segment) -> None:
         await (
             self.redis.pipeline(transaction=True)
-            .zadd(f"gw:rec:{seg.camera}", {seg.path: seg.start})
-            .hset(f"gw:rec:{seg.camera}:meta", seg.path, json.dumps(seg.as_json()))
-            .sadd("gw:rec:cameras", seg.camera)
+            .zadd(segments_key(seg.camera), {seg.path: seg.start})
+            .hset(meta_key(seg.camera), seg.path, json.dumps(seg.as_json()))
+            .sadd(CAMERAS, seg.camera)
             .execute()
         )
 
     async def remove(self, seg: Segment) -> None:
         await (
             self.redis.pipeline(transaction=True)
-            .zrem(f"gw:rec:{seg.camera}", seg.path)
-            .hdel(f"gw:rec:{seg.camera}:meta", seg.path)
+            .zrem(segments_key(seg.camera), seg.path)
+            .hdel(meta_key(seg.camera), seg.path)
             .execute()
         )
 
     async def _load(self, camera: str, paths: list[bytes]) -> list[Segment]:
         if not paths:
             return []
-        blobs = await self.redis.hmget(f"gw:rec:{camera}:meta", paths)
+        blobs = await self.redis.hmget(meta_key(camera), paths)
         return load_all(Segment, zip((p.decode() for p in paths), blobs, strict=True), "segment")
 
     async def between(self, camera: str, start: float, end: float) -> list[Segment]:
         """Segments that overlap [start, end], oldest first."""
-        paths = await self.redis.zrangebyscore(f"gw:rec:{camera}", start - LONGEST_S, end)
+        paths = await self.redis.zrangebyscore(segments_key(camera), start - LONGEST_S, end)
         segments = await self._load(camera, paths)
         return [s for s in segments if s.start <= end and (s.end is None or s.end >= start)]
 
     async def oldest(self, camera: str, count: int) -> list[Segment]:
-        return await self._load(camera, await self.redis.zrange(f"gw:rec:{camera}", 0, count - 1))
+        return await self._load(camera, await self.redis.zrange(segments_key(camera), 0, count - 1))
 
     async def open_ones(self, camera: str) -> list[Segment]:
-        entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
+        entries = await self.redis.hgetall(meta_key(camera))
         segments = load_all(Segment, ((k.decode(), b) for k, b in entries.items()), "segment")
         return [s for s in segments if s.end is None]
 
@@ -91,11 +122,11 @@ class SegmentIndex:
 
     async def known(self, camera: str) -> bool:
         """Whether `camera` has segments (a published stream is no registered camera)."""
-        return bool(await self.redis.sismember("gw:rec:cameras", camera))
+        return bool(await self.redis.sismember(CAMERAS, camera))
 
     async def cameras(self) -> list[str]:
-        return sorted(c.decode() for c in await self.redis.smembers("gw:rec:cameras"))
+        return sorted(c.decode() for c in await self.redis.smembers(CAMERAS))
 
     async def usage(self, camera: str) -> int:
-        entries = await self.redis.hgetall(f"gw:rec:{camera}:meta")
+        entries = await self.redis.hgetall(meta_key(camera))
         return sum(json.loads(b)["size"] for b in entries.values())

@@ -30,7 +30,7 @@ from gridwatch.media.leases import LeasedWork, Leases
 from gridwatch.media.sources import parse_source
 from gridwatch.recordings.clips import NoFootage, export
 from gridwatch.recordings.config import RecordingsConfig
-from gridwatch.recordings.index import Mark, SegmentIndex
+from gridwatch.recordings.index import Mark, SegmentIndex, move_old_keys
 from gridwatch.recordings.recorder import Plan, Recorder
 from gridwatch.recordings.segments import Segment, probe_end
 
@@ -314,6 +314,8 @@ class Recordings:
         await self.work.close()
 
     async def run(self) -> None:
+        if moved := await move_old_keys(self.redis):
+            log.info("recording index keys moved under gw:rec:cam:", extra={"keys": moved})
         tasks = [
             asyncio.create_task(t) for t in (self.work.run(), self._marks(), self._housekeeping())
         ]

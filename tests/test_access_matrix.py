@@ -105,6 +105,7 @@ async def test_ownership_is_checked_on_the_resource_named(gw, http):
         ("GET", "/api/tickets"),  # his list holds only his: test_phone_api
         ("GET", "/api/streams"), ("POST", "/whep/{stream}"), ("GET", "/api/recordings"),
         ("GET", "/api/recordings/clip"), ("GET", "/recordings/{path}"),  # watch rules: test_field_abuse, test_recordings
+        ("GET", "/api/recordings/timeline"),  # watch rules and his own tickets only: test_ops_recordings
         ("DELETE", "/whep/{stream}/{session}"), ("POST", "/whip/{stream}"),
         ("DELETE", "/whip/{stream}/{session}"),  # the publisher's own: test_field_abuse
     }  # fmt: skip

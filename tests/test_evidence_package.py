@@ -29,6 +29,7 @@ from gridwatch.detectors.provenance import _sha256, provenance
 from gridwatch.dispatch.evidence_key import fingerprint
 from gridwatch.dispatch.evidence_verify import Limits, verify
 from gridwatch.media.config import Camera
+from gridwatch.recordings.index import segments_key
 from support.procs import DEMO_WEIGHTS, GRIDWATCH
 
 POSITION = {"lat": 31.2601, "lon": 120.9203}
@@ -141,7 +142,7 @@ async def test_a_camera_tickets_package_verifies_and_every_alteration_is_named(
     token = gw.token("dispatcher")
     r = redis.Redis.from_url(redis_server.url)
     deadline = time.monotonic() + 20  # the camera has been recording a while
-    while not r.zcard("gw:rec:gate"):
+    while not r.zcard(segments_key("gate")):
         assert time.monotonic() < deadline, gw.logs()[-3000:]
         await asyncio.sleep(0.2)
     weights = tmp_path / "model.pt"  # a copy: the demo model may be retrained meanwhile

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import signal
 import time
@@ -13,7 +14,11 @@ from pathlib import Path
 import av
 import pytest
 import redis
+import redis.asyncio as aioredis
 from yarl import URL
+
+from gridwatch.recordings.index import SegmentIndex, move_old_keys
+from gridwatch.recordings.segments import Segment
 
 GOP_S = 1.0  # the test camera sends a key frame every second
 
@@ -317,3 +322,25 @@ async def test_events_segments_never_overlap(camera, gridwatch_factory, http):
         await asyncio.sleep(3)
     first, second = await wait_closed(http, gw, token, 2, timeout=15)
     assert second["start"] >= first["end"] - 0.1
+
+
+async def test_a_camera_named_like_a_node_wide_key_has_its_own_index_and_old_keys_move(redis_server):
+    r = aioredis.Redis.from_url(redis_server.url)
+    try:
+        index = SegmentIndex(r)
+        # An index written by a version that kept a camera's keys at gw:rec:{camera}.
+        old = Segment("gate", "gate/2026/11/30/10-00-00.mp4", 1000.0, 1004.0, 10, "continuous")
+        await r.zadd("gw:rec:gate", {old.path: old.start})
+        await r.hset("gw:rec:gate:meta", old.path, json.dumps(old.as_json()))
+        await r.sadd("gw:rec:cameras", "gate")
+        assert await move_old_keys(r) == 2
+        assert [s.path for s in await index.between("gate", 900, 1100)] == [old.path]
+        # Cameras called "cameras" and "evidence" no longer land on the node-wide keys.
+        await r.zadd("gw:rec:evidence", {"evidence/t1/clip.mp4": 5.0})
+        for camera in ("cameras", "evidence"):
+            await index.put(Segment(camera, f"{camera}/a.mp4", 1000.0, 1004.0, 10, "continuous"))
+            assert [s.path for s in await index.between(camera, 900, 1100)] == [f"{camera}/a.mp4"]
+        assert await r.type("gw:rec:cameras") == b"set"
+        assert await r.zrange("gw:rec:evidence", 0, -1) == [b"evidence/t1/clip.mp4"]
+    finally:
+        await r.aclose()

@@ -17,6 +17,7 @@ import av
 import pytest
 import redis
 
+from gridwatch.recordings.index import meta_key
 from support.whep_client import view
 
 FPS = 25
@@ -44,7 +45,7 @@ def node_cfg(camera, redis_url: str) -> dict:
 
 def indexed(r: redis.Redis, camera: str = "gate") -> list[dict]:
     """The segment index as Redis holds it (the node may be gone), oldest first."""
-    segments = [json.loads(v) for v in r.hgetall(f"gw:rec:{camera}:meta").values()]
+    segments = [json.loads(v) for v in r.hgetall(meta_key(camera)).values()]
     return sorted(segments, key=lambda s: s["start"])
 
 
