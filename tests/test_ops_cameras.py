@@ -341,3 +341,20 @@ async def test_the_list_tells_idle_cameras_from_dead_ones_and_a_dead_camera_says
     await browser.screenshots("ops-cameras-status-2-dead")
     await page.wait_for_selector("#snapshot-error", timeout=20000)
     assert "refused" in (await page.inner_text("#snapshot-error")).lower()
+
+
+@pytest.mark.browser
+async def test_a_viewer_and_an_officer_are_pointed_to_their_page_and_can_sign_out(gridwatch_factory, browser):
+    gw = gridwatch_factory()
+    for user, own in (("viewer", "/"), ("officer", "/phone")):
+        page = await open_ops(browser, gw.base, user)
+        note = await page.wait_for_selector("#not-for-role")
+        assert await page.is_hidden("#login"), "the sign-in form stayed on screen"
+        text = " ".join((await note.inner_text()).split())
+        assert f"you are signed in as {user}. Go to your page." in text, text
+        assert await page.get_attribute("#to-own-page", "href") == own
+        await browser.screenshots(f"ops-not-for-{user}")
+        await page.click("#logout")
+        await page.wait_for_selector("#login", state="visible")
+        assert await page.locator("#not-for-role").count() == 0
+        await page.close()

@@ -45,33 +45,44 @@ function Screen({ me }) {
   return html`<${CameraList} me=${me} />`;
 }
 
+// The header every signed-in user gets; `children`: the screens' links.
+function Header({ me, children = null }) {
+  return html`
+    <header>
+      <h1>Gridwatch</h1>
+      ${children}
+      <span id="who">${me.username} (${me.role})</span>
+      <button id="logout" onClick=${logout}>Log out</button>
+    </header>`;
+}
+
 function App({ me }) {
   const [screen] = useRoute();
   const on = (s) => (s.includes(screen) ? "on" : "");
   return html`
-    <header>
-      <h1>Gridwatch</h1>
+    <${Header} me=${me}>
       <nav>
         <a href="/" id="to-wall">Wall</a>
         <a href="#/cameras" id="to-cameras" class=${on(["cameras", "new", "camera", "zones"])}>Cameras</a>
         <a href="#/recordings" id="to-recordings" class=${on(["recordings"])}>Recordings</a>
       </nav>
-      <span id="who">${me.username} (${me.role})</span>
-      <button id="logout" onClick=${logout}>Log out</button>
-    </header>
+    </${Header}>
     <main class="ops"><${Screen} me=${me} /></main>`;
+}
+
+// A viewer or an officer: where his own page is, and a way to sign in as someone else.
+function NotForRole({ me }) {
+  return html`
+    <${Header} me=${me} />
+    <main class="ops"><p role="alert" id="not-for-role">The operations screens are for administrators and
+      dispatchers; you are signed in as ${me.role}.${" "}<a href=${me.role === "officer" ? "/phone" : "/"}
+      id="to-own-page">Go to your page</a>.</p></main>`;
 }
 
 async function show() {
   const me = await (await api("/api/me")).json();
-  if (!OPS_ROLES.includes(me.role)) {
-    render(html`<main class="ops"><p role="alert" id="not-for-role">The operations screens are for
-      administrators and dispatchers; you are signed in as ${me.role}.
-      <a href=${me.role === "officer" ? "/phone" : "/"}>Go to your page</a>.</p></main>`, $("#app"));
-    return;
-  }
   $("#login").hidden = true;
-  render(html`<${App} me=${me} />`, $("#app"));
+  render(OPS_ROLES.includes(me.role) ? html`<${App} me=${me} />` : html`<${NotForRole} me=${me} />`, $("#app"));
 }
 
 function showLogin() {
