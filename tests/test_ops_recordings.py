@@ -22,6 +22,7 @@ from test_violations import POSITION, violation
 
 from gridwatch.media import clock
 from support.procs import PASSWORDS, hashed_users
+from support.wall import sign_in
 
 FPS = 10
 GOP_S = 1.0  # a clock: source's encoder makes a key frame every `fps` frames
@@ -94,10 +95,7 @@ async def test_a_click_on_the_timeline_plays_that_moment_across_segments_and_a_s
     gw = gridwatch_factory(recorded(f"clock:640x368@{FPS}"))
     segs = await wait_closed(http, gw, gw.token("dispatcher"), 4, timeout=60)
     page = await browser.new_page(timezone_id="UTC", viewport={"width": 1280, "height": 900})
-    await page.goto(gw.base + "/ops#/recordings")
-    await page.fill("input[name=username]", "dispatcher")
-    await page.fill("input[name=password]", PASSWORDS["dispatcher"])
-    await page.click("button[type=submit]")
+    await sign_in(page, gw.base, "dispatcher", PASSWORDS["dispatcher"], "/ops#/recordings")
     await page.click("#rec-cameras a[data-camera=gate]")  # the camera picker
     await page.click("button[data-range='300']")
     await page.wait_for_selector(".track .run")

@@ -20,9 +20,10 @@ SEEN_SCRIPT = """() => {
 }"""
 
 
-async def sign_in(page: Page, base: str, user: str, password: str) -> None:
-    """Open the wall and sign in; returns once the page shows the user's screen."""
-    await page.goto(base + "/")
+async def sign_in(page: Page, base: str, user: str, password: str, path: str = "/") -> None:
+    """Open a page (the wall, or `path`: "/ops#/cameras", ...) and sign in on it; returns
+    once the page shows the user's screen."""
+    await page.goto(base + path)
     await page.fill("input[name=username]", user)
     await page.fill("input[name=password]", password)
     await page.click("button[type=submit]")
