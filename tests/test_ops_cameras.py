@@ -78,11 +78,18 @@ async def test_an_onvif_camera_is_found_tested_added_and_steered(
     await page.fill("#cam-id", "gate")
     await page.fill("#cam-user", USER)
 
+    # A port nothing answers on: the HTTP library's words, without its "ssl:default".
+    await page.fill("#cam-port", str(free_port()))
+    await page.click("#probe")
+    await page.wait_for_selector("#probe-error", timeout=20000)
+    text = await page.inner_text("#probe-error")
+    assert "did not answer" in text and "ssl:" not in text, text
+    await page.fill("#cam-port", str(ipycam.onvif_port))
+
     # A wrong password: the test says the camera refused it, and nothing is saved.
     await page.fill("#cam-password", "wrong-password")
     await page.click("#probe")
-    await page.wait_for_selector("#probe-error", timeout=20000)
-    assert "refused" in await page.inner_text("#probe-error")
+    await page.wait_for_selector("#probe-error:has-text('refused')", timeout=20000)
     assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
     await browser.screenshots("ops-cameras-2-refused")
 
@@ -227,19 +234,47 @@ async def test_an_rtsp_camera_is_added_edited_and_deleted_and_a_dispatcher_only_
     assert await page.input_value("#cam-user") == "viewer"
     assert await page.input_value("#cam-password") == secret
 
-    # What the server refuses is shown at the field it names.
+    # A test of a URL with no host: the server's complaint, without the field's name that
+    # its place already says.
+    await page.fill("#cam-url", "rtsp:///cam")
+    await page.click("#probe")
+    await page.wait_for_selector("#probe-error", timeout=20000)
+    assert await page.inner_text("#probe-error") == "rtsp URL has no host"
+    await page.fill("#cam-url", f"rtsp://127.0.0.1:{rtsp.port}/cam")
+
+    # What the page can tell is said before anything is sent, in plain words, and the
+    # test's complaint goes: it was about an earlier URL.
     await page.fill("#cam-id", "Street 1")
     await page.fill("#cam-lat", "95")
-    await page.fill("#cam-lon", "121.5")
     await page.click("#save")
     await page.wait_for_selector("#form-error")
-    assert "pattern" in await page.inner_text("[data-field='id']")
-    assert "85.05" in await page.inner_text("[data-field='position.lat']")
-    assert await page.get_attribute("#cam-lat", "aria-invalid") == "true"
+    assert await page.locator("#probe-error").count() == 0
+    assert await page.inner_text("[data-field='id']") == (
+        "lower-case letters, digits, - and _, starting with a letter or digit, at most 63"
+    )
+    assert await page.inner_text("[data-field='position.lon']") == "give both latitude and longitude, or neither"
+    assert await page.get_attribute("#cam-lon", "aria-invalid") == "true"
     assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
     await browser.screenshots("ops-cameras-rtsp-1-errors")
 
+    # What only the server knows is shown at the field it names, in plain words.
     await page.fill("#cam-id", "street-1")
+    await page.fill("#cam-lon", "121.5")
+    await page.click("#save")
+    await page.wait_for_selector("[data-field='position.lat']")
+    assert (await page.inner_text("[data-field='position.lat']")).startswith("at most 85.05")
+    assert await page.get_attribute("#cam-lat", "aria-invalid") == "true"
+    assert await page.locator("[data-field='id'], [data-field='position.lon']").count() == 0
+    assert await api_get(http, gw, "/api/cameras") == (200, {"cameras": []})
+    await browser.screenshots("ops-cameras-rtsp-1b-server-errors")
+    # A new test: the save's complaints were about the save.
+    await page.click("#probe")
+    await page.wait_for_function(
+        "() => { const i = document.querySelector('#probe-img'); return i && i.complete && i.naturalWidth > 0; }",
+        timeout=20000,
+    )
+    assert await page.locator("#form-error, .field-error").count() == 0
+
     await page.fill("#cam-lat", "31.26")
     await page.select_option("#cam-record-mode", "continuous")
     await page.click("#save")
@@ -247,8 +282,30 @@ async def test_an_rtsp_camera_is_added_edited_and_deleted_and_a_dispatcher_only_
     _, camera = await api_get(http, gw, "/api/cameras/street-1")
     assert camera["source"] == f"rtsp://viewer:***@127.0.0.1:{rtsp.port}/cam"
     assert camera["position"] == {"lat": 31.26, "lon": 121.5}
-    # Edited with the password left empty: the server still has it (PUT kept `***`'s).
+    # Edited with the password left empty: the server still has it (PUT kept `***`'s) ...
+    hint = await page.inner_text("label.field:has(#cam-password) .hint")
+    assert "leave empty to keep it" in hint and "scheme, user, host and port stay the same" in hint
     await page.fill("#cam-name", "Street one")
+    # ... which it keeps only for the same address: another one asks for the password.
+    await page.fill("#cam-url", f"rtsp://127.0.0.2:{rtsp.port}/cam")
+    assert "type the password" in await page.inner_text("label.field:has(#cam-password) .hint")
+    assert await page.get_attribute("#cam-password", "required") is not None
+    await page.click("#save")
+    assert await page.inner_text("[data-field='password']") == "required: the address or user changed"
+    assert (await api_get(http, gw, "/api/cameras/street-1"))[1]["source"].startswith("rtsp://viewer:***@127.0.0.1:")
+    await browser.screenshots("ops-cameras-rtsp-2a-password")
+    await page.fill("#cam-url", f"rtsp://127.0.0.1:{rtsp.port}/cam")
+    # Leaving with unsaved changes asks; staying keeps them.
+    asked: list[str] = []
+
+    async def dismiss(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    await page.click("#to-cameras")
+    assert asked and "unsaved" in asked[0]
+    assert await page.input_value("#cam-name") == "Street one"
     await page.click("#save")
     await page.wait_for_selector("#saved")
     assert (await api_get(http, gw, "/api/cameras/street-1"))[1]["name"] == "Street one"

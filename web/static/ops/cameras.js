@@ -4,7 +4,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, getJson, postJson } from "../common.js";
 import { html } from "../ui.js";
-import { go } from "./main.js";
+import { go, useLeaveGuard } from "./main.js";
 
 const POLL_MS = 3000;  // the list's live state
 const SCAN_S = 3;  // how long a discovery scan listens for devices
@@ -87,6 +87,8 @@ function splitHostPort(text) {
 }
 
 // A camera id from a name: what the id pattern takes ([a-z0-9][a-z0-9_-]{0,62}).
+const ID = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+const ID_RULE = "lower-case letters, digits, - and _, starting with a letter or digit, at most 63";
 export function slug(text) {
   return text.toLowerCase().replace(/[^a-z0-9_-]+/g, "-").replace(/^[^a-z0-9]+|-+$/g, "").slice(0, 63);
 }
@@ -149,8 +151,28 @@ function bodyOf(f, zones) {
 const FIELDS = ["id", "name", "source", "detect_source", "position", "position.lat", "position.lon",
   "record.mode", "record.retain_days", "record.max_gb", "detect.fps", "detect.enabled"];
 
-// The server's "field: why; field: why" as {field: why}; what names no field of the form
-// is under "" (a part without "field: " continues the one before it).
+// The validator's and the HTTP library's wording of a complaint about `field`, in plain
+// words: the id's pattern said as a rule, "Input should be ..." as what to give, and no
+// "ssl:default" (how the library says it tried without TLS).
+const PLAIN = [
+  [/^Value error, /, ""],
+  [/^String should match pattern .*$/s, (m, field) => (field === "id" ? ID_RULE : "not in the expected form")],
+  [/^(Field required|String should have at least 1 character)$/, "required"],
+  [/^Input should be a valid (number|integer).*$/, "a number"],
+  [/^Input should be less than or equal to /, "at most "],
+  [/^Input should be greater than or equal to /, "at least "],
+  [/^Input should be greater than /, "more than "],
+  [/^Input should be less than /, "less than "],
+  [/ ssl:\S+/g, ""],
+];
+
+export function plain(text, field = "") {
+  return PLAIN.reduce((t, [from, to]) => t.replace(from, typeof to === "function" ? (m) => to(m, field) : to), String(text));
+}
+
+// The server's "field: why; field: why" as {field: why} in plain words, the field's name
+// left to the place the complaint is shown at; what names no field of the form is under
+// "" (a part without "field: " continues the one before it).
 export function fieldErrors(message) {
   const out = {};
   let field = "";
@@ -159,10 +181,35 @@ export function fieldErrors(message) {
     let text = part;
     if (m) {
       field = FIELDS.includes(m[1]) ? m[1] : "";
-      if (field) text = m[2].replace(/^Value error, /, "");
+      if (field) text = m[2];
     }
+    text = plain(text, field);
     out[field] = out[field] ? `${out[field]}; ${text}` : text;
   }
+  return out;
+}
+
+// Whom a stored password goes to: scheme, user, host and port of the source the fields
+// make ("" for no URL). The server keeps a password only for the same four.
+function origin(f) {
+  const u = parseUrl(sourceOf({ ...f, password: "" }));
+  return u ? [u.scheme, u.user, u.hostPort.toLowerCase()].join(" ") : "";
+}
+
+// What the form can tell before sending, as {field: why}; the server checks it all again.
+// `keeps`: a stored password is kept (same origin as when the form opened).
+function check(f, keeps) {
+  const out = {};
+  const id = f.id.trim();
+  if (!id) out.id = "required";
+  else if (!ID.test(id)) out.id = ID_RULE;
+  if (f.kind === "onvif" && !f.host.trim()) out.host = "required";
+  if (f.kind === "url" && !f.url.trim()) out.url = "required";
+  if (f.stored && !f.password && !keeps) {
+    out.password = "required: the address or user changed";
+  }
+  const [lat, lon] = [f.lat.trim(), f.lon.trim()];
+  if (Boolean(lat) !== Boolean(lon)) out[lat ? "position.lon" : "position.lat"] = "give both latitude and longitude, or neither";
   return out;
 }
 
@@ -269,21 +316,24 @@ function Field({ label, name, errors, hint, children }) {
 
 // Add a camera (`camera` null), or edit it: `onSaved(view)` hears the camera as saved.
 export function CameraForm({ me, camera = null, onSaved = null }) {
-  const [f, setF] = useState(() => fieldsOf(camera));
+  const [initial] = useState(() => fieldsOf(camera));
+  const [f, setF] = useState(initial);
   const [errors, setErrors] = useState({});
   const [busy, setBusy] = useState("");
   const [probe, setProbe] = useState(null);  // {url} of the test picture, or {error}
   const [deleting, setDeleting] = useState(false);
   useEffect(() => () => { if (probe?.url) URL.revokeObjectURL(probe.url); }, [probe]);
+  useLeaveGuard(JSON.stringify(f) !== JSON.stringify(initial), "The camera's settings have unsaved changes. Leave without saving them?");
   if (me.role !== "admin") {
     return html`<p class="error-box" role="alert">Only administrators add and change cameras.
       <a href="#/cameras">Back to the cameras</a></p>`;
   }
   const editing = camera !== null;
+  const keeps = origin(f) === origin(initial);  // the stored password, if any, still goes with it
   const put = (changes) => setF((old) => ({ ...old, ...changes }));
   // An input's props: `field` is what the server calls it in its errors.
   const bind = (name, field = name) => ({
-    name, id: `cam-${name.replaceAll("_", "-")}`, value: f[name], "aria-invalid": String(!!errors[field]),
+    name, id: `cam-${name.replaceAll("_", "-")}`, value: f[name], "aria-invalid": String(!!(errors[name] || errors[field])),
     onInput: (e) => put({ [name]: e.target.value }),
   });
 
@@ -301,24 +351,33 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
     document.getElementById("cam-user")?.focus();
   };
 
+  // Each action's complaints replace the last one's: none outlives the action it was about.
   const test = async () => {
     setBusy("testing");
     setProbe(null);
+    setErrors({});
     try {
       const r = await api("/api/cameras/probe", {
         method: "POST", headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ source: sourceOf(f), ...(editing ? { id: camera.id } : {}) }),
       });
       if (r.ok) setProbe({ url: URL.createObjectURL(await r.blob()) });
-      else setProbe({ error: (await r.json().catch(() => ({}))).message || `${r.status} ${r.statusText}` });
+      else {
+        // Shown at the source: its name goes, whatever the complaint is about.
+        const message = (await r.json().catch(() => ({}))).message || `${r.status} ${r.statusText}`;
+        setProbe({ error: Object.values(fieldErrors(message)).join("; ") });
+      }
     } catch (err) { setProbe({ error: err.message }); }
     setBusy("");
   };
 
   const save = async (e) => {
     e.preventDefault();
+    setProbe((p) => (p?.error ? null : p));
+    const found = check(f, keeps);
+    setErrors(found);
+    if (Object.keys(found).length) return;
     setBusy("saving");
-    setErrors({});
     try {
       const path = editing ? `/api/cameras/${encodeURIComponent(camera.id)}` : "/api/cameras";
       // The zones as stored now (the zone editor may have changed them since this page opened).
@@ -334,6 +393,8 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
 
   const remove = async () => {
     setBusy("deleting");
+    setErrors({});
+    setProbe((p) => (p?.error ? null : p));
     try {
       await getJson(`/api/cameras/${encodeURIComponent(camera.id)}`, { method: "DELETE" });
       go("/cameras");
@@ -341,6 +402,10 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
   };
 
   const fieldErrorCount = Object.keys(errors).filter((k) => k).length;
+  // The server keeps a stored password only for the scheme, user, host and port it was typed for.
+  const passwordHint = !f.stored || f.password ? null : keeps
+    ? "a password is stored: leave empty to keep it (kept only while the scheme, user, host and port stay the same)"
+    : "the address or user changed: type the password (the stored one goes only to the device it was typed for)";
   return html`
     <form class="camera-form" id="camera-form" onSubmit=${save} novalidate>
       ${editing ? null : html`<h2>Add a camera</h2>`}
@@ -363,7 +428,7 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
           <label><input type="radio" name="kind" id="cam-kind-onvif" checked=${f.kind === "onvif"}
                         onChange=${() => put({ kind: "onvif" })} /> ONVIF camera</label>
           <label><input type="radio" name="kind" id="cam-kind-url" checked=${f.kind === "url"}
-                        onChange=${() => put({ kind: "url" })} /> RTSP URL</label>
+                        onChange=${() => put({ kind: "url" })} /> Stream URL</label>
         </div>
         ${f.kind === "onvif" ? html`
           <${Scan} onPick=${pick} />
@@ -378,7 +443,8 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
               <input ...${bind("profile")} type="number" min="0" max="99" class="short" />
             </${Field}>
           </div>` : html`
-          <${Field} label="Stream URL" name="url" errors=${errors} hint="rtsp://host:554/path — the user and password go below">
+          <${Field} label="Stream URL" name="url" errors=${errors}
+                    hint="rtsp://host:554/path, or another kind of source this server takes (media.api_sources) — the user and password go below">
             <input ...${bind("url", "source")} onChange=${takeCredentials} placeholder="rtsp://192.168.1.64:554/Streaming/Channels/101"
                    autocomplete="off" class="wide" />
           </${Field}>`}
@@ -386,10 +452,9 @@ export function CameraForm({ me, camera = null, onSaved = null }) {
           <${Field} label="User" name="user" errors=${errors}>
             <input ...${bind("user")} autocomplete="off" />
           </${Field}>
-          <${Field} label="Password" name="password" errors=${errors}
-                    hint=${f.stored && !f.password ? "a password is stored: leave empty to keep it" : null}>
-            <input ...${bind("password")} type="password" autocomplete="new-password"
-                   placeholder=${f.stored ? "unchanged" : ""} />
+          <${Field} label="Password" name="password" errors=${errors} hint=${passwordHint}>
+            <input ...${bind("password")} type="password" autocomplete="new-password" required=${f.stored && !keeps}
+                   placeholder=${f.stored ? (keeps ? "unchanged" : "required") : ""} />
           </${Field}>
         </div>
         ${errors.source ? html`<p class="field-error" data-field="source">${errors.source}</p>` : null}

@@ -3,7 +3,7 @@
 // hash (#/cameras, #/cameras/new, #/cameras/ID, #/cameras/ID/zones, #/recordings/ID), so
 // every screen can be bookmarked, reloaded and opened from the wall.
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { $, api, bindLogin } from "../common.js";
 import { html } from "../ui.js";
 import { CameraForm, CameraList } from "./cameras.js";
@@ -25,6 +25,24 @@ export function route(hash = location.hash) {
 }
 
 export function go(path) { location.hash = path; }
+
+// Unsaved changes, while `dirty`: the browser asks before the page goes, and `question`
+// is asked before a link within the page takes it elsewhere.
+export function useLeaveGuard(dirty, question) {
+  const dirtyRef = useRef(dirty);
+  dirtyRef.current = dirty;
+  useEffect(() => {
+    const unload = (e) => { if (dirtyRef.current) { e.preventDefault(); e.returnValue = ""; } };
+    const link = (e) => {
+      const a = e.target.closest && e.target.closest("a[href]");
+      if (!a || !dirtyRef.current || a.getAttribute("href") === location.hash) return;
+      if (!confirm(question)) { e.preventDefault(); e.stopPropagation(); }
+    };
+    addEventListener("beforeunload", unload);
+    document.addEventListener("click", link, true);
+    return () => { removeEventListener("beforeunload", unload); document.removeEventListener("click", link, true); };
+  }, []);
+}
 
 function useRoute() {
   const [r, setR] = useState(route());

@@ -8,6 +8,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, getJson, postJson } from "../common.js";
 import { html, label } from "../ui.js";
+import { useLeaveGuard } from "./main.js";
 
 const KINDS = ["no_parking", "no_stall"];
 const COLOURS = { no_parking: "#f85149", no_stall: "#d29922" };
@@ -215,8 +216,7 @@ export function ZoneEditor({ cameraId }) {
   const urlRef = useRef(null);
 
   const dirty = saved !== null && JSON.stringify(zones.map(toWire)) !== JSON.stringify(saved.map(toWire));
-  const dirtyRef = useRef(false);
-  dirtyRef.current = dirty;
+  useLeaveGuard(dirty, "The zones have unsaved changes. Leave without saving them?");
 
   async function loadPicture() {
     setPicture((p) => ({ ...p, busy: true, error: "" }));
@@ -249,20 +249,6 @@ export function ZoneEditor({ cameraId }) {
     loadPicture();
     return () => { if (urlRef.current) URL.revokeObjectURL(urlRef.current); };
   }, [cameraId]);
-
-  // Unsaved changes: the browser asks before the page goes, the editor before a link
-  // within the page takes it elsewhere.
-  useEffect(() => {
-    const unload = (e) => { if (dirtyRef.current) { e.preventDefault(); e.returnValue = ""; } };
-    const link = (e) => {
-      const a = e.target.closest && e.target.closest("a[href]");
-      if (!a || !dirtyRef.current || a.getAttribute("href") === location.hash) return;
-      if (!confirm("The zones have unsaved changes. Leave without saving them?")) { e.preventDefault(); e.stopPropagation(); }
-    };
-    addEventListener("beforeunload", unload);
-    document.addEventListener("click", link, true);
-    return () => { removeEventListener("beforeunload", unload); document.removeEventListener("click", link, true); };
-  }, []);
 
   // Change zone i; what the server said about it no longer holds.
   function change(i, fn) {
