@@ -209,11 +209,19 @@ async def ptz_status(request: web.Request) -> web.Response:
 @routes.post("/api/cameras/{id}/ptz/presets")
 @allow(*DESK, body=PresetBody)
 async def set_ptz_preset(request: web.Request) -> web.Response:
-    """Save where the camera points now as a preset: `{"name"}` -> 201 `{token, name}`."""
+    """Save where the camera points now as a preset: `{"name"}` (spaces around it dropped)
+    -> 201 `{token, name}`; 400 for a blank name, 409 `preset_exists` when the device
+    already lists a preset of that name, in any case (two would be told apart by nobody)."""
     camera, source = await _ptz_source(request)
-    ask = await body(request, PresetBody, "bad_request")
+    name = (await body(request, PresetBody, "bad_request")).name.strip()
+    if not name:
+        raise JsonError(400, "name: give the preset a name", "bad_request")
+    onvif = request.app[keys.ONVIF]
     try:
-        preset = await request.app[keys.ONVIF].set_preset(source, ask.name)
+        listed = (await onvif.ptz_status(source)).presets
+        if any(p.name.casefold() == name.casefold() for p in listed):
+            raise JsonError(409, f"name: the camera has a preset named {name!r} already", "preset_exists")
+        preset = await onvif.set_preset(source, name)
     except OnvifFailure as e:
         raise _ptz_error(e) from None
     log.info("ptz preset set", extra={"camera": camera.id, "preset": preset.token,

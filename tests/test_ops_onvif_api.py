@@ -256,6 +256,16 @@ async def test_ptz_status_moves_and_presets(cam, gw, http):
         preset = await r.json()
     assert preset["name"] == "Start view" and preset["token"]
     assert preset in (await ptz(http, gw, "pan"))["presets"]
+    # A name the camera lists already, in any case or with spaces around it, is refused:
+    # nobody could tell the two apart.
+    for same in ("start VIEW", " Start view ", "home"):
+        async with http.post(gw.base + "/api/cameras/pan/ptz/presets", json={"name": same},
+                             headers=auth(gw, "dispatcher")) as r:  # fmt: skip
+            refusal = await r.json()
+        assert r.status == 409 and refusal["error"] == "preset_exists", (same, refusal)
+        assert refusal["message"].startswith("name: the camera has a preset named"), refusal
+    named = [p["name"].casefold() for p in (await ptz(http, gw, "pan"))["presets"]]
+    assert named.count("start view") == 1 and named.count("home") == 1
 
     await ptz_action(http, gw, "pan", {"action": "move", "pan": 0.5, "tilt": 0.3})
     moving = await wait_ptz(http, gw, "pan", lambda s: s["moving"])
@@ -298,6 +308,7 @@ async def test_ptz_refusals(cam, gw, http):
         # Malformed bodies and tokens.
         ("POST", "/pan/ptz/presets", {}, desk, 400, "bad_request"),
         ("POST", "/pan/ptz/presets", {"name": ""}, desk, 400, "bad_request"),
+        ("POST", "/pan/ptz/presets", {"name": "   "}, desk, 400, "bad_request"),
         ("POST", "/pan/ptz/presets", {"name": "x" * 65}, desk, 400, "bad_request"),
         ("POST", "/pan/ptz/presets", {"name": "a\nb"}, desk, 400, "bad_request"),
         ("POST", "/pan/ptz/presets", {"name": "x", "token": "y"}, desk, 400, "bad_request"),
