@@ -122,9 +122,9 @@ async def test_an_onvif_camera_is_found_tested_added_and_steered(
 
     # The PTZ pad: a preset where the camera points now ...
     await page.wait_for_selector(".ptz-position[data-pan]", timeout=15000)
-    await page.fill(".ptz-save input", "home")
+    await page.fill(".ptz-save input", "start")  # the device has a "Home" of its own
     await page.click(".ptz-save button")
-    await page.wait_for_selector(".ptz-presets li:has(.name:text-is('home'))", timeout=10000)
+    await page.wait_for_selector(".ptz-presets li:has(.name:text-is('start'))", timeout=10000)
     home = await position(http, gw, "gate")
     await browser.screenshots("ops-cameras-4-preset")
 
@@ -157,7 +157,7 @@ async def test_an_onvif_camera_is_found_tested_added_and_steered(
     await page.keyboard.up("ArrowLeft")
 
     # "Go" on the preset brings it back.
-    await page.click(".ptz-presets li:has(.name:text-is('home')) button.go")
+    await page.click(".ptz-presets li:has(.name:text-is('start')) button.go")
     async with asyncio.timeout(10):
         while True:
             now = await position(http, gw, "gate")
@@ -170,6 +170,39 @@ async def test_an_onvif_camera_is_found_tested_added_and_steered(
         timeout=5000,
     )
     await browser.screenshots("ops-cameras-6-home")
+
+    # A preset name the camera has already, in any case, is refused on the pad; its error
+    # wraps in the pad (a long name in it too) rather than pushing the page sideways.
+    long_name = "x" * 64
+    await page.fill(".ptz-save input", long_name)
+    await page.click(".ptz-save button")
+    long_preset = f".ptz-presets li:has(.name:text-is('{long_name}'))"
+    await page.wait_for_selector(long_preset, timeout=10000)
+    for again in ("START", long_name.upper()):
+        await page.fill(".ptz-save input", again)
+        await page.click(".ptz-save button")
+        await page.wait_for_selector(f".ptz-error:has-text('{again}')")
+        assert "exists" in await page.inner_text(".ptz-error")
+    assert await page.evaluate("""() => {
+      const e = document.querySelector('.ptz-error'), d = document.documentElement;
+      return e.scrollWidth <= e.clientWidth && d.scrollWidth <= d.clientWidth;
+    }"""), "the error pushed the page sideways"
+    presets = (await api_get(http, gw, "/api/cameras/gate/ptz"))[1]["presets"]
+    names = [p["name"] for p in presets]
+    assert names.count("start") == 1 and names.count(long_name) == 1, names
+    await browser.screenshots("ops-cameras-6b-preset-exists")
+    long_preset = f'.ptz-presets li[data-preset="{presets[names.index(long_name)]["token"]}"]'
+    # ✕ asks on the pad first: "Keep" keeps it, "Delete" deletes it.
+    await page.click(f"{long_preset} button.delete")
+    await page.wait_for_selector(f"{long_preset} .delete-yes")
+    await browser.screenshots("ops-cameras-6c-preset-delete")
+    await page.click(f"{long_preset} .delete-no")
+    await page.wait_for_selector(f"{long_preset} button.go")
+    await page.click(f"{long_preset} button.delete")
+    await page.click(f"{long_preset} .delete-yes")
+    await page.wait_for_selector(long_preset, state="detached", timeout=10000)
+    names = [p["name"] for p in (await api_get(http, gw, "/api/cameras/gate/ptz"))[1]["presets"]]
+    assert long_name not in names and "start" in names, names
 
     # An edit with the password left empty keeps the stored one: the device still answers.
     assert await page.get_attribute("#cam-password", "placeholder") == "unchanged"

@@ -1,7 +1,7 @@
 // The PTZ pad of one camera, on its page and on its wall tile: pan, tilt and zoom while a
 // button (or an arrow key, + or -, when the pad has the focus) is held — ONVIF
 // ContinuousMove at the chosen speed, Stop on release —, where the camera points, and
-// its presets (go, save the current position as one, delete).
+// its presets (go, save the current position as one, delete once confirmed on the pad).
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, getJson, postJson } from "./common.js";
 import { html } from "./ui.js";
@@ -55,6 +55,7 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
   const [speed, setSpeed] = useState(0.5);
   const [held, setHeld] = useState(null);
   const [name, setName] = useState("");
+  const [removing, setRemoving] = useState(null);  // the token of the preset whose deletion is asked
   const driver = useRef(null);
   if (!driver.current) driver.current = new Driver(cameraId, setError);
   const url = driver.current.url;
@@ -105,18 +106,27 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
     await load().catch(() => {});
     onMoved();
   };
+  // A name the camera lists already (the server checks again): two would be told apart by nobody.
   const savePreset = async (e) => {
     e.preventDefault();
+    const wanted = name.trim();
+    if (!wanted) { setError("Give the preset a name."); return; }
+    if (ptz.presets.some((p) => (p.name || "").toLowerCase() === wanted.toLowerCase())) {
+      setError(`A preset named "${wanted}" exists: choose another name, or delete that one first.`);
+      return;
+    }
     try {
-      await postJson(`${url}/presets`, { name: name.trim() });
+      await postJson(`${url}/presets`, { name: wanted });
       setName("");
       setError("");
       await load();
-    } catch (err) { setError(err.message); }
+    } catch (err) { setError(err.message.replace(/^name: /, "")); }
   };
   const deletePreset = async (token) => {
+    setRemoving(null);
     try {
       await getJson(`${url}/presets/${encodeURIComponent(token)}`, { method: "DELETE" });
+      setError("");
       await load();
     } catch (err) { setError(err.message); }
   };
@@ -149,9 +159,13 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
       <ul class="ptz-presets">
         ${ptz.presets.map((p) => html`
           <li key=${p.token} data-preset=${p.token}>
-            <span class="name">${p.name || p.token}</span>
-            <button type="button" class="go" onClick=${() => goto(p.token)}>Go</button>
-            <button type="button" class="delete" title="Delete this preset" onClick=${() => deletePreset(p.token)}>✕</button>
+            ${removing === p.token ? html`
+              <span class="name confirm-text">Delete ${p.name || p.token}?</span>
+              <button type="button" class="delete-yes" onClick=${() => deletePreset(p.token)}>Delete</button>
+              <button type="button" class="delete-no" onClick=${() => setRemoving(null)}>Keep</button>` : html`
+              <span class="name">${p.name || p.token}</span>
+              <button type="button" class="go" onClick=${() => goto(p.token)}>Go</button>
+              <button type="button" class="delete" title="Delete this preset" onClick=${() => setRemoving(p.token)}>✕</button>`}
           </li>`)}
         ${ptz.presets.length === 0 ? html`<li class="none">No presets yet.</li>` : null}
       </ul>
