@@ -235,6 +235,10 @@ async def test_an_onvif_camera_is_found_tested_added_and_steered(
     await wall.fill("input[name=username]", "dispatcher")
     await wall.fill("input[name=password]", PASSWORDS["dispatcher"])
     await wall.click("button[type=submit]")
+    # The link to these screens is dressed as the header's buttons, not as a browser's link.
+    look = "(e) => { const s = getComputedStyle(e); return [s.color, s.backgroundColor, s.textDecorationLine]; }"
+    to_ops = await (await wall.wait_for_selector("#to-ops", timeout=15000)).evaluate(look)
+    assert to_ops == [*(await wall.eval_on_selector("#logout", look))[:2], "none"], to_ops
     tile = ".tile[data-camera=gate]"
     await wall.click(f"{tile} .ptz-toggle", timeout=15000)
     await wall.wait_for_selector(f"{tile} .ptz-position[data-pan]", timeout=15000)

@@ -116,6 +116,9 @@ async def test_zones_are_drawn_moved_trimmed_and_saved_relative_to_the_picture(
     page = await open_editor(browser, gw.base, "gate")
     assert near(await shown(page, 0), FRAMED_REL)
     assert await page.locator("#zones-dirty").count() == 0
+    # Nothing to save: the Save button does not look like one to press.
+    save_look = "(b) => [b.disabled, getComputedStyle(b).backgroundColor]"
+    assert await page.eval_on_selector("#zones-save", save_look) == [True, "rgb(23, 32, 43)"]  # --panel2
 
     # Drawn with the mouse: three points, one taken back, two more, closed on the first.
     await page.click("#zones-new")
@@ -147,6 +150,7 @@ async def test_zones_are_drawn_moved_trimmed_and_saved_relative_to_the_picture(
     await item.locator('input[name=class][value="truck"]').check()
     await page.wait_for_selector("#zones-dirty")
     await shot(page, "1-drawn")
+    assert await page.eval_on_selector("#zones-save", save_look) == [False, "rgb(31, 111, 235)"]  # primary
 
     # A point dragged, the zone dragged whole, a point removed with a right-click.
     await drag(page, (0.9, 0.7), (0.95, 0.8))
