@@ -436,6 +436,17 @@ async def test_the_list_tells_idle_cameras_from_dead_ones_and_a_dead_camera_says
     await page.wait_for_selector("#snapshot-error", timeout=20000)
     assert "refused" in (await page.inner_text("#snapshot-error")).lower()
 
+    # A demo camera of the config file (lavfi:) is edited as a stream URL, as it stands.
+    admin = await open_ops(browser, gw.base, "admin", "#/cameras/quiet")
+    await admin.wait_for_selector("#camera-form")
+    assert await admin.is_checked("#cam-kind-url")
+    assert await admin.inner_text("label:has(#cam-kind-url)") == "Stream URL"
+    assert await admin.input_value("#cam-url") == "lavfi:testsrc2=size=320x240:rate=10"
+    await admin.fill("#cam-name", "Quiet demo")
+    await admin.click("#save")
+    await admin.wait_for_selector("#saved")
+    _, quiet = await api_get(http, gw, "/api/cameras/quiet")
+    assert quiet["name"] == "Quiet demo" and quiet["source"] == "lavfi:testsrc2=size=320x240:rate=10"
 
 @pytest.mark.browser
 async def test_a_viewer_and_an_officer_are_pointed_to_their_page_and_can_sign_out(gridwatch_factory, browser):
@@ -452,3 +463,4 @@ async def test_a_viewer_and_an_officer_are_pointed_to_their_page_and_can_sign_ou
         await page.wait_for_selector("#login", state="visible")
         assert await page.locator("#not-for-role").count() == 0
         await page.close()
+
