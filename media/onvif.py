@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -184,6 +185,20 @@ def refusal_text(e: BaseException) -> str:
     return f"HTTP {getattr(e, 'status_code', '?')}"
 
 
+def plain(e: BaseException) -> str:
+    """`e` as an operator reads it: a connection that failed, anywhere in its chain, says
+    where and why ("cannot connect to 192.0.2.10:80: Connection refused") instead of the
+    HTTP library's own wording (its "ssl:default" and call details)."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            error = seen.os_error
+            why = os.strerror(error.errno) if error.errno else str(error) or type(error).__name__
+            return f"cannot connect to {seen.host}:{seen.port}: {why}"
+        seen = seen.__cause__ or seen.__context__
+    return str(e) or type(e).__name__
+
+
 def failure(what: str, e: BaseException, clock: DeviceClock) -> OnvifFailure:
     """An OnvifFailure for `e`, raised by the call `what` ("PTZ stop failed", ...).
 
@@ -192,7 +207,7 @@ def failure(what: str, e: BaseException, clock: DeviceClock) -> OnvifFailure:
     even though we signed with it, the message names the clock.
     """
     if not is_auth_refusal(e):
-        return OnvifFailure(f"{what}: {e}")
+        return OnvifFailure(f"{what}: {plain(e)}")
     said = refusal_text(e)
     if clock.offset is None:
         return OnvifFailure(
@@ -241,7 +256,7 @@ class Onvif:
         except ValueError as e:  # it answered, but no time we can use
             return DeviceClock(None, str(e))
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            return DeviceClock(None, str(e) or type(e).__name__, answered=False)
+            return DeviceClock(None, plain(e), answered=False)
         # The device read its clock somewhere in the round trip, and answers whole seconds
         # (truncated): compare its mid-second with our mid-trip.
         ours = datetime.fromtimestamp((sent + received) / 2, UTC)
@@ -284,7 +299,7 @@ class Onvif:
         except (*DEVICE_ERRORS, AttributeError) as e:  # AttributeError: a reply without UTCDateTime
             await cam.close()
             if not is_auth_refusal(e):
-                raise OnvifFailure(f"{device} did not answer: {e}") from None
+                raise OnvifFailure(f"{device} did not answer: {plain(e)}") from None
             raise failure(device, e, clock) from None
         index = int(source.params.get("profile", "0"))
         if not profiles or index >= len(profiles):

@@ -9,7 +9,6 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.roles import DESK, ROLES, WALL
-from gridwatch.detectors.rules import WANTED
 from gridwatch.media.cameras import CameraExists
 from gridwatch.media.config import Camera, Zone
 from gridwatch.media.onvif import OnvifFailure
@@ -17,7 +16,13 @@ from gridwatch.media.snapshot import snapshot
 from gridwatch.media.sources import parse_source
 from gridwatch.signaling import keys
 from gridwatch.signaling.auth import COOKIE
-from gridwatch.signaling.cameras import check_api_camera, keep_stored_passwords, public_view
+from gridwatch.signaling.cameras import (
+    check_api_camera,
+    check_zone_classes,
+    keep_stored_passwords,
+    public_view,
+    zone_classes,
+)
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.policy import allow, body, query
 
@@ -151,6 +156,7 @@ async def list_cameras(request: web.Request) -> web.Response:
 async def create_camera(request: web.Request) -> web.Response:
     """Add a camera (network sources only, see media.api_sources and media.deny_hosts)."""
     camera = keep_stored_passwords(await body(request, Camera, "invalid_camera"), None)
+    check_zone_classes(camera.zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
     await check_api_camera(camera, request.app[keys.CONFIG].media)
     try:
         await request.app[keys.CAMERAS].put(camera, create=True)
@@ -175,6 +181,7 @@ async def put_camera(request: web.Request) -> web.Response:
         raise JsonError(400, "id: does not match the URL")
     stored = await request.app[keys.CAMERAS].get(camera_id)
     camera = keep_stored_passwords(camera, stored)  # passwords are write-only: *** keeps them
+    check_zone_classes(camera.zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
     await check_api_camera(camera, request.app[keys.CONFIG].media, stored)
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response(_view(request, camera))
@@ -188,31 +195,6 @@ async def delete_camera(request: web.Request) -> web.Response:
     if not await request.app[keys.CAMERAS].delete(camera_id):
         raise JsonError(404, f"no camera {camera_id!r}")
     return web.json_response({"deleted": request.match_info["id"]})
-
-
-def zone_classes(groups: dict[str, str]) -> dict[str, list[str]]:
-    """The model class names the detectors count for each kind of zone, in the config's
-    order: `groups` is detectors.classes (class name -> vehicle/person/stall) ->
-    {"no_parking": [names of vehicle], "no_stall": [names of stall]}."""
-    return {kind: [name for name, group in groups.items() if group == wanted] for kind, wanted in WANTED.items()}
-
-
-def check_zone_classes(zones: list[Zone], counted: dict[str, list[str]]) -> None:
-    """Every class a zone names is one its kind's rule counts (`counted`: zone_classes):
-    any other would keep the zone from ever firing. JsonError 400 "invalid_zones" naming
-    each such class where it stands (`zones.0.classes.1: 'carr' is not ...`)."""
-    def why(kind: str) -> str:
-        names = ", ".join(counted[kind]) or f"none: detectors.classes maps no class to {WANTED[kind]}"
-        return f"is not a class the detectors count for {kind} ({names})"
-
-    refused = [
-        f"zones.{i}.classes.{j}: {name!r} {why(zone.kind)}"
-        for i, zone in enumerate(zones)
-        for j, name in enumerate(zone.classes or ())
-        if name not in counted[zone.kind]
-    ]
-    if refused:
-        raise JsonError(400, "; ".join(refused), "invalid_zones")
 
 
 def _zones_view(request: web.Request, camera: Camera) -> dict:

@@ -168,6 +168,14 @@ async def test_probe_of_a_dead_or_silent_rtsp_source_fails_within_its_deadline(g
     assert b"Dead-Pw-1" not in data and "Dead-Pw-1" not in gw.logs()
 
 
+async def test_probe_of_a_dead_onvif_device_says_where_and_why_in_plain_words(gw, http):
+    port = free_port()
+    status, _, data = await probe(http, gw, {"source": f"onvif://u:Dead-Pw-1@127.0.0.1:{port}"})
+    message = json.loads(data)["message"]
+    assert status == 502 and f"cannot connect to 127.0.0.1:{port}: Connection refused" in message, message
+    assert "ssl:" not in message and "Dead-Pw-1" not in message
+
+
 async def test_probe_keeps_to_the_source_rules_and_refuses_bad_input(cam, gw, http):
     cases = [
         ({"source": "rtsps://127.0.0.1:1/x"}, 400, "forbidden_source"),  # not in media.api_sources

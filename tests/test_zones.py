@@ -186,6 +186,14 @@ async def test_the_default_classes_name_the_coco_and_demo_model_ones(gridwatch_f
         offered = (await r.json())["classes"]
     assert offered["no_parking"] == ["vehicle", "car", "truck", "bus", "motorcycle"]
     assert offered["no_stall"][:2] == ["stall", "umbrella"] and "person" not in offered["no_stall"]
+    # The cameras routes take zones too: the same check there.
+    admin = {"Authorization": f"Bearer {gw.token('admin')}"}
+    camera = {"id": "yard", "source": "rtsp://192.0.2.10/1", "zones": [{**ROAD, "classes": ["carr"]}]}
+    async with http.post(gw.base + "/api/cameras", json=camera, headers=admin) as r:
+        assert r.status == 400 and (await r.json())["message"].startswith("zones.0.classes.0: 'carr'"), await r.text()
+    camera = {"id": "gate", "source": "lavfi:testsrc2=size=640x360:rate=10", "zones": [{**ROAD, "classes": ["carr"]}]}
+    async with http.put(gw.base + "/api/cameras/gate", json=camera, headers=admin) as r:
+        assert r.status == 400 and (await r.json())["message"].startswith("zones.0.classes.0: 'carr'"), await r.text()
 
 
 def parked(label: str, zone: ZoneRule) -> list:
