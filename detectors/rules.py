@@ -16,10 +16,11 @@ partial view of it counts wherever its bottom edge is hidden.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from datetime import time as dtime
-from typing import Literal
+from typing import Literal, Protocol
 
 from shapely.geometry import Point, Polygon
 from shapely.prepared import prep
@@ -29,6 +30,37 @@ Group = Literal["vehicle", "person", "stall"]
 
 # What each kind of zone is about: the group of the model's classes its rule follows.
 WANTED: dict[str, Group] = {"no_parking": "vehicle", "no_stall": "stall"}
+
+
+class ZoneLike(Protocol):
+    """What class_faults reads of a zone (media.config.Zone, ZoneRule)."""
+
+    kind: str
+    classes: list[str] | None
+
+
+
+def counted_classes(groups: dict[str, Group]) -> dict[str, list[str]]:
+    """The model class names the rules count for each kind of zone, in the config's
+    order: `groups` is detectors.classes (class name -> vehicle/person/stall) ->
+    {"no_parking": [names of vehicle], "no_stall": [names of stall]}."""
+    return {kind: [name for name, group in groups.items() if group == wanted] for kind, wanted in WANTED.items()}
+
+
+def class_faults(zones: Sequence[ZoneLike], groups: dict[str, Group]) -> list[tuple[int, int, str]]:
+    """Each class a zone names that its kind's rule never counts (it would keep the zone
+    from ever firing), as (zone index, class index, `'carr' is not a class the detectors
+    count for no_parking (vehicle, car, ...)`); [] when there is none."""
+    counted = counted_classes(groups)
+
+    def why(kind: str) -> str:
+        names = ", ".join(counted[kind]) or f"none: detectors.classes maps no class to {WANTED[kind]}"
+        return f"is not a class the detectors count for {kind} ({names})"
+
+    return [(i, j, f"{name!r} {why(zone.kind)}")
+            for i, zone in enumerate(zones) for j, name in enumerate(zone.classes or ())
+            if name not in counted[zone.kind]]  # fmt: skip
+
 
 # Frigate's approach: a box that keeps this much overlap with where it stopped is
 # stationary. People shift about more than parked cars do.

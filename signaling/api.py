@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.roles import DESK, ROLES, WALL
+from gridwatch.detectors.rules import counted_classes
 from gridwatch.media.cameras import CameraExists
 from gridwatch.media.config import Camera, Zone
 from gridwatch.media.onvif import OnvifFailure
@@ -21,7 +22,6 @@ from gridwatch.signaling.cameras import (
     check_zone_classes,
     keep_stored_passwords,
     public_view,
-    zone_classes,
 )
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.policy import allow, body, query
@@ -156,7 +156,7 @@ async def list_cameras(request: web.Request) -> web.Response:
 async def create_camera(request: web.Request) -> web.Response:
     """Add a camera (network sources only, see media.api_sources and media.deny_hosts)."""
     camera = keep_stored_passwords(await body(request, Camera, "invalid_camera"), None)
-    check_zone_classes(camera.zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
+    check_zone_classes(camera.zones, request.app[keys.CONFIG].detectors.classes)
     await check_api_camera(camera, request.app[keys.CONFIG].media)
     try:
         await request.app[keys.CAMERAS].put(camera, create=True)
@@ -181,7 +181,7 @@ async def put_camera(request: web.Request) -> web.Response:
         raise JsonError(400, "id: does not match the URL")
     stored = await request.app[keys.CAMERAS].get(camera_id)
     camera = keep_stored_passwords(camera, stored)  # passwords are write-only: *** keeps them
-    check_zone_classes(camera.zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
+    check_zone_classes(camera.zones, request.app[keys.CONFIG].detectors.classes)
     await check_api_camera(camera, request.app[keys.CONFIG].media, stored)
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response(_view(request, camera))
@@ -201,7 +201,7 @@ def _zones_view(request: web.Request, camera: Camera) -> dict:
     """{"zones": [...], "classes": {kind: [class names the detectors count for it]}}."""
     return {
         "zones": [z.model_dump(mode="json") for z in camera.zones],
-        "classes": zone_classes(request.app[keys.CONFIG].detectors.classes),
+        "classes": counted_classes(request.app[keys.CONFIG].detectors.classes),
     }
 
 
@@ -220,7 +220,7 @@ async def put_zones(request: web.Request) -> web.Response:
     # Relative points, or pixels with the frame they were drawn on: the model's checks are
     # the whole check, whatever size the streams have (the detector scales to its frames).
     zones = (await body(request, ZonesBody, "invalid_zones")).zones
-    check_zone_classes(zones, zone_classes(request.app[keys.CONFIG].detectors.classes))
+    check_zone_classes(zones, request.app[keys.CONFIG].detectors.classes)
     camera.zones = zones
     await request.app[keys.CAMERAS].put(camera)
     return web.json_response(_zones_view(request, camera))

@@ -8,7 +8,7 @@ import logging
 import socket
 from urllib.parse import quote
 
-from gridwatch.detectors.rules import WANTED
+from gridwatch.detectors.rules import class_faults
 from gridwatch.media.config import Camera, MediaConfig, Zone
 from gridwatch.media.sources import SECRET_PARAMS, parse_source, redact, split_authority
 from gridwatch.media.stream import Stream
@@ -96,29 +96,11 @@ def keep_stored_passwords(camera: Camera, stored: Camera | None) -> Camera:
     return camera.model_copy(update=kept) if kept else camera
 
 
-def zone_classes(groups: dict[str, str]) -> dict[str, list[str]]:
-    """The model class names the detectors count for each kind of zone, in the config's
-    order: `groups` is detectors.classes (class name -> vehicle/person/stall) ->
-    {"no_parking": [names of vehicle], "no_stall": [names of stall]}."""
-    return {kind: [name for name, group in groups.items() if group == wanted] for kind, wanted in WANTED.items()}
-
-
-def check_zone_classes(zones: list[Zone], counted: dict[str, list[str]]) -> None:
-    """Every class a zone names is one its kind's rule counts (`counted`: zone_classes):
-    any other would keep the zone from ever firing. JsonError 400 "invalid_zones" naming
-    each such class where it stands (`zones.0.classes.1: 'carr' is not ...`)."""
-    def why(kind: str) -> str:
-        names = ", ".join(counted[kind]) or f"none: detectors.classes maps no class to {WANTED[kind]}"
-        return f"is not a class the detectors count for {kind} ({names})"
-
-    refused = [
-        f"zones.{i}.classes.{j}: {name!r} {why(zone.kind)}"
-        for i, zone in enumerate(zones)
-        for j, name in enumerate(zone.classes or ())
-        if name not in counted[zone.kind]
-    ]
-    if refused:
-        raise JsonError(400, "; ".join(refused), "invalid_zones")
+def check_zone_classes(zones: list[Zone], groups: dict[str, str]) -> None:
+    """JsonError 400 "invalid_zones" naming each class a zone names that its kind's rule
+    never counts (detectors.rules.class_faults; `groups`: detectors.classes)."""
+    if refused := class_faults(zones, groups):
+        raise JsonError(400, "; ".join(f"zones.{i}.classes.{j}: {why}" for i, j, why in refused), "invalid_zones")
 
 
 def register_secrets(camera: Camera) -> None:

@@ -11,11 +11,13 @@ from typing import Annotated, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gridwatch.contracts.config import CAMERA_ID, Strict, format_errors
 from gridwatch.contracts.geo import Position
 from gridwatch.contracts.roles import Role
 from gridwatch.detectors.config import DetectorsConfig
+from gridwatch.detectors.rules import class_faults
 from gridwatch.dispatch.config import DispatchConfig, GridsConfig, Officer, TracksConfig
 from gridwatch.media.config import Camera, MediaConfig, RtmpConfig, WebRTCConfig
 from gridwatch.recordings.config import RecordingsConfig
@@ -148,6 +150,17 @@ class Config(Strict):
         if self.tracks.heartbeat_s * 2 > self.dispatch.stale_s:
             raise ValueError("tracks.heartbeat_s: must be at most half of dispatch.stale_s, "
                              "or a standing officer goes stale between two fixes")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _zone_classes(self) -> Config:
+        # A class the rules never count for the zone's kind keeps the zone from firing.
+        faults = [InitErrorDetails(type=PydanticCustomError("zone_classes", why), input=camera.zones[z].classes,
+                                   loc=("cameras", c, "zones", z, "classes", k))
+                  for c, camera in enumerate(self.cameras)
+                  for z, k, why in class_faults(camera.zones, self.detectors.classes)]  # fmt: skip
+        if faults:
+            raise ValidationError.from_exception_data("Config", faults)
         return self
 
     @model_validator(mode="after")

@@ -99,6 +99,12 @@ def test_check_config_prints_every_error_with_its_field(tmp_path: Path):
     cfg.write_text(yaml.safe_dump({"cameras": [{"id": "c1", "source": "lavfi:testsrc"}] * 2}))
     r = run("check-config", str(cfg))
     assert r.returncode == 1 and "duplicate ids ['c1']" in r.stdout
+    # So are a zone's classes, against what the detectors count for its kind.
+    zone = {"name": "road", "kind": "no_parking", "polygon": [[0.1, 0.5], [0.9, 0.5], [0.9, 0.9]],
+            "classes": ["car", "carr"]}  # fmt: skip
+    cfg.write_text(yaml.safe_dump({"cameras": [{"id": "c1", "source": "lavfi:testsrc", "zones": [zone]}]}))
+    r = run("check-config", str(cfg))
+    assert r.returncode == 1 and "cameras.0.zones.0.classes.1: 'carr' is not a class" in r.stdout, r.stdout
 
 
 def test_check_config_rejects_unreadable_and_non_yaml(tmp_path: Path):
