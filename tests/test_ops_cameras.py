@@ -17,6 +17,7 @@ from playwright.async_api import Page
 
 from support.onvif_device import PASSWORD, USER
 from support.procs import PASSWORDS, free_port
+from support.wall import sign_in
 
 PAN_MOVED = 0.2  # how far the held arrow must turn the camera (ipycam pans ~0.5/s at speed 0.5)
 BACK = 0.03  # how close to the preset "back" is, in ONVIF's -1..1 pan and tilt
@@ -25,11 +26,7 @@ BACK = 0.03  # how close to the preset "back" is, in ONVIF's -1..1 pan and tilt
 async def open_ops(browser, base: str, user: str, hash_: str = "#/cameras") -> Page:
     """Sign in on /ops as `user`; returns once the page shows the user's screen."""
     page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await page.goto(f"{base}/ops{hash_}")
-    await page.fill("input[name=username]", user)
-    await page.fill("input[name=password]", PASSWORDS[user])
-    await page.click("button[type=submit]")
-    await page.wait_for_selector("#who", timeout=15000)
+    await sign_in(page, base, user, PASSWORDS[user], f"/ops{hash_}")
     return page
 
 
