@@ -10,16 +10,20 @@ credentials are to blame.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import os
+import socket
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from onvif import ONVIFCamera, ONVIFError
@@ -185,6 +189,32 @@ def refusal_text(e: BaseException) -> str:
     return f"HTTP {getattr(e, 'status_code', '?')}"
 
 
+MAX_SNAPSHOT = 16 * 1024 * 1024  # bytes: a 4K JPEG is a few MB
+
+
+async def own_address(uri: str, source: Source, schemes: tuple[str, ...], what: str) -> None:
+    """Raise OnvifFailure unless `uri`, handed out by the device `source` names, is one of
+    `schemes` on the device's own host (the name the source gives, or an address that
+    name resolves to). The device is not trusted to send us, with its credentials, to a
+    host of its choosing: another camera, the node itself, a service behind it."""
+    parts = urlsplit(uri)
+    host = (parts.hostname or "").lower()
+    if parts.scheme.lower() not in schemes or not host:
+        raise OnvifFailure(f"ONVIF device {source.host} handed out {what} as {parts.scheme or '?'}: "
+                           f"only {', '.join(schemes)} is used")  # fmt: skip
+    wanted = (source.host or "").lower().strip("[]")
+    if host == wanted:
+        return
+    try:
+        ipaddress.ip_address(host)
+        infos = await asyncio.get_running_loop().getaddrinfo(wanted, None, proto=socket.IPPROTO_TCP)
+    except (ValueError, OSError, UnicodeError):
+        infos = []
+    if host not in {info[4][0] for info in infos}:
+        raise OnvifFailure(f"ONVIF device {source.host} handed out {what} on another host ({host}): "
+                           "only the device's own address is used")  # fmt: skip
+
+
 def plain(e: BaseException) -> str:
     """`e` as an operator reads it: a connection that failed, anywhere in its chain, says
     where and why ("cannot connect to 192.0.2.10:80: Connection refused") instead of the
@@ -323,6 +353,7 @@ class Onvif:
             raise failure("GetStreamUri failed", e, s.clock) from None
         finally:
             await s.cam.close()
+        await own_address(reply.Uri, source, ("rtsp", "rtsps"), "its stream")
         return with_credentials(reply.Uri, source.username, source.password)
 
     async def snapshot(self, source: Source) -> bytes | None:
@@ -337,6 +368,11 @@ class Onvif:
         # The JPEG itself is plain HTTP (digest or basic), no WS-Security: no clock in it.
         if not uri:
             return None
+        try:
+            await own_address(uri, source, ("http", "https"), "its snapshot")
+        except OnvifFailure as e:
+            log.warning("onvif snapshot uri refused", extra={"device": source.host, "error": str(e)})
+            return None
         timeout = aiohttp.ClientTimeout(total=self.timeout_s)
         user, pw = source.username or "", source.password or ""
         attempts: list[dict[str, Any]] = [
@@ -346,9 +382,10 @@ class Onvif:
         for kwargs in attempts:
             try:
                 async with aiohttp.ClientSession(timeout=timeout, **kwargs) as http:
-                    async with http.get(uri) as resp:
-                        body = await resp.read()
-                        if resp.status == 200 and body[:2] == b"\xff\xd8":
+                    # No redirect (to a host it chooses), and no picture beyond MAX_SNAPSHOT.
+                    async with http.get(uri, allow_redirects=False) as resp:
+                        body = await resp.content.read(MAX_SNAPSHOT + 1)
+                        if resp.status == 200 and body[:2] == b"\xff\xd8" and len(body) <= MAX_SNAPSHOT:
                             return body
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 continue

@@ -3,6 +3,7 @@ before it is saved, and PTZ: moves, status and presets."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Literal
 
@@ -25,6 +26,11 @@ from gridwatch.signaling.policy import allow, body
 log = logging.getLogger("gridwatch.api")
 routes = web.RouteTableDef()
 DISCOVERY = web.AppKey("discovery", Scanner)  # set by create_app: one scan at a time per node
+# Set by create_app. A probe holds a thread for up to twice media.read_timeout_s: a few at
+# a time, or probes of hosts that never answer would take the threads that name lookups
+# and other blocking work of the whole node wait on.
+PROBES = web.AppKey("probes", asyncio.Semaphore)
+MAX_PROBES = 2
 
 PROBE_KINDS = ("onvif", "rtsp")  # rtsp covers rtsps
 TOKEN_MAX = 64  # ONVIF's ReferenceToken
@@ -142,8 +148,12 @@ async def probe_camera(request: web.Request) -> web.Response:
     # A typed password is not registered for the node's log scrubbing (a wrong guess
     # such as "admin" would blank that word out of every later line): the only text of
     # this attempt that is logged or answered is the error, scrubbed here.
+    probes = request.app[PROBES]
+    if probes.locked():
+        raise JsonError(429, f"{MAX_PROBES} camera tests are running on this node: try again in a moment", "busy")
     try:
-        jpeg = await probe_picture(request.app[keys.ONVIF], source, media.read_timeout_s * 2)
+        async with probes:
+            jpeg = await probe_picture(request.app[keys.ONVIF], source, media.read_timeout_s * 2)
     except (OnvifFailure, ProbeFailure) as e:
         error = _probe_error(e, source.password)
         log.info("camera probe failed", extra={"source": redact(url), "error": error.body["message"]})

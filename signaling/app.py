@@ -364,6 +364,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(api_recordings.routes)
     app.router.add_routes(api_onvif.routes)
     app[api_onvif.DISCOVERY] = Scanner(config.media.discover_interface)
+    app[api_onvif.PROBES] = asyncio.Semaphore(api_onvif.MAX_PROBES)
     app.router.add_get("/", index)
     app.router.add_get("/phone", phone)
     app.router.add_get("/ops", ops)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import time
 
@@ -14,6 +15,9 @@ import numpy as np
 import pytest
 
 from gridwatch.media.config import Camera
+from gridwatch.media.onvif import OnvifFailure, own_address
+from gridwatch.media.sources import parse_source
+from gridwatch.signaling.api_onvif import MAX_PROBES
 from gridwatch.signaling.cameras import keep_stored_passwords
 from gridwatch.signaling.http_errors import JsonError
 from support.onvif_device import PASSWORD, USER, IpyCam
@@ -342,3 +346,29 @@ async def test_ptz_refusals(cam, gw, http):
     async with http.post(base + "/discover", data=b"{not json", headers={**admin, "Content-Type": "application/json"}) as r:
         assert r.status == 400
     assert WRONG not in gw.logs()
+
+
+async def test_a_device_may_hand_out_addresses_on_its_own_host_only():
+    device = parse_source("onvif://u:p@127.0.0.1:8080")
+    await own_address("rtsp://127.0.0.1:554/main", device, ("rtsp", "rtsps"), "its stream")
+    await own_address("rtsp://127.0.0.1/main", parse_source("onvif://u:p@localhost:8080"), ("rtsp",), "its stream")
+    for uri, why in [("rtsp://192.0.2.7:554/main", "on another host (192.0.2.7)"),
+                     ("rtsp://localhost/main", "on another host (localhost)"),
+                     ("file:/etc/hostname", "as file: only rtsp, rtsps"),
+                     ("http://127.0.0.1/snap.jpg", "as http: only rtsp, rtsps")]:  # fmt: skip
+        with pytest.raises(OnvifFailure, match=re.escape(why)):
+            await own_address(uri, device, ("rtsp", "rtsps"), "its stream")
+
+
+async def test_a_node_runs_few_camera_tests_at_once_and_says_so(gw, http):
+    with socket.socket() as silent:  # takes connections and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"rtsp://u:p@127.0.0.1:{silent.getsockname()[1]}/x"
+        # One more than the node runs at once, all sent together: each holds its place
+        # for twice read_timeout_s, so one of them is turned away at once.
+        answers = await asyncio.gather(*(probe(http, gw, {"source": url}) for _ in range(MAX_PROBES + 1)))
+    statuses = sorted(status for status, _, _ in answers)
+    assert statuses == [429] + [504] * MAX_PROBES, answers
+    busy = next(data for status, _, data in answers if status == 429)
+    assert json.loads(busy)["error"] == "busy", busy
