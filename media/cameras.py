@@ -28,6 +28,9 @@ KEY = "gw:cameras"
 SEEDED = "gw:cameras:seeded"  # camera id -> SHA-256 of its config entry, as last written
 
 
+_told: set[tuple[object, tuple]] = set()  # (camera, zones) whose unframed zones were logged
+
+
 def stored_camera(**data: object) -> Camera:
     """A camera as stored in `gw:cameras` (its JSON's fields), for contracts.records.load.
 
@@ -43,8 +46,11 @@ def stored_camera(**data: object) -> Camera:
         zones = data.get("zones")
         if not unframed or len(unframed) < len(errors) or not isinstance(zones, list):
             raise
-    log.error("stored zones in pixels with no frame left out: draw them again", extra={
-        "camera": data.get("id"), "zones": [z.get("name") for i, z in enumerate(zones) if i in unframed]})  # fmt: skip
+    names = tuple(z.get("name") for i, z in enumerate(zones) if i in unframed)
+    if (data.get("id"), names) not in _told:  # once per process, not at every read of the list
+        _told.add((data.get("id"), names))
+        log.error("stored zones in pixels with no frame left out: draw them again",
+                  extra={"camera": data.get("id"), "zones": list(names)})  # fmt: skip
     return Camera.model_validate({**data, "zones": [z for i, z in enumerate(zones) if i not in unframed]})
 
 
@@ -120,7 +126,9 @@ class CameraStore:
         keeps a digest of each), so that what was edited or deleted on the operations
         screens since stays as it was across restarts, until the file's entry changes."""
         for camera in configured:
-            digest = hashlib.sha256(camera.model_dump_json().encode()).hexdigest()
+            # What the file says, not the defaults filled in: a field a later version adds
+            # must not count as a change to every camera (and write over its edits).
+            digest = hashlib.sha256(camera.model_dump_json(exclude_unset=True).encode()).hexdigest()
             if (await self.redis.hget(SEEDED, camera.id) or b"").decode() == digest:
                 continue
             await self.put(camera)

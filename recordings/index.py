@@ -50,19 +50,29 @@ def marks_key(camera: str) -> str:
 
 
 async def move_old_keys(redis: aioredis.Redis) -> int:
-    """Rename the index of a version that kept a camera's keys at `gw:rec:{camera}` to
-    where they are now; the number of cameras moved. A camera named like a node-wide key
-    (RESERVED) cannot be told apart from it there and is left to be indexed afresh."""
+    """Move the index of a version that kept a camera's keys at `gw:rec:{camera}` to
+    where they are now; the number of keys moved. Key by key, and merged into what is
+    there already (a node of the old version still writing during a rolling upgrade, a
+    move cut short by a crash). A camera named like a node-wide key (RESERVED) cannot be
+    told apart from it there and is left to be indexed afresh."""
     moved = 0
     for raw in await redis.smembers(CAMERAS):
         camera = raw.decode()
-        if camera in RESERVED or await redis.exists(segments_key(camera)):
+        if camera in RESERVED:
             continue
         for old, new in ((f"gw:rec:{camera}", segments_key(camera)), (f"gw:rec:{camera}:meta", meta_key(camera)),
                          (f"gw:rec:{camera}:marks", marks_key(camera))):  # fmt: skip
-            if await redis.exists(old):
-                await redis.renamenx(old, new)
-                moved += 1
+            kind = (await redis.type(old)).decode()
+            if kind == "none":
+                continue
+            if kind == "zset":
+                await redis.zunionstore(new, [new, old], aggregate="MIN")
+            elif kind == "hash":
+                present = set(await redis.hkeys(new))  # what the new version wrote is newer
+                if missing := {k: v for k, v in (await redis.hgetall(old)).items() if k not in present}:
+                    await redis.hset(new, mapping=missing)
+            await redis.delete(old)
+            moved += 1
     return moved
 
 

@@ -333,8 +333,12 @@ async def test_a_camera_named_like_a_node_wide_key_has_its_own_index_and_old_key
         await r.zadd("gw:rec:gate", {old.path: old.start})
         await r.hset("gw:rec:gate:meta", old.path, json.dumps(old.as_json()))
         await r.sadd("gw:rec:cameras", "gate")
+        # A node of the new version indexed one more segment meanwhile.
+        new = Segment("gate", "gate/2026/11/30/10-00-04.mp4", 1004.0, 1008.0, 10, "continuous")
+        await index.put(new)
         assert await move_old_keys(r) == 2
-        assert [s.path for s in await index.between("gate", 900, 1100)] == [old.path]
+        assert [s.path for s in await index.between("gate", 900, 1100)] == [old.path, new.path]
+        assert not await r.exists("gw:rec:gate", "gw:rec:gate:meta")
         # Cameras called "cameras" and "evidence" no longer land on the node-wide keys.
         await r.zadd("gw:rec:evidence", {"evidence/t1/clip.mp4": 5.0})
         for camera in ("cameras", "evidence"):
