@@ -189,6 +189,7 @@ def refusal_text(e: BaseException) -> str:
     return f"HTTP {getattr(e, 'status_code', '?')}"
 
 
+MOVE_TIMEOUT = timedelta(seconds=3)  # see ContinuousMove; web/static/ptz.js repeats every 1 s
 MAX_SNAPSHOT = 16 * 1024 * 1024  # bytes: a 4K JPEG is a few MB
 
 
@@ -421,6 +422,9 @@ class Onvif:
                             "PanTilt": {"x": cmd.pan, "y": cmd.tilt},
                             "Zoom": {"x": cmd.zoom},
                         },
+                        # The device stops by itself if no newer move comes (a page closed
+                        # or cut off while a button was held); pads repeat the move sooner.
+                        "Timeout": MOVE_TIMEOUT,
                     }
                 )
             elif cmd.action == "stop":

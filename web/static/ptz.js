@@ -7,6 +7,10 @@ import { api, getJson, postJson } from "./common.js";
 import { html } from "./ui.js";
 
 const POLL_MS = 1000;  // the position is the camera's answer to a question: asked this often
+// A move is sent again this often while held: the server asks the camera to stop by itself
+// 3 s after the last one (media.onvif MOVE_TIMEOUT), so a page that is closed or cut off
+// mid-hold cannot leave it turning.
+const REPEAT_MS = 1000;
 // Direction of each control: [pan, tilt, zoom], scaled by the speed. Tilt up is positive.
 const MOVES = {
   left: [-1, 0, 0], right: [1, 0, 0], up: [0, 1, 0], down: [0, -1, 0],
@@ -25,19 +29,34 @@ class Driver {
     this.url = `/api/cameras/${encodeURIComponent(cameraId)}/ptz`;
     this.onError = onError;
     this.queue = Promise.resolve();
+    this.pending = 0;  // commands sent and not answered yet
     this.moving = false;
   }
   send(command) {
+    this.pending += 1;
     this.queue = this.queue.then(() => postJson(this.url, command)).then(
-      () => this.onError(""), (err) => this.onError(err.message));
+      () => this.onError(""), (err) => this.onError(err.message)).finally(() => { this.pending -= 1; });
     return this.queue;
   }
   move([pan, tilt, zoom], speed) {
     this.moving = true;
-    return this.send({ action: "move", pan: pan * speed, tilt: tilt * speed, zoom: zoom * speed });
+    const command = { action: "move", pan: pan * speed, tilt: tilt * speed, zoom: zoom * speed };
+    clearInterval(this.repeat);
+    // Not behind a slow camera's queue: a repeat waits until the last command is answered.
+    this.repeat = setInterval(() => { if (this.moving && !this.pending) this.send(command); }, REPEAT_MS);
+    return this.send(command);
+  }
+  // The page goes away with a button held: a stop that outlives the page (keepalive).
+  leave() {
+    clearInterval(this.repeat);
+    if (!this.moving) return;
+    this.moving = false;
+    fetch(this.url, { method: "POST", keepalive: true, credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify({ action: "stop" }) });
   }
   // `always`: even when this pad started no move (the camera may be on its way to a preset).
   stop(always = false) {
+    clearInterval(this.repeat);
     if (!this.moving && !always) return this.queue;
     this.moving = false;
     return this.send({ action: "stop" });
@@ -68,11 +87,21 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
     else { setPtz(data); setAbsent(""); }
   };
   useEffect(() => {
-    load().catch((err) => setError(err.message));
-    const timer = setInterval(() => load().catch(() => {}), POLL_MS);
+    // Polls one after another: a slow camera must not pile questions up in front of a stop.
+    let timer = null, live = true;
+    const poll = () => load().catch(() => {}).finally(() => { if (live) timer = setTimeout(poll, POLL_MS); });
+    load().catch((err) => setError(err.message)).finally(() => { if (live) timer = setTimeout(poll, POLL_MS); });
     const release = () => { setHeld(null); driver.current.stop(); };
+    const leave = () => driver.current.leave();
     addEventListener("blur", release);  // a window left with a button held must not keep turning
-    return () => { clearInterval(timer); removeEventListener("blur", release); driver.current.stop(); };
+    addEventListener("pagehide", leave);
+    return () => {
+      live = false;
+      clearTimeout(timer);
+      removeEventListener("blur", release);
+      removeEventListener("pagehide", leave);
+      driver.current.stop();
+    };
   }, [cameraId]);
 
   const start = (move) => {
@@ -99,7 +128,10 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
     e.preventDefault();
     if (!e.repeat) start(move);
   };
-  const onKeyUp = (e) => { if (KEYS[e.key] && !typing(e)) end(); };
+  // Any key let go while a key steers ends it, wherever the focus went meanwhile.
+  const onKeyUp = (e) => { if (KEYS[e.key]) end(); };
+  // The focus leaving the pad (a click elsewhere, Tab) ends a move held by a key.
+  const onFocusOut = (e) => { if (!e.currentTarget.contains(e.relatedTarget)) end(); };
 
   const goto = async (token) => {
     await driver.current.send({ action: "goto_preset", preset: token });
@@ -135,7 +167,7 @@ export function PtzPad({ cameraId, onMoved = () => {} }) {
   if (!ptz) return html`<div class="ptz"><p class="busy">${error || "Asking the camera…"}</p></div>`;
   const pos = ptz.position || {};
   return html`
-    <div class="ptz" tabindex="0" onKeyDown=${onKeyDown} onKeyUp=${onKeyUp}
+    <div class="ptz" tabindex="0" onKeyDown=${onKeyDown} onKeyUp=${onKeyUp} onFocusOut=${onFocusOut}
          onDblClick=${(e) => e.stopPropagation()} aria-label="PTZ: hold a button or an arrow key to move">
       <div class="ptz-controls">
         <div class="ptz-arrows">
