@@ -17,7 +17,7 @@ from playwright.async_api import Page
 
 from support.onvif_device import PASSWORD, USER
 from support.procs import PASSWORDS, free_port
-from support.wall import sign_in
+from support.wall import leaving_asks, sign_in
 
 PAN_MOVED = 0.2  # how far the held arrow must turn the camera (ipycam pans ~0.5/s at speed 0.5)
 BACK = 0.03  # how close to the preset "back" is, in ONVIF's -1..1 pan and tilt
@@ -330,15 +330,7 @@ async def test_an_rtsp_camera_is_added_edited_and_deleted_and_a_dispatcher_only_
     await browser.screenshots("ops-cameras-rtsp-2a-password")
     await page.fill("#cam-url", f"rtsp://127.0.0.1:{rtsp.port}/cam")
     # Leaving with unsaved changes asks; staying keeps them.
-    asked: list[str] = []
-
-    async def dismiss(dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.dismiss()
-
-    page.once("dialog", dismiss)
-    await page.click("#to-cameras")
-    assert asked and "unsaved" in asked[0]
+    assert "unsaved" in await leaving_asks(page, "#to-cameras")
     assert await page.input_value("#cam-name") == "Street one"
     await page.click("#save")
     await page.wait_for_selector("#saved")

@@ -18,7 +18,7 @@ from playwright.async_api import Page
 from gridwatch.detectors.scenarios import SCENARIOS, frames
 from support.procs import PASSWORDS
 from support.scenario_run import ScenarioRun
-from support.wall import sign_in
+from support.wall import leaving_asks, sign_in
 
 Point = tuple[float, float]
 
@@ -189,15 +189,7 @@ async def test_zones_are_drawn_moved_trimmed_and_saved_relative_to_the_picture(
     await shot(page, "2-edited")
 
     # Leaving with unsaved changes asks; staying keeps them.
-    asked: list[str] = []
-
-    async def dismiss(dialog) -> None:
-        asked.append(dialog.message)
-        await dialog.dismiss()
-
-    page.once("dialog", dismiss)
-    await page.click("#to-cameras")
-    assert asked and "unsaved" in asked[0]
+    assert "unsaved" in await leaving_asks(page, "#to-cameras")
     assert "/zones" in page.url and await page.locator("#zones-dirty").count() == 1
 
     # The config's "carr" is shown struck out, and refused before anything is sent.

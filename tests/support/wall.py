@@ -72,3 +72,18 @@ async def tile_coverage(page: Page) -> float:
           return covered / (area.width * area.height);
         }"""
     )
+
+
+async def leaving_asks(page: Page, link: str) -> str:
+    """Click `link` on a page with unsaved changes, dismiss the question the page asks
+    (staying), and return its text; AssertionError when the page let go without asking."""
+    asked: list[str] = []
+
+    async def dismiss(dialog) -> None:
+        asked.append(dialog.message)
+        await dialog.dismiss()
+
+    page.once("dialog", dismiss)
+    await page.click(link)
+    assert asked, f"{link}: the page let go of unsaved changes without asking"
+    return asked[0]
