@@ -18,6 +18,7 @@ from gridwatch.media.sources import parse_source
 from gridwatch.signaling import keys
 from gridwatch.signaling.auth import COOKIE
 from gridwatch.signaling.cameras import (
+    camera_or_404,
     check_api_camera,
     check_zone_classes,
     keep_stored_passwords,
@@ -128,14 +129,6 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-async def _camera(request: web.Request) -> Camera:
-    camera_id = request.match_info["id"]
-    camera = await request.app[keys.CAMERAS].get(camera_id)
-    if camera is None:
-        raise JsonError(404, f"no camera {camera_id!r}")
-    return camera
-
-
 def _view(request: web.Request, camera: Camera) -> dict:
     app = request.app
     return public_view(camera, app[keys.HUB].get(camera.id), app[keys.VIEWERS].count(camera.id))
@@ -168,7 +161,7 @@ async def create_camera(request: web.Request) -> web.Response:
 @routes.get("/api/cameras/{id}")
 @allow(*WALL)
 async def get_camera(request: web.Request) -> web.Response:
-    return web.json_response(_view(request, await _camera(request)))
+    return web.json_response(_view(request, await camera_or_404(request)))
 
 
 @routes.put("/api/cameras/{id}")
@@ -209,14 +202,14 @@ def _zones_view(request: web.Request, camera: Camera) -> dict:
 @allow(*WALL)
 async def get_zones(request: web.Request) -> web.Response:
     """The camera's zones, and the class names a zone of each kind may list."""
-    return web.json_response(_zones_view(request, await _camera(request)))
+    return web.json_response(_zones_view(request, await camera_or_404(request)))
 
 
 @routes.put("/api/cameras/{id}/zones")
 @allow(*DESK, body=ZonesBody)
 async def put_zones(request: web.Request) -> web.Response:
     """Replace a camera's zones; answers as GET does."""
-    camera = await _camera(request)
+    camera = await camera_or_404(request)
     # Relative points, or pixels with the frame they were drawn on: the model's checks are
     # the whole check, whatever size the streams have (the detector scales to its frames).
     zones = (await body(request, ZonesBody, "invalid_zones")).zones
@@ -230,7 +223,7 @@ async def put_zones(request: web.Request) -> web.Response:
 @allow(*WALL)
 async def camera_snapshot(request: web.Request) -> web.Response:
     """The camera's picture now (ONVIF snapshot, or the last key frame) as JPEG."""
-    camera = await _camera(request)
+    camera = await camera_or_404(request)
     source = parse_source(camera.source)
     jpeg = None
     if source.kind == "onvif":

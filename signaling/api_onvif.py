@@ -18,7 +18,7 @@ from gridwatch.media.onvif import OnvifFailure, PtzCommand
 from gridwatch.media.probe import ProbeFailure, probe_picture
 from gridwatch.media.sources import Source, SourceError, parse_source, redact
 from gridwatch.signaling import keys
-from gridwatch.signaling.cameras import check_api_source, with_stored_password
+from gridwatch.signaling.cameras import camera_or_404, check_api_source, with_stored_password
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.logs import scrub_secret
 from gridwatch.signaling.policy import allow, body
@@ -99,13 +99,6 @@ async def discover_cameras(request: web.Request) -> web.Response:
     return web.json_response({"devices": [_device(d) for d in found]})
 
 
-async def _camera(request: web.Request, camera_id: str) -> Camera:
-    camera = await request.app[keys.CAMERAS].get(camera_id)
-    if camera is None:
-        raise JsonError(404, f"no camera {camera_id!r}")
-    return camera
-
-
 def _probe_error(e: OnvifFailure | ProbeFailure, password: str | None) -> JsonError:
     """The 502/504 for a source that gave no picture; the message is scrubbed of the
     password whatever a library put into it."""
@@ -139,7 +132,7 @@ async def probe_camera(request: web.Request) -> web.Response:
     if source.kind not in PROBE_KINDS:
         raise JsonError(400, "source: a test picture comes from onvif://, rtsp:// or rtsps:// sources",
                         "bad_request")  # fmt: skip
-    stored = await _camera(request, ask.id) if ask.id is not None else None
+    stored = await camera_or_404(request, ask.id) if ask.id is not None else None
     stored_urls = [stored.source, stored.detect_source] if stored is not None else []
     url = with_stored_password("source", ask.source, stored_urls)
     source = parse_source(url)
@@ -162,7 +155,7 @@ async def probe_camera(request: web.Request) -> web.Response:
 
 
 async def _ptz_source(request: web.Request) -> tuple[Camera, Source]:
-    camera = await _camera(request, request.match_info["id"])
+    camera = await camera_or_404(request)
     source = parse_source(camera.source)
     if source.kind != "onvif":
         raise JsonError(409, "PTZ needs an onvif:// camera", "no_ptz")

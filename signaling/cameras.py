@@ -8,10 +8,13 @@ import logging
 import socket
 from urllib.parse import quote
 
+from aiohttp import web
+
 from gridwatch.detectors.rules import class_faults
 from gridwatch.media.config import Camera, MediaConfig, Zone
 from gridwatch.media.sources import SECRET_PARAMS, parse_source, redact, split_authority
 from gridwatch.media.stream import Stream
+from gridwatch.signaling import keys
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.logs import add_secret
 
@@ -94,6 +97,16 @@ def keep_stored_passwords(camera: Camera, stored: Camera | None) -> Camera:
         if url is not None and (restored := with_stored_password(field, url, stored_urls)) != url:
             kept[field] = restored
     return camera.model_copy(update=kept) if kept else camera
+
+
+async def camera_or_404(request: web.Request, camera_id: str | None = None) -> Camera:
+    """The stored camera `camera_id` (the URL's `{id}` when None); JsonError 404 when
+    there is none."""
+    camera_id = request.match_info["id"] if camera_id is None else camera_id
+    camera = await request.app[keys.CAMERAS].get(camera_id)
+    if camera is None:
+        raise JsonError(404, f"no camera {camera_id!r}")
+    return camera
 
 
 def check_zone_classes(zones: list[Zone], groups: dict[str, str]) -> None:
