@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gridwatch.signaling.config import Config, ConfigError, load_config
+from gridwatch.signaling.config import Config, ConfigError
 from gridwatch.signaling.logs import setup_logging
+from gridwatch.signaling.settings import load_settings
 
 log = logging.getLogger("gridwatch.server")
 # Requests still in flight when the node shuts down (a recording download, a WHEP offer)
@@ -63,10 +64,11 @@ async def _serve(
 
 
 def load_checked(path: Path | None) -> Config:
-    """The config, with the files it names (grids, map layers) read and checked too."""
+    """The config (the file, secret files, the environment: signaling/settings.py), with
+    the files it names (grids, map layers) read and checked too."""
     from gridwatch.signaling.basemap import load_basemap
 
-    config = load_config(path)
+    config = load_settings(path)
     load_basemap(config)
     check_evidence_key(config)
     return config
