@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import uuid
 from collections.abc import Callable, Iterable
@@ -23,12 +24,14 @@ from aiortc import (
     RTCRtpCodecParameters,
     RTCRtpSender,
     RTCSessionDescription,
+    rtcicetransport,
     rtcrtpsender,
 )
 from aiortc.codecs.h264 import H264Encoder as AiortcH264Encoder
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from gridwatch.media.ice_mux import IceMux, MuxConnection
 from gridwatch.media.stream import (
     CLOCK_RATE,
     Consumer,
@@ -61,6 +64,23 @@ def use_host_addresses(addresses: list[str]) -> None:
 
     get_host_addresses.__wrapped__ = original  # type: ignore[attr-defined]
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+def use_ice_mux(mux: IceMux | None) -> None:
+    """Make every RTCPeerConnection of this process gather its host candidates on `mux`'s
+    one UDP port (webrtc.udp_port); None: a port of its own per session, aioice's way.
+
+    aiortc creates each ICE connection through `rtcicetransport.Connection`: replacing
+    that name is the whole hook.
+    """
+    current = rtcicetransport.Connection
+    original = getattr(current, "__wrapped__", current)
+    if mux is None:
+        rtcicetransport.Connection = original
+        return
+    connection = functools.partial(MuxConnection, mux)
+    connection.__wrapped__ = original  # type: ignore[attr-defined]
+    rtcicetransport.Connection = connection  # type: ignore[misc]
 
 
 class SharedPacketizer(AiortcH264Encoder):
