@@ -28,6 +28,9 @@ class WebRTCConfig(Strict):
     # coturn's static-auth-secret: TURN credentials are then made per user and expire.
     turn_secret: Annotated[str, Field(min_length=16)] | None = None
     turn_ttl_s: Annotated[int, Field(ge=60, le=86400)] = 3600
+    # Every WebRTC session of the node on this one UDP port (media/ice_mux.py), so that a
+    # node behind a firewall or NAT publishes one port; None: a random port per session.
+    udp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     @field_validator("host_addresses")
     @classmethod
