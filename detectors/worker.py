@@ -110,8 +110,10 @@ class CameraWatch:
         cfg: DetectorsConfig,
         inference: ThreadPoolExecutor | None = None,
         plates: PlateReader | None = None,
+        bus: aioredis.Redis | None = None,  # the frame bus (redis.frames_url); None: `redis`
     ):
         self.redis = redis
+        self.bus = bus or redis
         self.plates = plates  # None: plates are not read
         self.camera = camera
         self.make_detector = make_detector
@@ -245,7 +247,7 @@ class CameraWatch:
         while True:
             # Blocks until a frame comes (no polling); a worker that fell behind gets the
             # few the stream keeps and takes the newest.
-            got = await self.redis.xread({key: last_id}, count=FRAMES_MAXLEN, block=2000)
+            got = await self.bus.xread({key: last_id}, count=FRAMES_MAXLEN, block=2000)
             if not got:
                 continue
             entry_id, fields = got[0][1][-1]
@@ -340,8 +342,11 @@ class CameraWatch:
 
 
 class Worker:
-    def __init__(self, redis: aioredis.Redis, cfg: DetectorsConfig, make_detector: DetectorFactory):
+    def __init__(self, redis: aioredis.Redis, cfg: DetectorsConfig, make_detector: DetectorFactory,
+                 bus: aioredis.Redis | None = None):  # fmt: skip
+        """`redis`: the durable Redis; `bus`: the frame bus (redis.frames_url), None: `redis`."""
         self.redis = redis
+        self.bus = bus or redis
         self.cfg = cfg
         self.make_detector = make_detector
         self.name = node_id()
@@ -389,7 +394,8 @@ class Worker:
                 break
             if cid not in self.watching and await self.leases.hold(cid):
                 watch = CameraWatch(
-                    self.redis, camera, self.make_detector, self.cfg, self.inference, self.plates
+                    self.redis, camera, self.make_detector, self.cfg, self.inference, self.plates,
+                    self.bus,
                 )
                 task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
                 self.watching[cid] = (camera, watch, task)

@@ -111,8 +111,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
     config = config_or_report(args.config)
     if config is None:
         return 2
-    url = config.redis.url
-    if url is None:
+    private_url = None
+    if config.redis.url is None and config.redis.sentinel is None:
         # The node's private Redis, when this worker runs beside `gridwatch serve`.
         sock = (config.server.data_dir / "redis" / "redis.sock").resolve()
         if not sock.exists():
@@ -120,7 +120,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
                 f"config error: redis.url: not set, and no private Redis at {sock}", file=sys.stderr
             )
             return 2
-        url = f"unix://{sock}"
+        private_url = f"unix://{sock}"
     weights = config.detectors.weights
     if not weights.endswith(".yaml") and not Path(weights).is_file():
         print(
@@ -128,24 +128,26 @@ def cmd_detect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(_detect(url, config))
+    asyncio.run(_detect(private_url, config))
     return 0
 
 
-async def _detect(url: str, config: Config) -> None:
-    import redis.asyncio as aioredis
-
+async def _detect(private_url: str | None, config: Config) -> None:
     from gridwatch.detectors.worker import Worker, yolo_factory
+    from gridwatch.signaling.redis_connect import durable_client, frames_client
 
-    client = aioredis.from_url(url)
+    client = durable_client(config.redis, private_url)
+    bus = frames_client(config.redis)
     worker = asyncio.create_task(
-        Worker(client, config.detectors, yolo_factory(config.detectors)).run()
+        Worker(client, config.detectors, yolo_factory(config.detectors), bus).run()
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await worker
+    if bus is not None:
+        await bus.aclose()
     await client.aclose()
 
 

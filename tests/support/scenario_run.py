@@ -41,6 +41,7 @@ class ScenarioRun:
     workers: int = 1
     detectors: dict = field(default_factory=dict)
     redis_server: RedisServer | None = None
+    frames_server: RedisServer | None = None  # the frame bus (redis.frames_url) when given
     gw: GridwatchServer | None = None
     rtsp: RtspServer | None = None
     procs: list = field(default_factory=list)
@@ -59,18 +60,21 @@ class ScenarioRun:
         mounts = {path: f"file:{self.streams(cid)[role]}" for (cid, role), path in paths.items()}
         self.redis_server = RedisServer(self.workdir / "redis").start()
         self.r = redis.Redis.from_url(self.redis_server.url)
+        redis_config = {"url": self.redis_server.url}
+        if self.frames_server is not None:
+            redis_config["frames_url"] = self.frames_server.start().url
         port = free_port()
         detectors = {"weights": DEMO_WEIGHTS, "imgsz": 320, "lease_s": 2, **self.detectors}
         self.gw = GridwatchServer(self.workdir / "gw", {
             "users": self.users,
-            "redis": {"url": self.redis_server.url},
+            "redis": redis_config,
             "media": {"reconnect_min_s": 0.2, "reconnect_max_s": 1, "lease_s": 3},
             "detectors": detectors,
             "cameras": [{"id": cid, "position": POSITION, "detect": {"fps": 2}, "zones": zones,
                          **{role: f"rtsp://127.0.0.1:{port}{paths[cid, role]}" for role in self.streams(cid)}}
                         for cid, (_, zones) in self.cameras.items()],
         }).start()  # fmt: skip
-        config = {"redis": {"url": self.redis_server.url}, "detectors": detectors}
+        config = {"redis": redis_config, "detectors": detectors}
         for i in range(self.workers):
             self.procs.append(start_detector(self.workdir, f"detect{i}", config))
         deadline = time.monotonic() + 90  # torch takes a while to load on two cores
@@ -102,7 +106,7 @@ class ScenarioRun:
     def stop(self) -> None:
         for p in self.procs:
             stop(p)
-        for server in (self.rtsp, self.gw, self.redis_server):
+        for server in (self.rtsp, self.gw, self.redis_server, self.frames_server):
             if server is not None:
                 server.stop()
 
