@@ -33,7 +33,7 @@ async def _serve(
     # `check-config` load neither it nor the ONVIF stack.
     from aiohttp import web
 
-    from gridwatch.signaling.app import create_app
+    from gridwatch.signaling.app import STOPPING, create_app
     from gridwatch.signaling.listener import KEEPALIVE_S, listen
 
     config.server.data_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,11 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     async with sidecars() if sidecars else contextlib.nullcontext():
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down", extra={"delay_s": config.server.shutdown_delay_s})
+        # /readyz says 503 at once; requests are served as before for the delay, while the
+        # load balancers that poll it stop sending any (kube-apiserver's shutdown delay).
+        runner.app[STOPPING].set()
+        await asyncio.sleep(config.server.shutdown_delay_s)
     began = time.monotonic()
     # No new connection from here; runner.cleanup() then refuses new requests and closes
     # the sockets, segments and leases (app.drain), waits for requests in flight, and

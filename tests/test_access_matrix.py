@@ -16,7 +16,7 @@ from gridwatch.signaling.config import Config
 from gridwatch.signaling.policy import rule_of
 from support.procs import GridwatchServer
 
-PUBLIC = {"/healthz", "/metrics", "/api/login", "/api/openapi.json", "/", "/phone", "/ops", "/sw.js"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/api/login", "/api/openapi.json", "/", "/phone", "/ops", "/sw.js"}
 SAMPLE = {"id": "nope-0", "name": "nope", "stream": "nope", "session": "nope", "path": "nope/x.mp4", "plate": "nope",
           "token": "nope"}  # fmt: skip
 INCIDENT = {"lat": 31.26, "lon": 120.92}
