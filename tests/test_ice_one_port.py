@@ -35,7 +35,9 @@ def free_udp_port() -> int:
 
 
 def candidate_ports(sdp: str) -> set[int]:
-    return {int(m) for m in re.findall(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host", sdp, re.M)}
+    return {
+        int(m) for m in re.findall(r"^a=candidate:\S+ \d+ udp \d+ \S+ (\d+) typ host", sdp, re.M)
+    }
 
 
 def ufrag(sdp: str) -> str:
@@ -60,7 +62,9 @@ async def wait_mux_metric(gw, name: str, value: float, timeout: float = 10.0) ->
         await asyncio.sleep(0.1)
 
 
-async def test_viewers_and_a_publisher_share_the_one_udp_port(rtsp_factory, gridwatch_factory, http):
+async def test_viewers_and_a_publisher_share_the_one_udp_port(
+    rtsp_factory, gridwatch_factory, http
+):
     rtsp = rtsp_factory({"/cam": CAMERA})
     port = free_udp_port()
     gw = one_port_node(gridwatch_factory, port, [{"id": "gate", "source": rtsp.url("/cam")}])
@@ -72,8 +76,12 @@ async def test_viewers_and_a_publisher_share_the_one_udp_port(rtsp_factory, grid
     drone_viewer = None
     try:
         drone_viewer = await view(http, gw.base, "drone-1", token)
-        assert await camera_viewer.wait_frames(25, timeout=10.0), "the camera's viewer got no frames"
-        assert await drone_viewer.wait_frames(25, timeout=10.0), "the WHIP stream's viewer got no frames"
+        assert await camera_viewer.wait_frames(25, timeout=10.0), (
+            "the camera's viewer got no frames"
+        )
+        assert await drone_viewer.wait_frames(25, timeout=10.0), (
+            "the WHIP stream's viewer got no frames"
+        )
         # Every answer offers the one port, and media flows through nothing else.
         for sdp in (camera_viewer.pc.remoteDescription.sdp, drone_viewer.pc.remoteDescription.sdp,
                     pc.remoteDescription.sdp):  # fmt: skip
@@ -144,11 +152,12 @@ def test_udp_port_is_checked_and_a_taken_port_stops_the_node(tmp_path, gridwatch
     cfg = tmp_path / "bad.yaml"
     for value in (0, 70000, "x"):
         cfg.write_text(yaml.safe_dump({"webrtc": {"udp_port": value}}))
-        r = subprocess.run([GRIDWATCH, "check-config", str(cfg)], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [GRIDWATCH, "check-config", str(cfg)], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 1 and "webrtc.udp_port" in r.stdout, r.stdout
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeError, match=f"cannot bind UDP 127.0.0.1 port {port}"):
             one_port_node(gridwatch_factory, port, [])
-
