@@ -1,9 +1,15 @@
 """The camera registry: every camera of the centre in Redis (`gw:cameras`, id -> camera
 JSON), next to the streams it describes; any process reads it (the detector workers
-too), the server writes it."""
+too), the server writes it.
+
+Every write also goes on the change feed (`gw:cameras:feed`, a stream of `{id}`): a
+process keeps its own copy of the registry (CameraFeed), read whole once and then only
+what changed, so that no loop re-reads and re-validates every camera of the centre.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -12,11 +18,13 @@ from typing import TYPE_CHECKING
 
 import redis.asyncio as aioredis
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from gridwatch.contracts.channels import WALL
 from gridwatch.contracts.records import load, load_all
+from gridwatch.contracts.retry import forever
 from gridwatch.media.config import Camera
-from gridwatch.media.sources import parse_source, redact
+from gridwatch.media.sources import Source, parse_source, redact
 
 if TYPE_CHECKING:  # the hub pulls in the ONVIF and WebRTC stacks: a reader of the list needs neither
     from gridwatch.media.hub import StreamHub
@@ -26,6 +34,8 @@ log = logging.getLogger("gridwatch.cameras")
 
 KEY = "gw:cameras"
 SEEDED = "gw:cameras:seeded"  # camera id -> SHA-256 of its config entry, as last written
+FEED = "gw:cameras:feed"  # stream of {id}: a camera written or deleted
+FEED_MAXLEN = 10_000  # a reader further behind than this reads the registry whole again
 
 
 _told: set[tuple[object, tuple]] = set()  # (camera, zones) whose unframed zones were logged
@@ -60,6 +70,85 @@ async def stored_cameras(redis: aioredis.Redis) -> list[Camera]:
     return load_all(stored_camera, items, "camera")
 
 
+class CameraFeed:
+    """This process's copy of the registry (`cameras`, id -> Camera), current within
+    milliseconds of any write on any node.
+
+    `load()` reads it whole (validation in a thread: 20,000 cameras take a second of
+    CPU); `follow()` then reads the change feed, blocking, and re-reads only the cameras
+    named there. A reader that fell further behind than the feed keeps, or that lost
+    Redis, loads whole again. Listeners get the ids that changed."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self.cameras: dict[str, Camera] = {}
+        self.listeners: list[Callable[[set[str]], None]] = []
+        self.reloads = 0  # whole reads (metrics)
+        self.changes = 0  # cameras re-read from the feed (metrics)
+        self._last = "0-0"  # the newest feed entry applied
+        self._lost = False  # Redis went away since
+
+    async def load(self) -> None:
+        """Read the whole registry (the feed position first: a write in between is
+        read twice, never missed)."""
+        newest = await self.redis.xrevrange(FEED, count=1)
+        last = newest[0][0].decode() if newest else "0-0"
+        items = sorted((cid.decode(), blob) for cid, blob in (await self.redis.hgetall(KEY)).items())
+        cameras = await asyncio.to_thread(load_all, stored_camera, items, "camera")
+        before = self.cameras
+        self.cameras, self._last = {c.id: c for c in cameras}, last
+        self.reloads += 1
+        changed = {i for i in before.keys() | self.cameras.keys() if before.get(i) != self.cameras.get(i)}
+        self._tell(changed)
+
+    async def follow(self, block_ms: int = 1000) -> None:
+        """Apply the feed until cancelled (load() first)."""
+        await self.load()
+        await forever(lambda: self.step(block_ms), "camera feed", log)
+
+    async def step(self, block_ms: int) -> None:
+        """Wait up to `block_ms` for feed entries and apply them."""
+        if self._lost:  # writes meanwhile may be past the feed's length: read it whole
+            await self.load()
+            self._lost = False
+        try:
+            got = await self.redis.xread({FEED: self._last}, count=1000, block=block_ms)
+        except (RedisError, OSError):
+            self._lost = True
+            raise
+        if not got:
+            return
+        entries = got[0][1]
+        if self._last != "0-0" and not await self.redis.xrange(FEED, self._last, self._last):
+            log.warning("camera feed trimmed past this reader: reading the registry whole")
+            await self.load()
+            return
+        ids = sorted({fields[b"id"].decode() for _, fields in entries if b"id" in fields})
+        blobs = await self.redis.hmget(KEY, ids) if ids else []
+        for cid, blob in zip(ids, blobs, strict=True):
+            camera = load(stored_camera, blob, "camera", cid)
+            if camera is None:
+                self.cameras.pop(cid, None)
+            else:
+                self.cameras[cid] = camera
+        self._last = entries[-1][0].decode()
+        self.changes += len(ids)
+        self._tell(set(ids))
+
+    def apply(self, camera_id: str, camera: Camera | None) -> None:
+        """A write of this process, applied at once (the feed brings it again)."""
+        if camera is None:
+            self.cameras.pop(camera_id, None)
+        else:
+            self.cameras[camera_id] = camera
+        self._tell({camera_id})
+
+    def _tell(self, changed: set[str]) -> None:
+        if changed:
+            for listener in self.listeners:
+                listener(changed)
+
+
 class CameraExists(Exception):
     """A camera with that id is stored already."""
 
@@ -73,9 +162,26 @@ class CameraStore:
         self.redis = redis
         self.hub = hub
         self.remember = remember
+        self.feed = CameraFeed(redis)
+        self.feed.listeners.append(self._changed_elsewhere)
+        # The source this node pulls a camera from: its own, or the owner node's relay.
+        self.source_of: Callable[[Camera], Source] = lambda camera: parse_source(camera.source)
 
     async def all(self) -> list[Camera]:
-        return await stored_cameras(self.redis)
+        """Every camera, by id, from this node's copy (no Redis round trip)."""
+        return [self.feed.cameras[i] for i in sorted(self.feed.cameras)]
+
+    def _changed_elsewhere(self, ids: set[str]) -> None:
+        for cid in ids:
+            camera = self.feed.cameras.get(cid)
+            stream = self.hub.get(cid)
+            if camera is None:
+                if stream is not None and not stream.pushed:
+                    self.hub.remove(cid)  # deleted, perhaps through another node
+            else:
+                self.remember(camera)
+                if stream is not None:  # a source changed on another node: pull the new one
+                    self.hub.upsert(cid, self.source_of(camera))
 
     async def many(self, ids: list[str]) -> list[Camera]:
         """The cameras among `ids` that exist, in one round trip."""
@@ -93,21 +199,24 @@ class CameraStore:
                 raise CameraExists(f"camera {camera.id!r} exists")
         else:
             await self.redis.hset(KEY, camera.id, blob)
-        self.hub.upsert(camera.id, parse_source(camera.source))
+        self.feed.apply(camera.id, camera)
         await self._changed(camera.id, deleted=False)
         log.info("camera saved", extra={"camera": camera.id, "source": redact(camera.source)})
 
     async def delete(self, camera_id: str) -> bool:
         removed = await self.redis.hdel(KEY, camera_id)
-        self.hub.remove(camera_id)
+        self.feed.apply(camera_id, None)
         if removed:
             await self._changed(camera_id, deleted=True)
             log.info("camera deleted", extra={"camera": camera_id})
         return bool(removed)
 
     async def _changed(self, camera_id: str, *, deleted: bool) -> None:
-        # Walls add, rename or drop the camera's tile and marker at once.
-        await self.redis.publish(WALL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(FEED, {"id": camera_id}, maxlen=FEED_MAXLEN, approximate=True)
+            # Walls add, rename or drop the camera's tile and marker at once.
+            pipe.publish(WALL, json.dumps({"type": "camera", "id": camera_id, "deleted": deleted}))
+            await pipe.execute()
 
     async def stream(self, camera_id: str) -> Stream | None:
         """The camera's stream on this node, created from the store on first use."""
@@ -118,7 +227,7 @@ class CameraStore:
                 self.hub.remove(camera_id)  # deleted through another node
             return None
         self.remember(camera)
-        return self.hub.upsert(camera.id, parse_source(camera.source))
+        return self.hub.upsert(camera.id, self.source_of(camera))
 
     async def load(self, configured: list[Camera]) -> None:
         """The config file seeds its cameras: each entry is written into the registry when
@@ -134,7 +243,7 @@ class CameraStore:
             await self.put(camera)
             await self.redis.hset(SEEDED, camera.id, digest)
             log.info("camera written from the config file", extra={"camera": camera.id})
-        for camera in await self.all():
+        await self.feed.load()
+        for camera in self.feed.cameras.values():
             self.remember(camera)
-            self.hub.upsert(camera.id, parse_source(camera.source))
-        log.info("cameras loaded", extra={"count": len(self.hub.streams)})
+        log.info("cameras loaded", extra={"count": len(self.feed.cameras)})

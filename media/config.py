@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -73,6 +74,40 @@ class MediaConfig(Strict):
     # Camera discovery scans (POST /api/cameras/discover) probe from the interface with
     # this IPv4 address; None: the default route's, as `gridwatch discover` does.
     discover_interface: ipaddress.IPv4Address | None = None
+
+class NodeCapacity(Strict):
+    """What one node takes on: placement gives it no more cameras than this, nor more
+    ingest than this (each camera counted at `cluster.camera_mbps`). None: no limit."""
+
+    cameras: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    ingest_mbps: Annotated[float, Field(ge=0, le=1e6)] | None = None
+
+class ClusterConfig(Strict):
+    """This node among the others that share the centre's Redis (DESIGN: many nodes)."""
+
+    # The node's name in placement, leases and metrics; stable across restarts, so that
+    # a node that comes back takes its own cameras back. None: {hostname}-{server.port}.
+    node: Annotated[str, Field(pattern=CAMERA_ID)] | None = None
+    # Where the other nodes reach this one (relay, recordings, evidence). None:
+    # http://127.0.0.1:{server.port}, which only nodes on the same machine can use.
+    internal_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] | None = None
+    # Where viewers reach this node, for `relay: redirect`. None: internal_url.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] | None = None
+    capacity: NodeCapacity = NodeCapacity()
+    # A camera's ingest as placement counts it against capacity.ingest_mbps.
+    camera_mbps: Annotated[float, Field(gt=0, le=10_000)] = 4.0
+    # A viewer of a stream another node owns: "relay" (this node pulls it from the owner
+    # once, whatever its viewers) or "redirect" (the WHEP answer sends him to the owner).
+    viewers: Literal["relay", "redirect"] = "relay"
+
+    def node_name(self, port: int) -> str:
+        """This node's name: `node`, else {hostname}-{port} (unique on one machine)."""
+        host = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-_")[:50] or "node"
+        return self.node or f"{host}-{port}"
+
+    def internal(self, port: int) -> str:
+        """This node's address for the other nodes (scheme://host:port)."""
+        return self.internal_url or f"http://127.0.0.1:{port}"
 
 class RtmpConfig(Strict):
     # Drones and encoders push rtmp://HOST:PORT/live/STREAM?token=TOKEN. None: no RTMP ingest.

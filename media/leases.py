@@ -27,6 +27,18 @@ _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+# Take each lease that is free, renew each that is ours: one round trip for a node's
+# cameras, whatever their number. KEYS: the leases; ARGV: holder, ttl ms. -> 1/0 each.
+_HOLD_MANY = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2]); out[i] = 1
+  elseif redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then out[i] = 1
+  else out[i] = 0 end
+end
+return out
+"""
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -41,6 +53,7 @@ class Leases:
         self.ttl_ms = int(ttl_s * 1000)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._hold_many = redis.register_script(_HOLD_MANY)
 
     def key(self, item: str) -> str:
         return f"gw:lease:{self.role}:{item}"
@@ -51,6 +64,15 @@ class Leases:
             return True
         return bool(await self.redis.set(self.key(item), self.holder, nx=True, px=self.ttl_ms))
 
+    async def hold_many(self, items: list[str], batch: int = 1000) -> set[str]:
+        """`hold` for many items, `batch` per round trip: the ones held now."""
+        held: set[str] = set()
+        for i in range(0, len(items), batch):
+            chunk = items[i : i + batch]
+            got = await self._hold_many(keys=[self.key(x) for x in chunk], args=[self.holder, self.ttl_ms])
+            held.update(x for x, ok in zip(chunk, got, strict=True) if ok)
+        return held
+
     async def release(self, item: str) -> None:
         await self._release(keys=[self.key(item)], args=[self.holder])
 
@@ -58,9 +80,11 @@ class Leases:
 class LeasedWork(Generic[T]):
     """One task per wanted item (a camera) whose lease this node holds.
 
-    Every lease_s/3 the wanted items are read again: a task whose item is no longer
-    wanted, or changed, is stopped and its lease released; one whose lease another
-    took is stopped; a free lease is taken and its task started.
+    Every lease_s/3, or at once after `wake()`, the wanted items are read again and
+    kept to those this node does (`mine`: the camera placement): a task whose item is
+    no longer wanted or no longer ours, or changed, is stopped and its lease released;
+    one whose lease another took is stopped; a free lease is taken and its task
+    started. A cycle's Redis work is one batched round trip for all the node's leases.
 
     A task is stopped by `stop(item)` when given (it asks the task to end on its own:
     a recorder closes its segment) and cancelled only if it has not ended `stop_s`
@@ -75,6 +99,7 @@ class LeasedWork(Generic[T]):
         period_s: float,
         stop: Callable[[str], None] | None = None,
         stop_s: float = 2.0,
+        mine: Callable[[str], bool] = lambda item: True,
     ):
         self.leases = leases
         self.wanted = wanted
@@ -82,6 +107,8 @@ class LeasedWork(Generic[T]):
         self.period_s = period_s
         self.stop = stop
         self.stop_s = stop_s
+        self.mine = mine
+        self._woken = asyncio.Event()
         self.running: dict[str, tuple[T, asyncio.Task]] = {}
         self.closed = False
         # A cycle and close() never interleave: a cycle's hold() landing after close()
@@ -90,7 +117,7 @@ class LeasedWork(Generic[T]):
 
     async def run(self) -> None:
         try:
-            await forever(self._cycle, f"{self.leases.role} leases", log, period_s=self.period_s)
+            await forever(self._cycle_and_nap, f"{self.leases.role} leases", log)
         finally:
             await self.close()
 
@@ -119,19 +146,30 @@ class LeasedWork(Generic[T]):
             log.warning("lease not released", extra={"role": self.leases.role, "item": item,
                                                      "error": str(e)})  # fmt: skip
 
+    def wake(self) -> None:
+        """Run a cycle now (the placement changed), not at the end of the period."""
+        self._woken.set()
+
+    async def _cycle_and_nap(self) -> None:
+        await self._cycle()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), self.period_s)
+        self._woken.clear()
+
     async def _cycle(self) -> None:
         async with self._lock:
             if not self.closed:
                 await self._take_and_drop()
 
     async def _take_and_drop(self) -> None:
-        wanted = await self.wanted()
+        wanted = {item: spec for item, spec in (await self.wanted()).items() if self.mine(item)}
         for item in list(self.running):
             if item not in wanted or self.running[item][0] != wanted[item]:
                 await self._stop(item)
                 await self.leases.release(item)
+        held = await self.leases.hold_many(list(wanted))
         for item, spec in wanted.items():
-            if not await self.leases.hold(item):
+            if item not in held:
                 if item in self.running:  # lost it (we were too slow): the holder has it now
                     await self._stop(item)
                 continue

@@ -119,12 +119,15 @@ class Samplers:
         targets: Callable[[], Awaitable[list[Target]]],
         holder: str,
         lease_s: float = 15.0,
+        mine: Callable[[str], bool] = lambda camera: True,  # the placement: cameras this node owns
+        frames: aioredis.Redis | None = None,  # the frame bus (redis.frames_url); None: `redis`
     ):
         self.redis = redis
+        self.frames = frames or redis
         self.hub = hub
         self.targets = targets
         self.work = LeasedWork(Leases(redis, "media", holder, lease_s), self._wanted,
-                               self._sample, lease_s / 3)  # fmt: skip
+                               self._sample, lease_s / 3, mine=mine)  # fmt: skip
 
     async def _wanted(self) -> dict[str, Target]:
         return {t.camera: t for t in await self.targets()}
@@ -139,4 +142,4 @@ class Samplers:
             stream_id, source = camera, target.source
         stream = self.hub.upsert(stream_id, parse_source(source))
         log.info("sampling", extra={"camera": camera, "stream": stream_id, "fps": target.fps})
-        await Sampler(self.redis, camera, stream, target.fps).run()
+        await Sampler(self.frames, camera, stream, target.fps).run()

@@ -16,6 +16,7 @@ import fnmatch
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -67,6 +68,7 @@ class Recordings:
         evidence: EvidenceStore,
         desk: EvidenceDesk,
         node: str,
+        mine: Callable[[str], bool] = lambda stream: True,  # the placement: what this node records
     ):
         self.redis = redis
         self.hub = hub
@@ -82,7 +84,7 @@ class Recordings:
         self.root.mkdir(parents=True, exist_ok=True)
         self.index = SegmentIndex(redis)
         self.work = LeasedWork(Leases(redis, "record", node, self.lease_s), self._wanted,
-                               self._record, self.lease_s / 3, stop=self._stop_recorder)  # fmt: skip
+                               self._record, self.lease_s / 3, stop=self._stop_recorder, mine=mine)  # fmt: skip
         self.recorders: dict[str, Recorder] = {}
         self.policies: dict[str, RecordConfig] = {}
         self.disk_full = False

@@ -9,12 +9,13 @@ import ipaddress
 import logging
 from collections.abc import AsyncIterator, Coroutine
 
-import redis.asyncio as aioredis
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from gridwatch.contracts.evidence import EvidenceStore
 from gridwatch.contracts.geo import Position
 from gridwatch.contracts.node import node_id
+from gridwatch.contracts.retry import forever
 from gridwatch.dispatch.alerts import Alerts
 from gridwatch.dispatch.deadlines import Deadlines
 from gridwatch.dispatch.events import Events
@@ -29,7 +30,10 @@ from gridwatch.dispatch.violations import VerificationConsumer, ViolationConsume
 from gridwatch.media.cameras import CameraStore
 from gridwatch.media.discover import Scanner
 from gridwatch.media.hub import StreamHub
+from gridwatch.media.ice_mux import IceMux
+from gridwatch.media.nodes import NodeInfo, NodeRegistry
 from gridwatch.media.onvif import Onvif
+from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers, forward_received_media
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.sampler import Samplers, Target
@@ -38,6 +42,7 @@ from gridwatch.media.webrtc import (
     rtc_configuration,
     share_h264_packetization,
     use_host_addresses,
+    use_ice_mux,
 )
 from gridwatch.recordings.service import Recordings
 from gridwatch.signaling import (
@@ -64,6 +69,7 @@ from gridwatch.signaling.metrics import Metrics
 from gridwatch.signaling.openapi import build as openapi_spec
 from gridwatch.signaling.policy import allow, check_rules
 from gridwatch.signaling.presence import Presence
+from gridwatch.signaling.redis_connect import durable_client, frames_client
 from gridwatch.signaling.redis_server import EmbeddedRedis
 from gridwatch.signaling.sockets import Sockets
 from gridwatch.signaling.whip import rtmp_authorizer
@@ -76,6 +82,12 @@ NODE = node_id()  # this node, in leases and presence
 PRODUCERS_STOP_S = 1.5  # for the producers' threads to leave their source at shutdown
 # Set when the node starts shutting down: from then on every new request is refused.
 DRAINING = web.AppKey("draining", asyncio.Event)
+# Set once every context has started (Redis, media, dispatch, ...): /readyz may say ready.
+STARTED = web.AppKey("started", asyncio.Event)
+# Set on SIGTERM, server.shutdown_delay_s before DRAINING: /readyz says 503 from here.
+STOPPING = web.AppKey("stopping", asyncio.Event)
+READY_REDIS_S = 1.0  # /readyz: a Redis that does not answer PING within this is away
+SAMPLERS = web.AppKey("samplers", Samplers)
 
 
 @contextlib.asynccontextmanager
@@ -94,23 +106,24 @@ async def running(*loops: Coroutine[None, None, None]) -> AsyncIterator[None]:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
-    embedded = None
-    url = cfg.redis.url
-    if url is None:
+    embedded = private_url = None
+    if cfg.redis.url is None and cfg.redis.sentinel is None:
         embedded = EmbeddedRedis(cfg.server.data_dir)
-        url = await embedded.start()
+        private_url = await embedded.start()
     # A burst of requests waits for a connection (up to REDIS_WAIT_S) instead of failing
     # with "Too many connections" at the pool's limit.
-    pool = aioredis.BlockingConnectionPool.from_url(url, health_check_interval=10, max_connections=REDIS_CONNECTIONS,
-                                                    timeout=REDIS_WAIT_S)  # fmt: skip
-    client = aioredis.Redis.from_pool(pool)
+    client = durable_client(cfg.redis, private_url, REDIS_CONNECTIONS, REDIS_WAIT_S)
     await client.ping()
-    app[keys.REDIS] = client
+    frames = frames_client(cfg.redis) or client
+    await frames.ping()
+    app[keys.REDIS], app[keys.FRAMES] = client, frames
     secret = await shared_secret(client, cfg.server.secret)
     app[keys.TOKENS] = Tokens(
         secret, cfg.server.token_ttl_s, client, {u.username: u.role for u in cfg.users}
     )
     yield
+    if frames is not client:
+        await frames.aclose()
     await client.aclose()
     if embedded is not None:
         embedded.stop()
@@ -161,9 +174,52 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     await calls.close()
 
 
+async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRegistry, Placement]:
+    """This node in the centre's live set, and the camera placement over that set; the
+    placement follows the camera registry's change feed and the live set."""
+    cfg = app[keys.CONFIG]
+    port = cfg.server.port
+    cluster = cfg.cluster
+    internal = cluster.internal(port)
+    me = NodeInfo(cluster.node_name(port), internal, cluster.public_url or internal, cluster.capacity.cameras,
+                  cluster.capacity.ingest_mbps)  # fmt: skip
+    registry = NodeRegistry(app[keys.REDIS], me, cfg.media.lease_s)
+    placement = Placement(me.node, cluster.camera_mbps)
+    registry.listeners.append(lambda live: placement.update(nodes=live.values()))
+
+    def cameras_changed(ids: set[str]) -> None:
+        if placement.added_or_removed(ids, store.feed.cameras):
+            placement.update(cameras=store.feed.cameras)
+
+    store.feed.listeners.append(cameras_changed)
+    await registry.join()
+    placement.update(nodes=registry.live.values(), cameras=store.feed.cameras)
+    app[keys.NODES], app[keys.PLACEMENT] = registry, placement
+    app[keys.METRICS].watch_cluster(registry, placement, store.feed)
+    return registry, placement
+
+
+async def keep_placing(registry: NodeRegistry, placement: Placement, lease_s: float) -> None:
+    """Renew this node every lease_s/3, at once when a node joins or leaves."""
+
+    async def beat() -> None:
+        await registry.beat()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(registry.woken.wait(), lease_s / 3)
+        registry.woken.clear()
+
+    async with running(registry.watch()):
+        await forever(beat, "node registry", log)
+
+
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     use_host_addresses(cfg.webrtc.host_addresses)
+    mux = IceMux(cfg.webrtc.udp_port) if cfg.webrtc.udp_port is not None else None
+    if mux is not None:
+        await mux.start()  # a taken port stops the node: its published port would be dead
+        app[keys.METRICS].watch_ice_mux(mux)
+    use_ice_mux(mux)
     share_h264_packetization()
     forward_received_media()
     onvif = Onvif(timeout_s=cfg.media.read_timeout_s)
@@ -197,6 +253,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     store = CameraStore(app[keys.REDIS], hub, register_secrets)
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
+    registry, placement = await join_cluster(app, store)
 
     async def targets() -> list[Target]:
         # Cameras with zones are watched by the detectors, whether anyone views them or not.
@@ -206,12 +263,18 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
             if c.detect.enabled and c.zones
         ]
 
-    samplers = Samplers(app[keys.REDIS], hub, targets, NODE, cfg.media.lease_s)
-    async with running(samplers.run()):  # cancelled, the samplers release their leases
+    samplers = Samplers(app[keys.REDIS], hub, targets, registry.me.node, cfg.media.lease_s, placement.mine,
+                        frames=app[keys.FRAMES])
+    app[SAMPLERS] = samplers
+    placement.listeners.append(lambda changed: samplers.work.wake())
+    # cancelled, the samplers release their leases
+    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, cfg.media.lease_s)):
         yield
     await rtmp.stop()
     await publishers.close_all()
     await viewers.close_all()
+    if mux is not None:
+        mux.close()
     await hub.stop(PRODUCERS_STOP_S)
 
 
@@ -219,7 +282,9 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     recordings = Recordings(app[keys.REDIS], app[keys.HUB], cfg.recordings, cfg.server.data_dir, cfg.media.lease_s,
                             cfg.calls.record, app[keys.CAMERAS].all, app[keys.EVIDENCE],
-                            TicketEvidence(app[keys.TICKETS], app[keys.ALERTS]), NODE)  # fmt: skip
+                            TicketEvidence(app[keys.TICKETS], app[keys.ALERTS]), app[keys.NODES].me.node,
+                            app[keys.PLACEMENT].mine)  # fmt: skip
+    app[keys.PLACEMENT].listeners.append(lambda changed: recordings.work.wake())
     app[keys.RECORDINGS] = recordings
     app[keys.METRICS].watch_recordings(recordings)
     async with running(recordings.run()):
@@ -231,7 +296,7 @@ async def refuse_while_draining(request: web.Request, handler) -> web.StreamResp
     """503 for every request once the node shuts down (a keep-alive connection may still
     bring one): no new WHEP/WHIP session, /ws socket or API call starts on a node that is
     going away; the client retries, on another node or on this one once it is back."""
-    if request.app[DRAINING].is_set():
+    if request.app[DRAINING].is_set() and request.path != "/readyz":
         return web.json_response(
             {"error": "shutting_down", "message": "this node is shutting down; try again"},
             status=503, headers={"Retry-After": "2", "Connection": "close"},
@@ -247,15 +312,17 @@ async def drain(app: web.Application) -> None:
     - every new request gets 503, RTMP stops listening and hangs up its publishers;
     - each /ws socket is closed with 1001 (going away), so its handler returns at once
       (left open, aiohttp would wait for it until its shutdown timeout);
-    - every recorder closes its segment (indexed with end and size) and the record
-      leases are released, so another node, or this one restarted, records at once.
+    - every recorder closes its segment (indexed with end and size), the record and
+      media leases are released and the node leaves the live set, so that the others
+      place its cameras at once (told by pub/sub) and pull, sample and record them.
     WebRTC peers and producer threads are stopped afterwards, in media_ctx's cleanup.
     """
     app[DRAINING].set()
     log.info("draining", extra={"sockets": app[keys.SOCKETS].count(),
                                 "recorders": len(app[keys.RECORDINGS].recorders)})  # fmt: skip
     steps = {"rtmp": app[keys.RTMP].stop(), "sockets": app[keys.SOCKETS].close_all(),
-             "recordings": app[keys.RECORDINGS].close()}  # fmt: skip
+             "recordings": app[keys.RECORDINGS].close(), "samplers": app[SAMPLERS].work.close(),
+             "cluster": app[keys.NODES].leave()}  # fmt: skip
     results = await asyncio.gather(*steps.values(), return_exceptions=True)
     for step, result in zip(steps, results, strict=True):
         # One step's fault must not skip the others, nor the cleanup that follows.
@@ -279,6 +346,29 @@ async def ops(request: web.Request) -> web.FileResponse:
 async def phone(request: web.Request) -> web.FileResponse:
     """The officer's phone page."""
     return web.FileResponse(STATIC / "phone.html")
+
+
+@allow(public=True)
+async def readyz(request: web.Request) -> web.Response:
+    """Whether this node takes traffic, for load balancers and orchestrators: 200
+    {"ready": true} once every part has started and Redis (and the frame bus) answers;
+    503 {"ready": false, "reason": "starting" | "shutting_down" | "redis_unavailable"}
+    otherwise, from the moment a shutdown starts. /healthz: only that the process lives."""
+    app = request.app
+    reason = None
+    if app[STOPPING].is_set() or app[DRAINING].is_set():
+        reason = "shutting_down"
+    elif not app[STARTED].is_set():
+        reason = "starting"
+    else:
+        try:
+            async with asyncio.timeout(READY_REDIS_S):
+                await asyncio.gather(app[keys.REDIS].ping(), app[keys.FRAMES].ping())
+        except (TimeoutError, RedisError, OSError):
+            reason = "redis_unavailable"
+    if reason is not None:
+        return web.json_response({"ready": False, "reason": reason}, status=503)
+    return web.json_response({"ready": True})
 
 
 @allow(public=True)
@@ -339,6 +429,7 @@ def create_app(config: Config) -> web.Application:
     )  # fmt: skip
     app[keys.CONFIG] = config
     app[DRAINING] = asyncio.Event()
+    app[STARTED], app[STOPPING] = asyncio.Event(), asyncio.Event()
     app[keys.METRICS] = metrics
     app[keys.MAP] = load_basemap(config)  # ConfigError here: check-config reports it first
     app[keys.PASSWORDS] = PasswordChecks()
@@ -348,6 +439,11 @@ def create_app(config: Config) -> web.Application:
 
     app.on_cleanup.append(close_passwords)
     app.on_shutdown.append(drain)
+
+    async def started(app: web.Application) -> None:  # after every cleanup_ctx's start
+        app[STARTED].set()
+
+    app.on_startup.append(started)
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
     app.cleanup_ctx.extend(
         [redis_ctx, media_ctx, dispatch_ctx, recordings_ctx, api_evidence.signer_ctx]
@@ -370,6 +466,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ops", ops)
     app.router.add_get("/sw.js", service_worker)
     app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/readyz", readyz)
     app.router.add_static("/static/", str(STATIC))
     add_vendor_routes(app)
     check_rules(app)  # a route without an access rule would be open to anyone: refuse to start

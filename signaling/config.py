@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gridwatch.contracts.config import CAMERA_ID, Strict, format_errors
@@ -19,7 +19,7 @@ from gridwatch.contracts.roles import Role
 from gridwatch.detectors.config import DetectorsConfig
 from gridwatch.detectors.rules import class_faults
 from gridwatch.dispatch.config import DispatchConfig, GridsConfig, Officer, TracksConfig
-from gridwatch.media.config import Camera, MediaConfig, RtmpConfig, WebRTCConfig
+from gridwatch.media.config import Camera, ClusterConfig, MediaConfig, RtmpConfig, WebRTCConfig
 from gridwatch.recordings.config import RecordingsConfig
 
 
@@ -35,6 +35,10 @@ class ServerConfig(Strict):
     # Origins (scheme://host:port) whose pages may use the session cookie besides this
     # server's own, e.g. the address of a TLS proxy in front of it.
     origins: list[Annotated[str, Field(pattern=r"^https?://[^/\s]+$")]] = []
+    # On SIGTERM, /readyz answers 503 this long before the node drains and stops, while
+    # requests are still served: a load balancer polling /readyz stops sending traffic
+    # first (0: at once; the closed port says the same).
+    shutdown_delay_s: Annotated[float, Field(ge=0, le=60)] = 0.0
     # A connection must send its first request's head within this (slowloris).
     header_timeout_s: Annotated[float, Field(ge=1, le=300)] = 10.0
     # A /ws client this many events behind (it stopped reading) is dropped (close 1013).
@@ -60,15 +64,52 @@ class ServerConfig(Strict):
         """Where this node's evidence signing key is (or will be made)."""
         return self.evidence_key or self.data_dir / "keys" / "evidence-ed25519.pem"
 
-class RedisConfig(Strict):
-    url: str | None = None
+# host:port, the host a name, an IPv4 address or a bracketed IPv6 one ([::1]:26379).
+HostPort = Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")]
 
-    @field_validator("url")
+class SentinelConfig(Strict):
+    """The durable Redis behind Redis Sentinel (https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/):
+    the node asks the Sentinels at `addresses` where master `master` is, and again after a failover."""
+
+    master: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
+    addresses: Annotated[list[HostPort], Field(min_length=1, max_length=32)]
+    password: SecretStr | None = None  # the master's and replicas' (AUTH)
+    sentinel_password: SecretStr | None = None  # the Sentinels' own, when they ask for one
+    db: Annotated[int, Field(ge=0, le=15)] = 0
+
+    @field_validator("addresses")
     @classmethod
-    def _scheme(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^(redis|rediss|unix)://", v):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+    def _ports(cls, v: list[str]) -> list[str]:
+        if bad := [a for a in v if not 0 < int(a.rsplit(":", 1)[1]) <= 65535]:
+            raise ValueError(f"ports must be 1-65535: {bad}")
         return v
+
+    def hosts(self) -> list[tuple[str, int]]:
+        """`addresses` as (host, port) pairs, IPv6 hosts without their brackets."""
+        pairs = [a.rsplit(":", 1) for a in self.addresses]
+        return [(host.strip("[]"), int(port)) for host, port in pairs]
+
+def _redis_url(v: str | None) -> str | None:
+    if v is not None and not re.match(r"^(redis|rediss|unix)://", v):
+        raise ValueError("must start with redis://, rediss:// or unix://")
+    return v
+
+class RedisConfig(Strict):
+    # The durable Redis (tickets, tracks, deadlines, leases): a URL, or `sentinel`, or
+    # neither, and then a private redis-server under server.data_dir (one node alone).
+    url: str | None = None
+    sentinel: SentinelConfig | None = None
+    # The detection frame bus (gw:frames:{camera}), which needs no persistence. None:
+    # the durable Redis (the private one included).
+    frames_url: str | None = None
+
+    _url = field_validator("url", "frames_url")(_redis_url)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RedisConfig:
+        if self.url is not None and self.sentinel is not None:
+            raise PydanticCustomError("redis_source", "set redis.url or redis.sentinel, not both")
+        return self
 
 StreamPattern = Annotated[str, Field(pattern=r"^[a-z0-9*?_-]{1,63}$")]
 
@@ -131,6 +172,7 @@ class MapConfig(Strict):
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     redis: RedisConfig = RedisConfig()
+    cluster: ClusterConfig = ClusterConfig()
     webrtc: WebRTCConfig = WebRTCConfig()
     media: MediaConfig = MediaConfig()
     rtmp: RtmpConfig = RtmpConfig()
@@ -150,6 +192,23 @@ class Config(Strict):
         if self.tracks.heartbeat_s * 2 > self.dispatch.stale_s:
             raise ValueError("tracks.heartbeat_s: must be at most half of dispatch.stale_s, "
                              "or a standing officer goes stale between two fixes")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
+    def _shared_redis(self) -> Config:
+        # Without a shared Redis a node starts a private one: in a cluster config that
+        # node would silently run as a centre of its own.
+        if self.redis.url is not None or self.redis.sentinel is not None:
+            return self
+        named = [f"cluster.{f}" for f in sorted(self.cluster.model_fields_set)]
+        named += ["redis.frames_url"] * (self.redis.frames_url is not None)
+        if named:
+            why = ("needed by {named}: the nodes of a cluster share one Redis; set redis.url or "
+                   "redis.sentinel (without either this node would start a private Redis and run alone)")
+            error = PydanticCustomError("shared_redis", why, {"named": ", ".join(named)})
+            raise ValidationError.from_exception_data(
+                "Config", [InitErrorDetails(type=error, loc=("redis", "url"), input=None)]
+            )
         return self
 
     @model_validator(mode="after")
@@ -190,9 +249,9 @@ def parse_config(data: object) -> Config:
     except ValidationError as e:
         raise ConfigError(format_errors(e)) from None
 
-def load_config(path: Path | None) -> Config:
-    if path is None:
-        return Config()
+def read_config_file(path: Path) -> dict:
+    """The YAML file's top-level mapping ({} for an empty file); ConfigError naming the
+    file when it cannot be read or is not a mapping."""
     try:
         text = Path(path).read_text()
     except OSError as e:
@@ -203,4 +262,4 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError([f"{path}: not valid YAML: {e}"]) from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError([f"{path}: the top level must be a mapping"])
-    return parse_config(data)
+    return data or {}

@@ -13,7 +13,9 @@ from gridwatch.dispatch.service import Dispatch
 from gridwatch.dispatch.tickets import TicketStore
 from gridwatch.media.cameras import CameraStore
 from gridwatch.media.hub import StreamHub
+from gridwatch.media.nodes import NodeRegistry
 from gridwatch.media.onvif import Onvif
+from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.webrtc import Viewers
@@ -28,6 +30,7 @@ from gridwatch.signaling.sockets import Sockets
 
 CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", aioredis.Redis)
+FRAMES = web.AppKey("frames", aioredis.Redis)  # the detection frame bus: REDIS unless redis.frames_url
 HUB = web.AppKey("hub", StreamHub)
 CAMERAS = web.AppKey("cameras", CameraStore)
 VIEWERS = web.AppKey("viewers", Viewers)
@@ -48,3 +51,5 @@ RECORDINGS = web.AppKey("recordings", Recordings)
 ALERTS = web.AppKey("alerts", Alerts)
 GRIDS = web.AppKey("grids", Grids)
 MAP = web.AppKey("map", BaseMap)
+NODES = web.AppKey("nodes", NodeRegistry)
+PLACEMENT = web.AppKey("placement", Placement)

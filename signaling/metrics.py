@@ -16,7 +16,11 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from gridwatch.dispatch.matcher import Matcher
+from gridwatch.media.cameras import CameraFeed
 from gridwatch.media.hub import StreamHub
+from gridwatch.media.ice_mux import IceMux
+from gridwatch.media.nodes import NodeRegistry
+from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.stream import Stream
@@ -26,7 +30,7 @@ from gridwatch.signaling.calls import Calls
 from gridwatch.signaling.sockets import Sockets
 
 access = logging.getLogger("gridwatch.access")
-QUIET_PATHS = ("/healthz", "/metrics")
+QUIET_PATHS = ("/healthz", "/readyz", "/metrics")
 
 _GAUGES = {
     "online": "1 when the stream's source is delivering",
@@ -135,6 +139,22 @@ class FieldCollector(Collector):
         yield g
 
 
+class IceMuxCollector(Collector):
+    """WebRTC on one UDP port (webrtc.udp_port): its datagrams and sessions."""
+
+    def __init__(self, mux: IceMux):
+        self.mux = mux
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield CounterMetricFamily("gridwatch_ice_mux_packets",
+                                  "datagrams on the WebRTC UDP port routed to their session", self.mux.demuxed)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_ice_mux_dropped",
+                                  "datagrams on the WebRTC UDP port from no known session (unknown ICE ufrag or sender)",
+                                  self.mux.dropped)  # fmt: skip
+        yield GaugeMetricFamily("gridwatch_ice_mux_sessions",
+                                "ICE sessions on the WebRTC UDP port", self.mux.sessions())  # fmt: skip
+
+
 class MatcherCollector(Collector):
     def __init__(self, matcher: Matcher):
         self.matcher = matcher
@@ -225,6 +245,35 @@ class DetectorCollector(Collector):
         yield g
 
 
+class ClusterCollector(Collector):
+    """This node in the cluster: its name (an info series to join the others on), the
+    live nodes it sees, the cameras placed on it, moves, and the camera feed."""
+
+    def __init__(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed):
+        self.nodes, self.placement, self.feed = registry, placement, feed
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        me = self.nodes.me
+        info = GaugeMetricFamily("gridwatch_node_info", "this node (1); its name and internal address",
+                                 labels=["node", "internal_url"])  # fmt: skip
+        info.add_metric([me.node, me.internal_url], 1)
+        yield info
+        yield GaugeMetricFamily("gridwatch_cluster_nodes", "live nodes this node sees", len(self.nodes.live))
+        yield CounterMetricFamily("gridwatch_cluster_changes", "changes of the live node set seen",
+                                  self.nodes.changes)  # fmt: skip
+        yield GaugeMetricFamily("gridwatch_placement_cameras", "cameras placed on this node",
+                                self.placement.counts().get(me.node, 0))  # fmt: skip
+        yield GaugeMetricFamily("gridwatch_placement_unplaced", "cameras no live node has room for",
+                                len(self.placement.unplaced))  # fmt: skip
+        yield CounterMetricFamily("gridwatch_placement_moves", "cameras whose owner changed, as seen here",
+                                  self.placement.moves)  # fmt: skip
+        yield GaugeMetricFamily("gridwatch_cameras", "cameras in the registry", len(self.feed.cameras))
+        yield CounterMetricFamily("gridwatch_camera_feed_reloads", "whole reads of the camera registry",
+                                  self.feed.reloads)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_camera_feed_changes", "cameras re-read from the change feed",
+                                  self.feed.changes)  # fmt: skip
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -256,6 +305,12 @@ class Metrics:
         self, sockets: Sockets, calls: Calls, publishers: Publishers, rtmp: RtmpIngest
     ) -> None:
         self.registry.register(FieldCollector(sockets, calls, publishers, rtmp))
+
+    def watch_ice_mux(self, mux: IceMux) -> None:
+        self.registry.register(IceMuxCollector(mux))
+
+    def watch_cluster(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed) -> None:
+        self.registry.register(ClusterCollector(registry, placement, feed))
 
     def watch_matcher(self, matcher: Matcher) -> None:
         self.registry.register(MatcherCollector(matcher))

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import redis
 
-from support.procs import GridwatchServer, RedisServer
+from support.procs import GridwatchServer, RedisServer, settled
 
 ZONE = {
     "name": "np-1",
@@ -97,12 +97,16 @@ async def test_a_dead_nodes_cameras_are_sampled_by_another(rtsp_factory, tmp_pat
     b = GridwatchServer(tmp_path / "b", cfg).start()
     r = redis.Redis.from_url(store.url)
     try:
-        async with asyncio.timeout(10):
-            while not r.get("gw:lease:media:gate"):
+        await settled([a, b])
+        async with asyncio.timeout(10):  # the placed owner holds the lease
+            while not (r.get("gw:lease:media:gate") or b"").decode().endswith(
+                f"-{(a if a.metrics()['gridwatch_placement_cameras'] else b).port}"
+            ):
                 await asyncio.sleep(0.1)
         holder = r.get("gw:lease:media:gate").decode()
-        first, second = (a, b) if holder.endswith(f"-{a.proc.pid}") else (b, a)
-        assert holder.endswith(f"-{first.proc.pid}")
+        # Leases are held by node name: cluster.node, by default {hostname}-{port}.
+        first, second = (a, b) if holder.endswith(f"-{a.port}") else (b, a)
+        assert holder.endswith(f"-{first.port}")
         assert len(await distinct_frames(r, "gate", 3.0)) >= 2
         assert (
             second.metrics().get('gridwatch_stream_online{stream="gate"}', 0) == 0
@@ -112,7 +116,7 @@ async def test_a_dead_nodes_cameras_are_sampled_by_another(rtsp_factory, tmp_pat
         t0 = time.monotonic()
         async with asyncio.timeout(10):
             while (
-                not (r.get("gw:lease:media:gate") or b"").decode().endswith(f"-{second.proc.pid}")
+                not (r.get("gw:lease:media:gate") or b"").decode().endswith(f"-{second.port}")
             ):
                 await asyncio.sleep(0.1)
         assert time.monotonic() - t0 < 2 + 2  # the lease time, and one renewal cycle

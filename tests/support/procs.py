@@ -279,3 +279,15 @@ def start_detector(workdir: Path, name: str, config: dict) -> subprocess.Popen:
     with open(workdir / f"{name}.log", "wb") as log:
         return subprocess.Popen([GRIDWATCH, "detect", "--config", str(path)], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, cwd=workdir)  # fmt: skip
+
+
+async def settled(nodes: list[GridwatchServer], timeout: float = 20.0) -> None:
+    """Wait until every node sees all of `nodes` live (placement is then the same on
+    each: a node that joins takes its share, so ownership may move until then)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not all(n.metrics().get("gridwatch_cluster_nodes") == len(nodes) for n in nodes):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nodes do not all see {len(nodes)} live nodes within {timeout} s")
+        await asyncio.sleep(0.1)
