@@ -46,6 +46,9 @@ COMPOSE = DOCKER / "compose.yaml"
 IMAGE_DIRS = ("/opt/gridwatch", "/etc/gridwatch", "/var/lib/gridwatch")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # Docker's, on Linux
 USER = "10001:10001"
+# This machine's variables for reaching PyPI and npm: pip's and npm's own, CAs, proxies.
+REGISTRY_ENV = re.compile(r"^(PIP_|NPM_CONFIG_|NODE_EXTRA_CA_CERTS$|SSL_CERT_|REQUESTS_CA_BUNDLE$|(HTTPS?|NO)_PROXY$)",
+                          re.IGNORECASE)
 GRIDWATCH_SERVICES = ("node-a", "node-b", "worker-1", "worker-2")
 # The host's ports of each node: HTTP, RTMP, WebRTC (the same inside, which ICE offers).
 NODE_PORTS = {
@@ -148,9 +151,9 @@ class Image:
         return Path(mapped)
 
     def env(self, settings: Settings) -> dict[str, str]:
-        """The stage's environment, and this machine's registry settings for pip and npm
-        (a build host has its own)."""
-        ours = {k: v for k, v in os.environ.items() if k.startswith(("PIP_", "npm_config_"))}
+        """The stage's environment, and this machine's settings for reaching the package
+        registries (a build host has its own)."""
+        ours = {k: v for k, v in os.environ.items() if REGISTRY_ENV.match(k)}
         return {"HOME": os.environ["HOME"], **ours, **settings.env}
 
     def build(self, name: str) -> Settings:
