@@ -88,6 +88,7 @@ STARTED = web.AppKey("started", asyncio.Event)
 STOPPING = web.AppKey("stopping", asyncio.Event)
 READY_REDIS_S = 1.0  # /readyz: a Redis that does not answer PING within this is away
 SAMPLERS = web.AppKey("samplers", Samplers)
+PLACE_DELAY_S = 0.3  # a new or deleted camera is placed this long after, with any others then
 
 
 @contextlib.asynccontextmanager
@@ -184,12 +185,19 @@ async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRe
     me = NodeInfo(cluster.node_name(port), internal, cluster.public_url or internal, cluster.capacity.cameras,
                   cluster.capacity.ingest_mbps)  # fmt: skip
     registry = NodeRegistry(app[keys.REDIS], me, cfg.media.lease_s)
-    placement = Placement(me.node, cluster.camera_mbps)
+    placement = Placement(me.node, cluster.camera_mbps, store.feed.cameras)
     registry.listeners.append(lambda live: placement.update(nodes=live.values()))
+    pending: list[asyncio.TimerHandle] = []
+
+    def place_cameras() -> None:
+        pending.clear()
+        placement.update(cameras=store.feed.cameras)
 
     def cameras_changed(ids: set[str]) -> None:
-        if placement.added_or_removed(ids, store.feed.cameras):
-            placement.update(cameras=store.feed.cameras)
+        # Once per PLACE_DELAY_S at most: 20,000 cameras added one by one must not each
+        # cost a placement of all of them.
+        if not pending and placement.added_or_removed(ids, store.feed.cameras):
+            pending.append(asyncio.get_running_loop().call_later(PLACE_DELAY_S, place_cameras))
 
     store.feed.listeners.append(cameras_changed)
     await registry.join()
