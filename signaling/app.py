@@ -54,6 +54,7 @@ from gridwatch.signaling import (
     api_tickets,
     api_wall,
     keys,
+    node_auth,
     whep,
     whip,
     ws,
@@ -122,6 +123,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.TOKENS] = Tokens(
         secret, cfg.server.token_ttl_s, client, {u.username: u.role for u in cfg.users}
     )
+    app[keys.NODE_TOKENS] = node_auth.NodeTokens(secret)
     yield
     if frames is not client:
         await frames.aclose()
@@ -433,7 +435,8 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         client_max_size=config.server.max_body_bytes,
         middlewares=[metrics.middleware(), security_headers(page_policy(PAGES, config.map.tile_url)),
-                     refuse_while_draining, error_middleware, auth_middleware(keys.TOKENS, config.server.origins)],
+                     refuse_while_draining, error_middleware,
+                     auth_middleware(keys.TOKENS, config.server.origins, node_auth.require_node)],
     )  # fmt: skip
     app[keys.CONFIG] = config
     app[DRAINING] = asyncio.Event()

@@ -113,14 +113,15 @@ def same_origin(request: web.Request, origins: list[str]) -> bool:
 
 
 def auth_middleware(
-    tokens_key: web.AppKey[Tokens], origins: list[str]
+    tokens_key: web.AppKey[Tokens], origins: list[str], require_node: Callable[[web.Request], Awaitable[str]]
 ) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The route's rule (signaling.policy) is enforced here, before its handler: a public
-    route is open; any other needs a valid token (Tokens.verify) of a role the rule names
-    (401, 403). A request that rides on the session cookie (not a bearer header) and
-    changes something, or opens /ws, must come from this server's own pages: another
-    origin's page in the same browser would otherwise act as the user (cross-site request
-    forgery, WebSocket hijacking). Static files and unknown paths (404) need no rule."""
+    route is open; an internal one needs another node's token (`require_node`, from
+    signaling/node_auth: the caller's name in request["node"]); any other needs a valid
+    token (Tokens.verify) of a role the rule names (401, 403). A request that rides on
+    the session cookie (not a bearer header) and changes something, or opens /ws, must
+    come from this server's own pages: another origin's page in the same browser would
+    otherwise act as the user (cross-site request forgery, WebSocket hijacking). Static files and unknown paths (404) need no rule."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -128,6 +129,9 @@ def auth_middleware(
         route = request.match_info.route
         rule = rule_of(route.handler) if route is not None else None
         if rule is None or rule.public:
+            return await handler(request)
+        if rule.internal:
+            request["node"] = await require_node(request)
             return await handler(request)
         token = bearer(request)
         principal = await request.app[tokens_key].verify(token) if token else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import redis.asyncio as aioredis
 from aiohttp import web
 
@@ -28,6 +30,9 @@ from gridwatch.signaling.metrics import Metrics
 from gridwatch.signaling.presence import Presence
 from gridwatch.signaling.sockets import Sockets
 
+if TYPE_CHECKING:  # node_auth reads its keys from here
+    from gridwatch.signaling.node_auth import NodeTokens
+
 CONFIG = web.AppKey("config", Config)
 REDIS = web.AppKey("redis", aioredis.Redis)
 FRAMES = web.AppKey("frames", aioredis.Redis)  # the detection frame bus: REDIS unless redis.frames_url
@@ -53,3 +58,4 @@ GRIDS = web.AppKey("grids", Grids)
 MAP = web.AppKey("map", BaseMap)
 NODES = web.AppKey("nodes", NodeRegistry)
 PLACEMENT = web.AppKey("placement", Placement)
+NODE_TOKENS: web.AppKey[NodeTokens] = web.AppKey("node_tokens")  # /internal routes (signaling/node_auth)

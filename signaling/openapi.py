@@ -35,7 +35,8 @@ def _schema(model: type[BaseModel], components: dict) -> dict:
 def _operation(rule: Rule, params: list[str], components: dict) -> dict:
     op: dict = {
         "summary": rule.summary,
-        "description": (f"Roles: {', '.join(rule.roles)}." if rule.roles else "Public.")
+        "description": (f"Roles: {', '.join(rule.roles)}." if rule.roles
+                        else "The centre's other nodes only (a node token)." if rule.internal else "Public.")
         + (f" {rule.owner}" if rule.owner else ""),
         "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params],
         "responses": {

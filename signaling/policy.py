@@ -35,19 +35,23 @@ class Rule:
     owner: str = ""  # the resource-level check the handler makes, in words
     summary: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    internal: bool = False  # other nodes only, never a user (signaling/node_auth)
 
 
 def allow(*roles: str, public: bool = False, body: type[BaseModel] | None = None,
           body_types: tuple[str, ...] = (), query: type[BaseModel] | None = None,
-          owner: str = "") -> Callable[[H], H]:  # fmt: skip
-    """Declare a handler's rule; its docstring's first line is the route's summary."""
+          owner: str = "", internal: bool = False) -> Callable[[H], H]:  # fmt: skip
+    """Declare a handler's rule; its docstring's first line is the route's summary.
+    `internal`: a route of /internal/ that only the centre's other nodes call, with a
+    node token (signaling/node_auth), and no role."""
     unknown = set(roles) - set(ROLES)
-    if unknown or (not roles and not public):
-        raise ValueError(f"a rule needs known roles or public=True, not {sorted(unknown)}")
+    if unknown or (not roles and not public and not internal) or (internal and (roles or public)):
+        raise ValueError(f"a rule needs known roles, public=True or internal=True (alone), not {sorted(unknown)}")
 
     def mark(handler: H) -> H:
         summary = (handler.__doc__ or "").strip().split("\n")[0]
-        handler.rule = Rule(tuple(roles), public, body, body_types, query, owner, summary)  # type: ignore[attr-defined]
+        handler.rule = Rule(tuple(roles), public, body, body_types, query, owner, summary,  # type: ignore[attr-defined]
+                            internal=internal)  # fmt: skip
         return handler
 
     return mark
@@ -58,7 +62,17 @@ def rule_of(handler: object) -> Rule | None:
 
 
 def check_rules(app: web.Application) -> None:
-    """Every route the app serves has a rule, or is a static folder; ValueError otherwise."""
+    """Every route the app serves has a rule, or is a static folder, and a route is
+    internal (signaling/node_auth) exactly when it is under /internal/; ValueError
+    otherwise."""
+    misplaced = [
+        f"{route.method} {route.resource.canonical}"
+        for route in app.router.routes()
+        if (rule := rule_of(route.handler)) is not None
+        and rule.internal != route.resource.canonical.startswith("/internal/")
+    ]  # fmt: skip
+    if misplaced:
+        raise ValueError(f"internal routes must be exactly those under /internal/: {', '.join(misplaced)}")
     missing = [
         f"{route.method} {route.resource.canonical}"
         for route in app.router.routes()
