@@ -6,7 +6,8 @@
 `server`: the node in this container answers 200 at `--path` on its own port
 (`server.port`) within 3 s. `worker`: this container's detector worker beat its heartbeat
 in `gw:workers` (the sorted set every worker scores with the time of its last cycle,
-detectors/worker.py) within `detectors.lease_s`; a worker that cannot reach Redis or has
+detectors/worker.py) within `detectors.lease_s`, read where the worker writes it
+(signaling/redis_connect.py); a worker that cannot reach Redis or has
 not loaded its model has no recent beat.
 
 The config is read as the `gridwatch` command reads it (the file, secret files, the
@@ -17,6 +18,7 @@ environment), so the check follows the port and Redis the process was given. Exi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 import time
@@ -43,22 +45,26 @@ def server(config: Config, path: str) -> str | None:
         return f"{url}: {e}"
 
 
-def worker(config: Config) -> str | None:
+async def worker(config: Config) -> str | None:
     """None when a worker of this host (node id `{hostname}-{pid}`, contracts/node.py) beat
-    within `detectors.lease_s`, else why not."""
-    import redis
+    within `detectors.lease_s` in the durable Redis (redis.url or redis.sentinel), else
+    why not."""
     from redis.exceptions import RedisError
 
     from gridwatch.detectors.worker import WORKERS
+    from gridwatch.signaling.redis_connect import durable_client
 
-    if config.redis.url is None:
-        return "redis.url: not set (a worker in a container needs the centre's Redis)"
+    try:
+        client = durable_client(config.redis)
+    except ValueError as e:  # no Redis configured: a worker in a container needs the centre's
+        return str(e)
     since = time.time() - config.detectors.lease_s
     try:
-        with redis.Redis.from_url(config.redis.url, socket_timeout=TIMEOUT_S) as client:
-            live = client.zrangebyscore(WORKERS, since, "+inf")
-    except RedisError as e:
-        return f"redis: {e}"
+        live = await asyncio.wait_for(client.zrangebyscore(WORKERS, since, "+inf"), TIMEOUT_S)
+    except (RedisError, OSError, TimeoutError) as e:
+        return f"redis: {e or 'no answer'}"
+    finally:
+        await client.aclose()
     prefix = f"{socket.gethostname()}-".encode()
     if not any(name.startswith(prefix) for name in live):
         return f"no heartbeat from a worker on {socket.gethostname()} in {WORKERS} since {since:.0f}"
@@ -76,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"unhealthy: config: {e.errors[0]}")
         return 1
-    why = server(config, args.path) if args.role == "server" else worker(config)
+    why = server(config, args.path) if args.role == "server" else asyncio.run(worker(config))
     print(f"unhealthy: {why}" if why else "healthy")
     return 1 if why else 0
 

@@ -374,7 +374,7 @@ def test_server_image_installs_checks_its_config_and_answers_its_health_check(im
     gridwatch = image.command(["gridwatch"], s)
     assert subprocess.run([*gridwatch, "--help"], env=image.env(s), capture_output=True).returncode == 0
     # The pages' libraries are in the image, where the node serves them from.
-    assert image.path("web/node_modules/leaflet/dist/leaflet.js", s).is_file()
+    assert image.path("/opt/gridwatch/web/node_modules/leaflet/dist/leaflet.js", s).is_file()
     # The sample config, with node-a's variables and secret file, as compose runs it.
     secrets = tmp_path / "secrets"
     secrets.mkdir()
@@ -394,7 +394,7 @@ def test_server_image_installs_checks_its_config_and_answers_its_health_check(im
         assert "unhealthy" in wait_health(image, s, stage, 1, 10)  # nothing listens yet
         node = subprocess.Popen(image.command(exec_form(final(stage, "CMD").args), s),
                                 env=image.env(s), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+                                stdin=subprocess.DEVNULL, cwd=image.path(".", s))  # fmt: skip
         assert wait_health(image, s, stage, 0, 60) == "healthy"
         stop(node)
         assert "unhealthy" in wait_health(image, s, stage, 1, 10)
@@ -420,7 +420,7 @@ def test_detector_image_installs_the_detectors_and_its_worker_answers_its_health
         assert "no heartbeat" in wait_health(image, s, stage, 1, 30)
         worker = subprocess.Popen(image.command(exec_form(final(stage, "CMD").args), s),
                                   env=image.env(s), stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)  # fmt: skip
+                                  stdin=subprocess.DEVNULL, cwd=image.path(".", s))  # fmt: skip
         assert wait_health(image, s, stage, 0, 120) == "healthy"
         stop(worker)  # a worker that stops takes its heartbeat with it
         assert "no heartbeat" in wait_health(image, s, stage, 1, 10)
