@@ -252,10 +252,11 @@ def dockerignore(context: Path):
     return ignore
 
 
-def healthy(image: Image, s: Settings, stage: Stage) -> subprocess.CompletedProcess:
+def healthy(image: Image, s: Settings, stage: Stage, *extra: str) -> subprocess.CompletedProcess:
+    """The stage's HEALTHCHECK command, run once (`extra`: arguments added to it)."""
     step = final(stage, "HEALTHCHECK")
     assert step is not None
-    return subprocess.run(image.command(exec_form(step.args), s), env=image.env(s),
+    return subprocess.run([*image.command(exec_form(step.args), s), *extra], env=image.env(s),
                           capture_output=True, text=True, timeout=30)  # fmt: skip
 
 
@@ -396,6 +397,9 @@ def test_server_image_installs_checks_its_config_and_answers_its_health_check(im
                                 env=image.env(s), stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, cwd=image.path(".", s))  # fmt: skip
         assert wait_health(image, s, stage, 0, 60) == "healthy"
+        # The same check asks readiness for a load balancer's probe: ready, Redis answering.
+        ready = healthy(image, s, stage, "--path", "/readyz")
+        assert ready.returncode == 0, ready.stdout
         stop(node)
         assert "unhealthy" in wait_health(image, s, stage, 1, 10)
     finally:
