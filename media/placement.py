@@ -147,6 +147,10 @@ class Placement:
         owner = self.owners.get(item)
         return owner == self.me if owner is not None else item not in self._hashes and item not in self.registry
 
+    def owned(self) -> list[str]:
+        """The cameras placed on this node."""
+        return [camera for camera, node in self.owners.items() if node == self.me]
+
     def counts(self) -> dict[str, int]:
         """Cameras per owner node."""
         out: dict[str, int] = {n.node: 0 for n in self._nodes}

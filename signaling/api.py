@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gridwatch.contracts.roles import DESK, ROLES, WALL
 from gridwatch.detectors.rules import counted_classes
+from gridwatch.media.camera_state import live_state
 from gridwatch.media.cameras import CameraExists
 from gridwatch.media.config import Camera, Zone
 from gridwatch.media.onvif import OnvifFailure
@@ -129,9 +130,18 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response(data)
 
 
-def _view(request: web.Request, camera: Camera) -> dict:
+async def _views(request: web.Request, cameras: list[Camera]) -> list[dict]:
+    """The cameras as the API shows them, each with its state as its owner node sees it:
+    this node's own stream for the cameras it owns, the state board for the others."""
     app = request.app
-    return public_view(camera, app[keys.HUB].get(camera.id), app[keys.VIEWERS].count(camera.id))
+    placement, hub = app[keys.PLACEMENT], app[keys.HUB]
+    others = await app[keys.STATE_BOARD].read([c.id for c in cameras if not placement.mine(c.id)])
+    return [public_view(c, others.get(c.id) or live_state(hub.get(c.id) if placement.mine(c.id) else None),
+                        app[keys.VIEWERS].count(c.id)) for c in cameras]  # fmt: skip
+
+
+async def _view(request: web.Request, camera: Camera) -> dict:
+    return (await _views(request, [camera]))[0]
 
 
 @routes.get("/api/cameras")
@@ -141,7 +151,7 @@ async def list_cameras(request: web.Request) -> web.Response:
     wanted = query(request, CameraQuery).id
     store = request.app[keys.CAMERAS]
     cameras = await store.many(wanted) if wanted else await store.all()
-    return web.json_response({"cameras": [_view(request, c) for c in cameras]})
+    return web.json_response({"cameras": await _views(request, cameras)})
 
 
 @routes.post("/api/cameras")
@@ -155,13 +165,13 @@ async def create_camera(request: web.Request) -> web.Response:
         await request.app[keys.CAMERAS].put(camera, create=True)
     except CameraExists as e:
         raise JsonError(409, str(e), "exists") from None
-    return web.json_response(_view(request, camera), status=201)
+    return web.json_response(await _view(request, camera), status=201)
 
 
 @routes.get("/api/cameras/{id}")
 @allow(*WALL)
 async def get_camera(request: web.Request) -> web.Response:
-    return web.json_response(_view(request, await camera_or_404(request)))
+    return web.json_response(await _view(request, await camera_or_404(request)))
 
 
 @routes.put("/api/cameras/{id}")
@@ -177,7 +187,7 @@ async def put_camera(request: web.Request) -> web.Response:
     check_zone_classes(camera.zones, request.app[keys.CONFIG].detectors.classes)
     await check_api_camera(camera, request.app[keys.CONFIG].media, stored)
     await request.app[keys.CAMERAS].put(camera)
-    return web.json_response(_view(request, camera))
+    return web.json_response(await _view(request, camera))
 
 
 @routes.delete("/api/cameras/{id}")
@@ -187,6 +197,7 @@ async def delete_camera(request: web.Request) -> web.Response:
     await request.app[keys.VIEWERS].close_stream(camera_id)
     if not await request.app[keys.CAMERAS].delete(camera_id):
         raise JsonError(404, f"no camera {camera_id!r}")
+    await request.app[keys.STATE_BOARD].forget(camera_id)
     return web.json_response({"deleted": request.match_info["id"]})
 
 

@@ -27,6 +27,7 @@ from gridwatch.dispatch.routing import Router
 from gridwatch.dispatch.service import Dispatch
 from gridwatch.dispatch.tickets import TicketStore
 from gridwatch.dispatch.violations import VerificationConsumer, ViolationConsumer
+from gridwatch.media.camera_state import StateBoard
 from gridwatch.media.cameras import CameraStore
 from gridwatch.media.discover import Scanner
 from gridwatch.media.hub import StreamHub
@@ -205,7 +206,6 @@ async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRe
     await registry.join()
     placement.update(nodes=registry.live.values(), cameras=store.feed.cameras)
     app[keys.NODES], app[keys.PLACEMENT] = registry, placement
-    app[keys.METRICS].watch_cluster(registry, placement, store.feed)
     return registry, placement
 
 
@@ -264,6 +264,9 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
     registry, placement = await join_cluster(app, store)
+    board = StateBoard(app[keys.REDIS], hub, registry.me.node, placement.owned, lambda node: node in registry.live)
+    app[keys.STATE_BOARD] = board
+    app[keys.METRICS].watch_cluster(registry, placement, store.feed, board)
 
     async def targets() -> list[Target]:
         # Cameras with zones are watched by the detectors, whether anyone views them or not.
@@ -278,7 +281,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SAMPLERS] = samplers
     placement.listeners.append(lambda changed: samplers.work.wake())
     # cancelled, the samplers release their leases
-    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, cfg.media.lease_s)):
+    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, cfg.media.lease_s),
+                       board.run()):  # fmt: skip
         yield
     await rtmp.stop()
     await publishers.close_all()

@@ -13,7 +13,6 @@ from aiohttp import web
 from gridwatch.detectors.rules import class_faults
 from gridwatch.media.config import Camera, MediaConfig, Zone
 from gridwatch.media.sources import SECRET_PARAMS, parse_source, redact, split_authority
-from gridwatch.media.stream import Stream
 from gridwatch.signaling import keys
 from gridwatch.signaling.http_errors import JsonError
 from gridwatch.signaling.logs import add_secret
@@ -126,42 +125,15 @@ def register_secrets(camera: Camera) -> None:
                     add_secret(value)
 
 
-def stream_status(stream: Stream | None) -> str:
-    """The stream's state in a word: "online"; "idle" when nothing pulls the camera on
-    this node (no stream here, or one that is down with no consumer and no error): sources
-    are opened on demand, for a viewer, the recorder or a detector; else "offline": down
-    while wanted, or down after a failure (the state's last_error says why)."""
-    if stream is None:
-        return "idle"
-    if stream.state.online:
-        return "online"
-    if not stream.consumers and stream.state.last_error is None:
-        return "idle"
-    return "offline"
-
-
-def public_view(camera: Camera, stream: Stream | None, viewers: int) -> dict:
-    """What the API shows: no password, ever, and the stream's live state (`status`:
-    stream_status's online/offline/idle; `online` is `status == "online"`)."""
+def public_view(camera: Camera, state: dict, viewers: int) -> dict:
+    """What the API shows: no password, ever, and the stream's live state as its owner
+    node sees it (media/camera_state.py live_state: `status` online/offline/idle,
+    `online` is `status == "online"`) with `viewers` on this node."""
     data = camera.model_dump(mode="json")
     data["source"] = redact(camera.source)
     if camera.detect_source:
         data["detect_source"] = redact(camera.detect_source)
-    st = stream.state if stream else None
-    data["state"] = {
-        "online": bool(st and st.online),
-        "status": stream_status(stream),
-        "codec": st.codec if st else None,
-        "audio": st.audio if st else None,
-        "width": st.width if st else None,
-        "height": st.height if st else None,
-        "fps": round(st.fps, 2) if st else 0.0,
-        "bitrate": round(st.bitrate) if st else 0,
-        "last_error": st.last_error if st else None,
-        "reconnects": st.reconnects if st else 0,
-        "viewers": viewers,
-        "consumers": len(stream.consumers) if stream else 0,
-    }
+    data["state"] = {**state, "viewers": viewers}
     return data
 
 

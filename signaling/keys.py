@@ -13,6 +13,7 @@ from gridwatch.dispatch.grids import Grids
 from gridwatch.dispatch.officers import Officers
 from gridwatch.dispatch.service import Dispatch
 from gridwatch.dispatch.tickets import TicketStore
+from gridwatch.media.camera_state import StateBoard
 from gridwatch.media.cameras import CameraStore
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.nodes import NodeRegistry
@@ -59,3 +60,4 @@ MAP = web.AppKey("map", BaseMap)
 NODES = web.AppKey("nodes", NodeRegistry)
 PLACEMENT = web.AppKey("placement", Placement)
 NODE_TOKENS: web.AppKey[NodeTokens] = web.AppKey("node_tokens")  # /internal routes (signaling/node_auth)
+STATE_BOARD = web.AppKey("state_board", StateBoard)

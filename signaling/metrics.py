@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
 from gridwatch.dispatch.matcher import Matcher
+from gridwatch.media.camera_state import StateBoard
 from gridwatch.media.cameras import CameraFeed
 from gridwatch.media.hub import StreamHub
 from gridwatch.media.ice_mux import IceMux
@@ -249,8 +250,8 @@ class ClusterCollector(Collector):
     """This node in the cluster: its name (an info series to join the others on), the
     live nodes it sees, the cameras placed on it, moves, and the camera feed."""
 
-    def __init__(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed):
-        self.nodes, self.placement, self.feed = registry, placement, feed
+    def __init__(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed, board: StateBoard):
+        self.nodes, self.placement, self.feed, self.board = registry, placement, feed, board
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         me = self.nodes.me
@@ -272,6 +273,8 @@ class ClusterCollector(Collector):
                                   self.feed.reloads)  # fmt: skip
         yield CounterMetricFamily("gridwatch_camera_feed_changes", "cameras re-read from the change feed",
                                   self.feed.changes)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_camera_state_writes", "camera states this node published as owner",
+                                  self.board.writes)  # fmt: skip
 
 
 class Metrics:
@@ -309,8 +312,9 @@ class Metrics:
     def watch_ice_mux(self, mux: IceMux) -> None:
         self.registry.register(IceMuxCollector(mux))
 
-    def watch_cluster(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed) -> None:
-        self.registry.register(ClusterCollector(registry, placement, feed))
+    def watch_cluster(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed,
+                      board: StateBoard) -> None:  # fmt: skip
+        self.registry.register(ClusterCollector(registry, placement, feed, board))
 
     def watch_matcher(self, matcher: Matcher) -> None:
         self.registry.register(MatcherCollector(matcher))
