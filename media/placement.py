@@ -56,11 +56,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
 BALANCE = 0.05
 
 
-def shares(n_cameras: int, nodes: list[NodeInfo]) -> list[int]:
-    """How many cameras each node may take: its capacity, and at most (1 + BALANCE) of
-    an even share, the even share raised (water-filling) where nodes with little
-    capacity leave cameras to the others."""
-    cap = [n.cameras if n.cameras is not None else n_cameras for n in nodes]
+def shares(n_cameras: int, nodes: list[NodeInfo], camera_mbps: float = 4.0) -> list[int]:
+    """How many cameras each node may take: its capacity (cameras, and ingest at
+    `camera_mbps` a camera), and at most (1 + BALANCE) of an even share, the even share
+    raised (water-filling) where nodes with little capacity leave cameras to the others."""
+    cap = [min(n.cameras if n.cameras is not None else n_cameras,
+               int(n.ingest_mbps // camera_mbps) if n.ingest_mbps is not None else n_cameras) for n in nodes]  # fmt: skip
     bound = -(-n_cameras * (1 + BALANCE) // len(nodes))
     while sum(min(c, bound) for c in cap) < n_cameras and bound < n_cameras:
         open_nodes = sum(1 for c in cap if c > bound) or 1
@@ -78,15 +79,13 @@ def rendezvous(cameras: list[str], hashes: np.ndarray, nodes: list[NodeInfo],
     scores = _mix(hashes[:, None] ^ node_h[None, :])
     names = [n.node for n in nodes]
     ranks = np.argsort(~scores, axis=1, kind="stable")  # descending: ~ reverses unsigned order
-    room = shares(len(cameras), nodes)
-    mbps = [n.ingest_mbps if n.ingest_mbps is not None else float("inf") for n in nodes]
+    room = shares(len(cameras), nodes, camera_mbps)
     owners: dict[str, str] = {}
     unplaced: list[str] = []
     for i in np.argsort(hashes, kind="stable").tolist():
         for j in ranks[i].tolist():
-            if room[j] > 0 and mbps[j] >= camera_mbps:
+            if room[j] > 0:
                 room[j] -= 1
-                mbps[j] -= camera_mbps
                 owners[cameras[i]] = names[j]
                 break
         else:
