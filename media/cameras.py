@@ -223,8 +223,10 @@ class CameraStore:
         camera = await self.get(camera_id)
         if camera is None:
             stream = self.hub.get(camera_id)
-            if stream is not None and not stream.pushed:
-                self.hub.remove(camera_id)  # deleted through another node
+            # Deleted through another node; a pushed stream, or one relayed from the node
+            # it is published to, is no camera's (the feed removes a deleted camera's relay).
+            if stream is not None and stream.source.kind not in ("push", "relay"):
+                self.hub.remove(camera_id)
             return None
         self.remember(camera)
         return self.hub.upsert(camera.id, self.source_of(camera))

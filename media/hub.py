@@ -6,10 +6,12 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 
 from gridwatch.media.producers import DemuxProducer, Resolver, SyntheticProducer, ThreadProducer
+from gridwatch.media.relay import RelayProducer, Relays
 from gridwatch.media.sources import Source
-from gridwatch.media.stream import Stream
+from gridwatch.media.stream import Producer, Stream
 
 log = logging.getLogger("gridwatch.media")
 
@@ -38,10 +40,22 @@ class StreamHub:
         self.onvif_resolver = onvif_resolver
         # Every producer made here, while it lives: stop() waits for their threads.
         self._producers: weakref.WeakSet[ThreadProducer] = weakref.WeakSet()
+        # Streams of other nodes ("relay" sources): set once the node has joined its cluster.
+        self.relays: Relays | None = None
 
-    def _producer(self, stream: Stream) -> ThreadProducer:
+        async def unannounced(stream_id: str, here: bool) -> None:
+            pass
+
+        # Told when a publisher takes a stream here (True) or the one that had it leaves
+        # (False): the node says where the stream is published (media/published.py).
+        self.published: Callable[[str, bool], Awaitable[None]] = unannounced
+
+    def _producer(self, stream: Stream) -> Producer:
         kind = stream.source.kind
         producer: ThreadProducer
+        if kind == "relay":
+            assert self.relays is not None, "relay source before the node joined its cluster"
+            return RelayProducer(stream, self.relays, **self._producer_args)
         if kind in ("lavfi", "clock"):
             producer = SyntheticProducer(stream, **self._producer_args)
         else:

@@ -48,6 +48,15 @@ def is_refusal(e: BaseException) -> bool:
     return isinstance(e, (av.error.HTTPUnauthorizedError, av.error.HTTPForbiddenError))
 
 
+def backoff_s(attempt: int, min_s: float, max_s: float) -> float:
+    """Seconds to wait before reconnect `attempt` (0 after a session that ran a while):
+    exponential from `min_s`, capped at `max_s`, with full jitter (AWS Architecture Blog,
+    "Exponential Backoff And Jitter", 2015), so that many sources that failed together do
+    not come back in lockstep."""
+    cap = min(max_s, min_s * 2 ** min(attempt, 16))
+    return random.uniform(min_s, max(cap, min_s))
+
+
 class ThreadProducer(abc.ABC):
     """Runs `session()` in a thread until stopped, reconnecting after each failure."""
 
@@ -109,8 +118,7 @@ class ThreadProducer(abc.ABC):
             if refused:  # it will not change its mind soon, and may lock the account
                 self._stop.wait(self.refused_retry_s)
                 continue
-            cap = min(self.reconnect_max_s, self.reconnect_min_s * 2 ** min(attempt, 16))
-            self._stop.wait(random.uniform(self.reconnect_min_s, max(cap, self.reconnect_min_s)))
+            self._stop.wait(backoff_s(attempt, self.reconnect_min_s, self.reconnect_max_s))
 
     def _call(self, fn: Callable[..., object], *args: object) -> None:
         if self._stop.is_set():

@@ -294,6 +294,7 @@ class Publishers:
         session.feed.take(session.request_keyframe)  # stops the previous one's feed
         if previous is not None:
             await self.close(previous.id)
+        await self.hub.published(stream.id, True)
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
@@ -309,7 +310,10 @@ class Publishers:
         session = self.sessions.pop(session_id, None)
         if session is None:
             return None
+        current = session.feed.current  # a replaced session leaves the stream to the new one
         await session.close()
+        if current:
+            await self.hub.published(session.stream.id, False)
         log.info("publisher left", extra={"stream": session.stream.id, "session": session_id})
         stream = session.stream
         if not stream.consumers and self.by_stream(stream.id) is None:

@@ -398,7 +398,7 @@ class RtmpIngest(SimpleRTMPController):
             log.exception("rtmp session failed", extra={"peer": _peer(session)})
             reason = "internal error"
         finally:
-            self._end(session, reason)
+            await self._end(session, reason)
             writer.close()
 
     def _refuse(self, session: SessionManager, cause: str) -> None:
@@ -483,6 +483,7 @@ class RtmpIngest(SimpleRTMPController):
         publisher.feed.take(
             None
         )  # a drone that reconnects replaces (and disconnects) its stale session
+        await self.hub.published(name, True)
         log.info("rtmp publisher joined", extra={"stream": name, "peer": _peer(session)})
         await super().on_ns_publish(session, message)
 
@@ -524,7 +525,7 @@ class RtmpIngest(SimpleRTMPController):
         for opus in out:
             await publisher.feed.sound(opus, same_clock=True)
 
-    def _end(self, session: SessionManager, reason: str) -> None:
+    async def _end(self, session: SessionManager, reason: str) -> None:
         publisher = self.publishers.pop(session, None)
         if publisher is not None:
             current = publisher.feed.current  # a replaced session leaves the stream to the new one
@@ -532,6 +533,8 @@ class RtmpIngest(SimpleRTMPController):
             log.info("rtmp publisher left", extra={"stream": publisher.stream.id, "reason": reason})
             if current and not publisher.stream.consumers:
                 self.hub.remove(publisher.stream.id)
+            if current:
+                await self.hub.published(publisher.stream.id, False)
 
 
 def _peer(session: SessionManager) -> str | None:

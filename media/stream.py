@@ -375,10 +375,13 @@ class Stream:
         self._set_offline(None)
 
     def replace_source(self, source: Source) -> None:
+        """Feed the stream from `source` from now on (a running producer is replaced; a
+        pushed source has none: its publisher takes the stream)."""
         self.source = source
         if self.producer is not None:
             self.stop_producer()
-            self._start_producer()
+            if not self.pushed:
+                self._start_producer()
 
     def close(self) -> None:
         if self._idle_handle is not None:

@@ -20,6 +20,8 @@ from gridwatch.media.nodes import NodeRegistry
 from gridwatch.media.onvif import Onvif
 from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers
+from gridwatch.media.published import PublishedStreams
+from gridwatch.media.relay import Relays
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.webrtc import Viewers
 from gridwatch.recordings.service import Recordings
@@ -61,3 +63,5 @@ NODES = web.AppKey("nodes", NodeRegistry)
 PLACEMENT = web.AppKey("placement", Placement)
 NODE_TOKENS: web.AppKey[NodeTokens] = web.AppKey("node_tokens")  # /internal routes (signaling/node_auth)
 STATE_BOARD = web.AppKey("state_board", StateBoard)
+PUBLISHED = web.AppKey("published", PublishedStreams)  # where pushed streams are published
+RELAYS = web.AppKey("relays", Relays)  # streams this node relays from their owner, and serves

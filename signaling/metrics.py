@@ -23,6 +23,7 @@ from gridwatch.media.ice_mux import IceMux
 from gridwatch.media.nodes import NodeRegistry
 from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers
+from gridwatch.media.relay import Relays
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.stream import Stream
 from gridwatch.media.webrtc import Viewers
@@ -246,6 +247,27 @@ class DetectorCollector(Collector):
         yield g
 
 
+class RelayCollector(Collector):
+    """Streams relayed between nodes (media/relay.py): pulled from their owners, served to
+    the others."""
+
+    def __init__(self, relays: Relays):
+        self.relays = relays
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        r = self.relays
+        yield GaugeMetricFamily("gridwatch_relays", "streams this node relays from their owner now", r.running)
+        yield CounterMetricFamily("gridwatch_relay_received_bytes", "bytes relayed in from owners", r.received_bytes)
+        yield CounterMetricFamily("gridwatch_relay_received_packets", "packets relayed in from owners",
+                                  r.received_packets)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_relay_reconnects", "relays lost or refused and tried again",
+                                  r.reconnects)  # fmt: skip
+        yield GaugeMetricFamily("gridwatch_relays_served", "relays this node serves to other nodes now", r.serving)
+        yield CounterMetricFamily("gridwatch_relay_sent_bytes", "bytes relayed out to other nodes", r.sent_bytes)
+        yield CounterMetricFamily("gridwatch_relay_sent_packets", "packets relayed out to other nodes",
+                                  r.sent_packets)  # fmt: skip
+
+
 class ClusterCollector(Collector):
     """This node in the cluster: its name (an info series to join the others on), the
     live nodes it sees, the cameras placed on it, moves, and the camera feed."""
@@ -299,6 +321,11 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.whep_redirects = Counter(
+            "gridwatch_whep_redirects",
+            "WHEP offers sent on to the owner node of their stream (cluster.viewers: redirect)",
+            registry=self.registry,
+        )
         self.detectors: DetectorCollector | None = None
 
     def watch_streams(self, hub: StreamHub, viewers: Viewers) -> None:
@@ -315,6 +342,9 @@ class Metrics:
     def watch_cluster(self, registry: NodeRegistry, placement: Placement, feed: CameraFeed,
                       board: StateBoard) -> None:  # fmt: skip
         self.registry.register(ClusterCollector(registry, placement, feed, board))
+
+    def watch_relays(self, relays: Relays) -> None:
+        self.registry.register(RelayCollector(relays))
 
     def watch_matcher(self, matcher: Matcher) -> None:
         self.registry.register(MatcherCollector(matcher))

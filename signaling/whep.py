@@ -7,6 +7,8 @@ import logging
 from aiohttp import web
 
 from gridwatch.contracts.roles import DESK, WALL
+from gridwatch.media.relay import relay_source
+from gridwatch.media.stream import Stream
 from gridwatch.media.webrtc import OfferError, TooManySessions
 from gridwatch.signaling import keys
 from gridwatch.signaling.access import may_watch
@@ -27,11 +29,10 @@ async def whep_offer(request: web.Request) -> web.Response:
     stream_id = request.match_info["stream"]
     if not may_watch(request.app[keys.CONFIG], principal, stream_id):
         raise JsonError(403, f"{principal.role} {principal.username!r} may not watch {stream_id!r}")
+    if request.app[keys.CONFIG].cluster.viewers == "redirect":
+        await redirect_to_owner(request, stream_id)
     offer = await read_offer(request)
-    # A stream that a phone, drone or encoder publishes to this node, or a camera.
-    stream = request.app[keys.HUB].get(stream_id)
-    if stream is None or not stream.pushed:
-        stream = await request.app[keys.CAMERAS].stream(stream_id)
+    stream = await find_stream(request.app, stream_id)
     if stream is None:
         raise JsonError(404, f"no stream {stream_id!r}")
     viewers = request.app[keys.VIEWERS]
@@ -54,6 +55,40 @@ async def whep_offer(request: web.Request) -> web.Response:
     return answer_response(
         request, session.pc.localDescription.sdp, f"/whep/{stream_id}/{session.id}"
     )
+
+
+async def find_stream(app: web.Application, stream_id: str) -> Stream | None:
+    """The stream a viewer asks for, on this node: one a phone, drone or encoder publishes
+    here; a camera (pulled here by its owner, relayed from the owner elsewhere); one
+    published to another node, relayed from there; else one whose publisher left this
+    node (its viewers wait for him). None: no such stream anywhere."""
+    hub = app[keys.HUB]
+    local = hub.get(stream_id)
+    if local is not None and local.pushed and local.producer is not None:
+        return local
+    stream = await app[keys.CAMERAS].stream(stream_id)
+    if stream is None:
+        owner = await app[keys.PUBLISHED].node_of(stream_id)
+        if owner is not None and owner != app[keys.NODES].me.node:
+            stream = hub.upsert(stream_id, relay_source(stream_id))
+    if stream is None and local is not None and local.pushed:
+        stream = local
+    return stream
+
+
+async def redirect_to_owner(request: web.Request, stream_id: str) -> None:
+    """cluster.viewers: redirect. A stream another live node owns: 307 Temporary Redirect to
+    the same path on that node's public URL, where the client sends its offer again (as
+    WHIP, RFC 9725, and WHEP, draft-ietf-wish-whep, allow). Nothing for this node's own
+    streams, nor for one that has no owner (the request goes on, to its 404)."""
+    app = request.app
+    owner = await app[keys.RELAYS].owner(stream_id)
+    node = app[keys.NODES].live.get(owner) if owner is not None else None
+    if node is None or node.node == app[keys.NODES].me.node:
+        return
+    app[keys.METRICS].whep_redirects.inc()
+    log.info("viewer redirected to the owner node", extra={"stream": stream_id, "owner": owner})
+    raise web.HTTPTemporaryRedirect(node.public_url + request.path_qs)
 
 
 @routes.delete("/whep/{stream}/{session}")
