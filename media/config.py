@@ -32,13 +32,23 @@ class WebRTCConfig(Strict):
     # Every WebRTC session of the node on this one UDP port (media/ice_mux.py), so that a
     # node behind a firewall or NAT publishes one port; None: a random port per session.
     udp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    # Addresses offered as ICE host candidates on udp_port besides the ones bound: the
+    # address viewers reach when the node is behind a 1:1 NAT or in a container (the
+    # Docker host's), as go2rtc's webrtc.candidates. Needs udp_port.
+    announce_addresses: list[str] = []
 
-    @field_validator("host_addresses")
+    @field_validator("host_addresses", "announce_addresses")
     @classmethod
     def _addresses(cls, v: list[str]) -> list[str]:
         for a in v:
             ipaddress.ip_address(a)
         return v
+
+    @model_validator(mode="after")
+    def _announce_needs_port(self) -> WebRTCConfig:
+        if self.announce_addresses and self.udp_port is None:
+            raise ValueError("announce_addresses: needs udp_port (the one port the announced address forwards)")
+        return self
 
 class MediaConfig(Strict):
     idle_grace_s: Annotated[float, Field(ge=0, le=3600)] = 10.0

@@ -155,8 +155,12 @@ class IceMux:
     to none; `sessions()` the ICE sessions (ufrags) registered.
     """
 
-    def __init__(self, port: int):
+    def __init__(self, port: int, announce: list[str] | None = None):
         self.port = port
+        # Offered as host candidates too (a 1:1 NAT's or a container host's address that
+        # forwards `port` here): a check sent there arrives on a bound socket, finds its
+        # session by ufrag and is answered as a peer-reflexive pair (RFC 8445 7.3.1.3).
+        self.announce = list(announce or [])
         self.sockets: dict[str, SharedSocket] = {}
         self.demuxed = 0
         self.dropped = 0
@@ -241,6 +245,13 @@ class MuxConnection(Connection):
             host.append(self._attach(shared, component))
         self._protocols += host
         candidates = [p.local_candidate for p in host]
+        candidates += [
+            Candidate(foundation=candidate_foundation("host", "udp", address), component=component,
+                      transport="udp", priority=candidate_priority(component, "host") - 1 - i, host=address,
+                      port=self.mux.port, type="host")
+            for i, address in enumerate(self.mux.announce)
+            if host and address not in {c.host for c in candidates}
+        ]
         if self.stun_server:
             reflexive = [
                 p for p in host if ipaddress.ip_address(p.local_candidate.host).version == 4

@@ -161,3 +161,30 @@ def test_udp_port_is_checked_and_a_taken_port_stops_the_node(tmp_path, gridwatch
         port = taken.getsockname()[1]
         with pytest.raises(RuntimeError, match=f"cannot bind UDP 127.0.0.1 port {port}"):
             one_port_node(gridwatch_factory, port, [])
+
+
+async def test_an_announced_address_is_offered_on_the_port_beside_the_bound_one(
+    rtsp_factory, gridwatch_factory, http, tmp_path
+):
+    # 127.0.0.3 stands for a container host's or 1:1 NAT's address (loopback: the viewer's
+    # checks to it go nowhere outside the machine); the viewer plays through 127.0.0.1.
+    rtsp = rtsp_factory({"/cam": CAMERA})
+    port = free_udp_port()
+    gw = gridwatch_factory({
+        "webrtc": {"ice_servers": [], "host_addresses": ["127.0.0.1"], "udp_port": port,
+                   "announce_addresses": ["127.0.0.3"]},
+        "cameras": [{"id": "gate", "source": rtsp.url("/cam")}],
+    })  # fmt: skip
+    token = gw.token("viewer")
+    viewer = await view(http, gw.base, "gate", token)
+    try:
+        assert await viewer.wait_frames(25, timeout=10.0)
+        hosts = set(re.findall(rf"^a=candidate:\S+ \d+ udp \d+ (\S+) {port} typ host", viewer.pc.remoteDescription.sdp, re.M))
+        assert hosts == {"127.0.0.1", "127.0.0.3"}
+        assert udp_sockets(gw.proc.pid) == {("127.0.0.1", port)}  # announced, not bound
+    finally:
+        await viewer.close(http, gw.base, token)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"webrtc": {"announce_addresses": ["10.0.0.5"]}}))
+    out = subprocess.run([GRIDWATCH, "check-config", str(bad)], capture_output=True, text=True)
+    assert out.returncode != 0 and "announce_addresses: needs udp_port" in out.stdout + out.stderr
