@@ -2,7 +2,8 @@
 
 - `gw:violations`: each violation opens a ticket, with the violation id as its key, so
   a redelivered entry never makes a second one; its pictures become the ticket's
-  evidence.
+  evidence, saved on the node that handles the entry, which is recorded as their
+  folder's holder (`gw:evidence:holders`): the evidence clip joins them there.
 - `gw:verifications`: the detector's answer to a resolved camera ticket: the zone is
   clear (`verify`) or not (`reopen`, back to the officer), with a snapshot.
 
@@ -31,7 +32,7 @@ from pydantic import (
 from redis.exceptions import ResponseError
 
 from gridwatch.contracts.detections import VERIFICATIONS, Sighting
-from gridwatch.contracts.evidence import EvidenceStore
+from gridwatch.contracts.evidence import EvidenceStore, hold
 from gridwatch.contracts.geo import Position
 from gridwatch.contracts.marks import add_mark
 from gridwatch.contracts.node import node_id
@@ -125,6 +126,15 @@ def save_pictures(store: EvidenceStore, folder: str, fields: dict[bytes, bytes])
     return [store.save(folder, name.decode(), fields[name]) for name in PICTURES if name in fields]
 
 
+async def keep_pictures(redis: aioredis.Redis, store: EvidenceStore, folder: str, fields: dict[bytes, bytes],
+                        node: str) -> list[str]:  # fmt: skip
+    """Save an entry's pictures on this node (`node`) and record it as the folder's holder
+    (the last to save the whole set: a redelivered entry saves them all again); their names."""
+    pictures = await asyncio.to_thread(save_pictures, store, folder, fields)
+    await hold(redis, store.folder(folder), node)
+    return pictures
+
+
 class ViolationEvent(BaseModel):
     model_config = ConfigDict(extra="ignore")
     id: Annotated[str, Field(min_length=1, max_length=128)]
@@ -160,11 +170,12 @@ class ViolationConsumer(GroupConsumer):
     stream = VIOLATIONS
 
     def __init__(self, redis: aioredis.Redis, dispatch: Dispatch, positions, evidence: EvidenceStore,
-                 claim_idle_s: float):  # fmt: skip
+                 claim_idle_s: float, node: str):  # fmt: skip
         super().__init__(redis, claim_idle_s)
         self.dispatch = dispatch
         self.positions = positions  # async camera id -> Position | None
         self.evidence = evidence
+        self.node = node  # cluster.node: the holder of the evidence saved here
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
@@ -177,10 +188,10 @@ class ViolationConsumer(GroupConsumer):
         location = event.location or await self.positions(event.camera)
         if location is None:
             raise Unusable(f"camera {event.camera!r} has no position")
-        pictures = await asyncio.to_thread(save_pictures, self.evidence, event.id, fields)
         # The detector's own message, as it came (times, provenance): the evidence package's
         # detection facts. Beside the pictures, not listed among the ticket's evidence.
         await asyncio.to_thread(self.evidence.save, event.id, DETECTION, fields[b"violation"])
+        pictures = await keep_pictures(self.redis, self.evidence, event.id, fields, self.node)
         detection = (
             Sighting(zone=event.zone, kind=event.kind, label=event.label, box=event.box)
             if event.box else None
@@ -206,10 +217,11 @@ class VerificationConsumer(GroupConsumer):
     stream = VERIFICATIONS
 
     def __init__(self, redis: aioredis.Redis, dispatch: Dispatch, evidence: EvidenceStore,
-                 claim_idle_s: float):  # fmt: skip
+                 claim_idle_s: float, node: str):  # fmt: skip
         super().__init__(redis, claim_idle_s)
         self.dispatch = dispatch
         self.evidence = evidence
+        self.node = node  # cluster.node: the holder of the evidence saved here
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
@@ -221,9 +233,8 @@ class VerificationConsumer(GroupConsumer):
         ticket = await self.dispatch.tickets.get(ticket_id)
         if ticket is None:
             raise Unusable(f"no ticket {ticket_id!r}")
-        pictures = await asyncio.to_thread(
-            save_pictures, self.evidence, f"{ticket.key or ticket.id}-verify-{entry_id.decode()}", fields
-        )  # fmt: skip
+        folder = f"{ticket.key or ticket.id}-verify-{entry_id.decode()}"
+        pictures = await keep_pictures(self.redis, self.evidence, folder, fields, self.node)
         # A redelivered entry (the node died before acting) writes the same names again.
         if new := [p for p in pictures if p not in ticket.evidence]:
             await self.dispatch.tickets.annotate(

@@ -72,15 +72,16 @@ class _Clip:
             self.out.close()
 
 
-def export(root: Path, segments: list[Segment], start: float, end: float, out_path: Path) -> float:
-    """Write the clip to `out_path`; its duration in seconds. NoFootage when no segment
-    holds a picture in [start, end)."""
+def export(sources: list[tuple[Segment, Path]], start: float, end: float, out_path: Path) -> float:
+    """Write the clip of `sources` (each segment with the file that holds it: on this
+    node's disk, or a copy fetched from the node that wrote it) to `out_path`; its
+    duration in seconds. NoFootage when no segment holds a picture in [start, end)."""
     clip = _Clip(out_path, start)
     pending: list[tuple[av.Packet, float, float]] = []  # the GOP before `start`
     try:
-        for seg in sorted(segments, key=lambda s: s.start):
+        for seg, file in sorted(sources, key=lambda s: s[0].start):
             try:
-                src = av.open(str(root / seg.path))
+                src = av.open(str(file))
             except (av.FFmpegError, OSError):
                 continue
             with src:

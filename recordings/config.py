@@ -21,3 +21,7 @@ class RecordingsConfig(Strict):
     check_s: Annotated[float, Field(ge=0.5, le=3600)] = 30.0  # retention and disk checks
     # Published streams (phones, drones) by id pattern, e.g. {"drone-*": {mode: continuous}}.
     streams: dict[Annotated[str, Field(pattern=r"^[a-z0-9*?_-]{1,63}$")], RecordConfig] = {}
+    # Every node mounts the same server.data_dir (NFS and the like): any node reads,
+    # repairs and deletes any segment and evidence file itself. False: each file lies on
+    # the disk of the node that wrote it, and the others fetch it from that node.
+    shared_storage: bool = False

@@ -1,7 +1,8 @@
 """The segment index in Redis, shared by every node: by camera, ordered by start time.
 
 `gw:rec:cam:{camera}` (sorted set) path -> start; `gw:rec:cam:{camera}:meta` (hash)
-path -> segment JSON; `gw:rec:cameras` (set) the cameras with segments. (The `cam:`
+path -> segment JSON (with `node`, the node whose disk holds the file);
+`gw:rec:cameras` (set) the cameras with segments. (The `cam:`
 keeps a camera's keys apart from the node-wide ones: a camera may be called "cameras"
 or "evidence".) A segment is indexed
 when it opens (end null) and again when it closes, so a crash leaves an open entry
@@ -109,13 +110,26 @@ class SegmentIndex:
         segments = await self._load(camera, paths)
         return [s for s in segments if s.start <= end and (s.end is None or s.end >= start)]
 
-    async def oldest(self, camera: str, count: int) -> list[Segment]:
-        return await self._load(camera, await self.redis.zrange(segments_key(camera), 0, count - 1))
+    async def get(self, camera: str, path: str) -> Segment | None:
+        """The segment indexed at `path` (relative to the recordings root), or None."""
+        found = await self._load(camera, [path.encode()])
+        return found[0] if found else None
 
-    async def open_ones(self, camera: str) -> list[Segment]:
+    async def indexed(self, camera: str, paths: list[str]) -> set[str]:
+        """Those of `paths` that the index holds."""
+        if not paths:
+            return set()
+        blobs = await self.redis.hmget(meta_key(camera), paths)
+        return {p for p, b in zip(paths, blobs, strict=True) if b is not None}
+
+    async def all(self, camera: str) -> list[Segment]:
+        """Every segment of `camera`, oldest first."""
         entries = await self.redis.hgetall(meta_key(camera))
         segments = load_all(Segment, ((k.decode(), b) for k, b in entries.items()), "segment")
-        return [s for s in segments if s.end is None]
+        return sorted(segments, key=lambda s: s.start)
+
+    async def open_ones(self, camera: str) -> list[Segment]:
+        return [s for s in await self.all(camera) if s.end is None]
 
     async def add_mark(self, camera: str, mark: Mark) -> None:
         """Index one mark of `camera` (the same mark twice is kept once)."""
@@ -136,7 +150,3 @@ class SegmentIndex:
 
     async def cameras(self) -> list[str]:
         return sorted(c.decode() for c in await self.redis.smembers(CAMERAS))
-
-    async def usage(self, camera: str) -> int:
-        entries = await self.redis.hgetall(meta_key(camera))
-        return sum(json.loads(b)["size"] for b in entries.values())

@@ -46,8 +46,10 @@ class Recorder:
         plan: Plan,
         on_segment: Callable[[Segment], Awaitable[None]],
         disk_ok: Callable[[], bool],
+        node: str | None = None,  # this node: named in every segment it writes
     ):
         self.root = root
+        self.node = node
         self.camera = camera
         self.stream = stream
         self.plan = plan
@@ -149,7 +151,7 @@ class Recorder:
 
     def _open(self, first: av.Packet, wall: float, kind: str) -> Segment:
         audio = self.stream.state.audio is not None
-        self.writer = SegmentWriter(self.root, self.camera, first, wall, kind, audio)
+        self.writer = SegmentWriter(self.root, self.camera, first, wall, kind, audio, self.node)
         for packet in self.sound:  # the sound since the key frame it opens on
             self.writer.write_audio(packet)
         return self.writer.segment

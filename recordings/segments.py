@@ -48,10 +48,13 @@ class Segment:
     end: float | None = None  # Unix time its last frame ends; None while it is written
     size: int = 0
     kind: str = "continuous"  # or "event"
+    # The node (cluster.node) whose disk holds the file; None: indexed by a version that
+    # did not say, so only a node that finds the file on its own disk acts on it.
+    node: str | None = None
 
     def as_json(self) -> dict:
         return {"camera": self.camera, "path": self.path, "start": self.start, "end": self.end,
-                "size": self.size, "kind": self.kind}  # fmt: skip
+                "size": self.size, "kind": self.kind, "node": self.node}  # fmt: skip
 
 
 def segment_path(camera: str, start: float) -> str:
@@ -61,7 +64,8 @@ def segment_path(camera: str, start: float) -> str:
 
 class SegmentWriter:
     """Writes one segment: H.264 from a key frame (`first`), and the stream's Opus sound
-    when it has sound (`audio`) from that key frame's time on."""
+    when it has sound (`audio`) from that key frame's time on; `node` is the writing node,
+    recorded in the segment (the node that holds its file)."""
 
     def __init__(
         self,
@@ -71,8 +75,9 @@ class SegmentWriter:
         start: float,
         kind: str,
         audio: bool = False,
+        node: str | None = None,
     ):
-        self.segment = Segment(camera, segment_path(camera, start), start, kind=kind)
+        self.segment = Segment(camera, segment_path(camera, start), start, kind=kind, node=node)
         self.file = root / self.segment.path
         self.file.parent.mkdir(parents=True, exist_ok=True)
         self._first_pts = first.pts

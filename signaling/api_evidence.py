@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -23,12 +24,15 @@ from typing import Annotated, BinaryIO
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridwatch.contracts.evidence import EvidenceStore
 from gridwatch.contracts.node import node_id
 from gridwatch.dispatch.evidence_key import ALGORITHM, KeyFileError, SigningKey, load_or_create
 from gridwatch.dispatch.evidence_package import build
+from gridwatch.dispatch.violations import DETECTION
 from gridwatch.signaling import keys
 from gridwatch.signaling.api_tickets import OWN, READ, _ticket
 from gridwatch.signaling.http_errors import JsonError, stream_file
+from gridwatch.signaling.node_files import gathered
 from gridwatch.signaling.policy import allow, query
 
 log = logging.getLogger("gridwatch.evidence")
@@ -66,10 +70,10 @@ def _software() -> str:
 
 def _sweep(folder: Path) -> None:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for path in folder.glob("*.part"):
+    for path in [*folder.glob("*.part"), *folder.glob("gather-*")]:
         with contextlib.suppress(OSError):
             if path.stat().st_mtime < time.time() - STALE_EXPORT_S:
-                path.unlink()
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 async def signer_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -141,7 +145,9 @@ async def evidence_package(request: web.Request) -> web.StreamResponse:
     """The ticket's evidence package (application/zip): numbered pictures with time,
     camera and place burned in, the clip, the plate crop, the originals, manifest.json
     (every file's SHA-256 and size) and its Ed25519 signature; check it with
-    `gridwatch verify-evidence`. Built in a thread into data_dir/exports, then streamed."""
+    `gridwatch verify-evidence`. Built in a thread into data_dir/exports, then streamed;
+    by any node: files another node holds are fetched from it first (503
+    `holder_unavailable` naming a holder that is down)."""
     principal = request["principal"]
     ticket = await _ticket(request, principal)
     signer = request.app[SIGNER]
@@ -150,12 +156,17 @@ async def evidence_package(request: web.Request) -> web.StreamResponse:
     log_entries = await request.app[keys.TICKETS].log(ticket.id)
     opened = next((e for e in log_entries if e.get("action") == "create"), None)
     camera = await request.app[keys.CAMERAS].get(ticket.camera) if ticket.camera else None
-    args = (ticket, opened, camera, request.app[keys.EVIDENCE], signer.key, node_id(), _software())
+    names = [*ticket.evidence, *([EvidenceStore.name(ticket.key, DETECTION)] if ticket.key else [])]
     async with signer.slots:
-        try:
-            f, manifest = await asyncio.to_thread(_built, signer.exports, *args)
-        except OSError as e:
-            raise JsonError(503, f"the package could not be written: {e.strerror}") from None
+        # Files held by other nodes are fetched beside links to this node's own, and the
+        # package built from there (gone once it is built).
+        with tempfile.TemporaryDirectory(dir=signer.exports, prefix="gather-") as work:
+            store = await gathered(request.app, names, Path(work))
+            args = (ticket, opened, camera, store, signer.key, node_id(), _software())
+            try:
+                f, manifest = await asyncio.to_thread(_built, signer.exports, *args)
+            except OSError as e:
+                raise JsonError(503, f"the package could not be written: {e.strerror}") from None
     with f:
         size = os.fstat(f.fileno()).st_size
         resp = web.StreamResponse(headers={

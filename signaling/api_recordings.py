@@ -1,13 +1,16 @@
 """Recordings over HTTP: the index by time range, a camera's timeline (segments, marks,
 tickets), playback with range requests, clip export, marks. Every path from a request is
-resolved inside the recordings folder and checked against the camera's watch rules."""
+resolved inside the recordings folder and checked against the camera's watch rules.
+Any node serves any segment and cuts any clip: a segment on another node's disk is
+fetched from it (signaling/node_files); 503 `holder_unavailable` naming the node that
+holds a needed segment and is down."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +25,7 @@ from gridwatch.signaling.access import may_watch
 from gridwatch.signaling.api_tickets import _visible
 from gridwatch.signaling.auth import Principal
 from gridwatch.signaling.http_errors import JsonError, stream_file
+from gridwatch.signaling.node_files import serve_recording
 from gridwatch.signaling.policy import allow, body, query
 
 log = logging.getLogger("gridwatch.recordings")
@@ -124,47 +128,39 @@ async def clip(request: web.Request) -> web.StreamResponse:
     segments = await recordings.index.between(camera, start, end)
     tmp_dir = request.app[keys.CONFIG].server.data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"clip-{uuid.uuid4().hex}.mp4"
-    try:
-        seconds = await asyncio.to_thread(export, recordings.root, segments, start, end, tmp)
-    except NoFootage as e:
-        tmp.unlink(missing_ok=True)
-        raise JsonError(404, f"{camera}: {e}") from None
     name = f"{camera}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(start))}.mp4"
-    # Streamed here and deleted once sent (a FileResponse would be opened again by aiohttp
-    # after the handler returns, and find its file gone).
-    try:
+    # Segments written on other nodes (a camera that moved) are fetched in here, and the
+    # clip cut here; all deleted once sent.
+    with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="clip-") as work:
+        sources, missing = await recordings.sources(segments, Path(work))
+        if missing:
+            nodes = sorted({s.node for s in missing if s.node})
+            raise JsonError(503, f"{camera}: part of that time is on node(s) {', '.join(nodes)}, "
+                            "which cannot serve it now", "holder_unavailable", node=nodes[0],
+                            segments=[s.path for s in missing])  # fmt: skip
+        tmp = Path(work) / "clip.mp4"
+        try:
+            seconds = await asyncio.to_thread(export, sources, start, end, tmp)
+        except NoFootage as e:
+            raise JsonError(404, f"{camera}: {e}") from None
         with tmp.open("rb") as f:
             response = web.StreamResponse(headers={
                 "Content-Type": "video/mp4", "Content-Disposition": f'attachment; filename="{name}"',
                 "X-Clip-Duration": f"{seconds:.3f}"})  # fmt: skip
             response.content_length = tmp.stat().st_size
             return await stream_file(request, response, f)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _file(request: web.Request) -> tuple[str, Path]:
-    root: Path = request.app[keys.RECORDINGS].root
-    rel = request.match_info["path"]
-    if "\0" in rel or "\\" in rel or rel.startswith("/") or ".." in rel.split("/"):
-        raise JsonError(404, "no such recording")
-    path = (root / rel).resolve()
-    # Resolved (symlinks followed) it must still be inside the folder, and the camera
-    # checked is the one its real path names.
-    if not path.is_relative_to(root) or not path.is_file() or path.suffix != ".mp4":
-        raise JsonError(404, "no such recording")
-    return path.relative_to(root).parts[0], path
 
 
 @routes.get("/recordings/{path:.+}")
 @allow(*WALL, "officer", owner=WATCH)
 async def playback(request: web.Request) -> web.StreamResponse:
-    camera, path = _file(request)
+    """A segment file (video/mp4, HTTP Range requests), from whichever node holds it."""
+    rel = request.match_info["path"]
+    camera = rel.split("/", 1)[0]
     principal: Principal = request["principal"]
     if not may_watch(request.app[keys.CONFIG], principal, camera):
         raise JsonError(403, f"{principal.role} {principal.username!r} may not see {camera!r}")
-    return web.FileResponse(path, headers={"Content-Type": "video/mp4"})  # Range: aiohttp's
+    return await serve_recording(request, rel)
 
 
 @routes.post("/api/recordings/marks")
