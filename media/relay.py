@@ -113,6 +113,7 @@ class Relays:
         self.received_bytes = self.received_packets = self.reconnects = 0
         self.serving = 0  # relays this node serves to others now
         self.sent_bytes = self.sent_packets = 0
+        self.closing = asyncio.Event()  # set as the node shuts down: every relay it serves ends
         self._http: aiohttp.ClientSession | None = None
 
     @property
@@ -147,6 +148,11 @@ class Relays:
         if self._http is None:
             self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         return self._http
+
+    def stop_serving(self) -> None:
+        """End the relays this node serves (it is shutting down): their nodes reconnect to
+        the stream's next owner. A served relay would otherwise hold the shutdown up."""
+        self.closing.set()
 
     async def close(self) -> None:
         if self._http is not None:
@@ -250,8 +256,8 @@ class RelayProducer:
 
 
 async def serve(request: web.Request, stream: Stream, relays: Relays, peer: str) -> web.StreamResponse:
-    """Relay `stream` to node `peer` in the framing above until it goes offline (an `E`
-    frame, then the end) or the peer goes away. The peer's consumer falls behind as the
+    """Relay `stream` to node `peer` in the framing above until it goes offline or this
+    node shuts down (an `E` frame, then the end), or the peer goes away. The peer's consumer falls behind as the
     stream's own policy says (it loses packets up to the next key frame)."""
     response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
     consumer = stream.attach(f"relay:{peer}")
@@ -296,14 +302,18 @@ async def serve(request: web.Request, stream: Stream, relays: Relays, peer: str)
                 relays.sent_packets += 1
 
     log.info("relay serving", extra={"stream": stream.id, "peer": peer})
-    tasks = [asyncio.ensure_future(pictures()), asyncio.ensure_future(sound())]
+    async def shutdown() -> str:
+        await relays.closing.wait()
+        return "owner node shutting down"
+
+    tasks = [asyncio.ensure_future(pictures()), asyncio.ensure_future(sound()), asyncio.ensure_future(shutdown())]
     try:
         await response.prepare(request)
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         reason = next(iter(done)).result()
         await response.write(frame(END, reason.encode()))
         await response.write_eof()
-        log.info("relay ended: stream offline", extra={"stream": stream.id, "peer": peer, "reason": reason})
+        log.info("relay ended", extra={"stream": stream.id, "peer": peer, "reason": reason})
     except ConnectionResetError:  # aiohttp's ClientConnectionResetError: the peer left
         log.info("relay ended: peer left", extra={"stream": stream.id, "peer": peer})
     finally:

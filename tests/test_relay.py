@@ -16,7 +16,7 @@ import pytest
 import redis
 from itsdangerous import URLSafeTimedSerializer
 
-from gridwatch.media.relay import AUDIO, HELLO, KEEPALIVE, VIDEO, read_frame
+from gridwatch.media.relay import AUDIO, END, HELLO, KEEPALIVE, VIDEO, read_frame
 from gridwatch.signaling.node_auth import SALT, NodeTokens
 from support.procs import GridwatchServer, RedisServer, RtspServer, settled, stop
 from support.whep_client import Viewer, view
@@ -141,9 +141,15 @@ async def test_internal_relay_takes_only_a_node_token(two_nodes, http):
                 dts.append(d)
                 assert payload[:4] == b"\x00\x00\x00\x01"  # Annex-B
             else:
-                assert kind in (HELLO, KEEPALIVE, AUDIO)
+                assert kind in (HELLO, KEEPALIVE, AUDIO), kind
         assert next(k for k in kinds if k != KEEPALIVE) == HELLO
         assert keyframes >= 1 and dts == sorted(dts)
+        # A node that shuts down ends the relays it serves (the last test of this cluster).
+        seconds = await asyncio.to_thread(owner.terminate)
+        assert seconds < 5
+        while (got := await read_frame(r.content))[0] != END:
+            pass
+        assert got[4] == b"owner node shutting down"
 
 
 def drone(node: GridwatchServer, stream: str, token: str) -> subprocess.Popen:
