@@ -36,6 +36,8 @@ from gridwatch.media.nodes import NodeInfo, NodeRegistry
 from gridwatch.media.onvif import Onvif
 from gridwatch.media.placement import Placement
 from gridwatch.media.publish import Publishers, forward_received_media
+from gridwatch.media.published import PublishedStreams
+from gridwatch.media.relay import Relays, relay_cameras
 from gridwatch.media.rtmp import RtmpIngest
 from gridwatch.media.sampler import Samplers, Target
 from gridwatch.media.webrtc import (
@@ -50,6 +52,7 @@ from gridwatch.signaling import (
     api,
     api_dispatch,
     api_evidence,
+    api_internal,
     api_onvif,
     api_recordings,
     api_tickets,
@@ -244,6 +247,10 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         onvif_resolver=onvif.stream_uri,
     )
     app[keys.HUB] = hub
+    # Where drones and phones publish: written from the first publisher on.
+    published = PublishedStreams(app[keys.REDIS], cfg.cluster.node_name(cfg.server.port),
+                                 lambda node: node in app[keys.NODES].live)  # fmt: skip
+    hub.published, app[keys.PUBLISHED] = published.set, published
     # The node is the reachable side: its own peer connections gather host candidates
     # only (a TURN server that does not answer would delay every answer by seconds).
     rtc = rtc_configuration([])
@@ -264,6 +271,11 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
     registry, placement = await join_cluster(app, store)
+    relays = Relays(registry, placement, lambda camera: camera in store.feed.cameras, published, hub.streams,
+                    lambda: node_auth.node_headers(app))  # fmt: skip
+    hub.relays = app[keys.RELAYS] = relays
+    relay_cameras(store, placement)
+    app[keys.METRICS].watch_relays(relays)
     board = StateBoard(app[keys.REDIS], hub, registry.me.node, placement.owned, lambda node: node in registry.live)
     app[keys.STATE_BOARD] = board
     app[keys.METRICS].watch_cluster(registry, placement, store.feed, board)
@@ -290,6 +302,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     if mux is not None:
         mux.close()
     await hub.stop(PRODUCERS_STOP_S)
+    await relays.close()
 
 
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -325,13 +338,15 @@ async def drain(app: web.Application) -> None:
 
     - every new request gets 503, RTMP stops listening and hangs up its publishers;
     - each /ws socket is closed with 1001 (going away), so its handler returns at once
-      (left open, aiohttp would wait for it until its shutdown timeout);
+      (left open, aiohttp would wait for it until its shutdown timeout), and so is each
+      relay this node serves to another (media/relay.py);
     - every recorder closes its segment (indexed with end and size), the record and
       media leases are released and the node leaves the live set, so that the others
       place its cameras at once (told by pub/sub) and pull, sample and record them.
     WebRTC peers and producer threads are stopped afterwards, in media_ctx's cleanup.
     """
     app[DRAINING].set()
+    app[keys.RELAYS].stop_serving()
     log.info("draining", extra={"sockets": app[keys.SOCKETS].count(),
                                 "recorders": len(app[keys.RECORDINGS].recorders)})  # fmt: skip
     steps = {"rtmp": app[keys.RTMP].stop(), "sockets": app[keys.SOCKETS].close_all(),
@@ -474,6 +489,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(whip.routes)
     app.router.add_routes(api_recordings.routes)
     app.router.add_routes(api_onvif.routes)
+    app.router.add_routes(api_internal.routes)
     app[api_onvif.DISCOVERY] = Scanner(config.media.discover_interface)
     app[api_onvif.PROBES] = asyncio.Semaphore(api_onvif.MAX_PROBES)
     app.router.add_get("/", index)
