@@ -274,9 +274,10 @@ def _link(src: Path, dest: Path) -> None:
 
 def _evidence_rel(request: web.Request) -> str:
     """`folder/name` from the path, as EvidenceStore names files; 404 for anything else."""
-    folder, name = request.match_info["folder"], request.match_info["name"]
-    rel = f"{folder}/{name}"
-    if EvidenceStore.name(folder, name) != rel or name.endswith(".part") or folder in (".", ".."):
+    rel = request.match_info["path"]
+    folder, _, name = rel.partition("/")
+    unsafe = {"", ".", ".."} & {folder, name}
+    if unsafe or EvidenceStore.name(folder, name) != rel or name.endswith(".part"):
         raise JsonError(404, "no such evidence file")
     return rel
 
@@ -293,7 +294,7 @@ async def internal_recording(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "video/mp4"})
 
 
-@routes.get("/internal/evidence/{folder}/{name}")
+@routes.get("/internal/evidence/{path:.+}")
 @allow(internal=True)
 async def internal_evidence(request: web.Request) -> web.StreamResponse:
     """An evidence file on this node's disk, for another node."""
@@ -303,7 +304,7 @@ async def internal_evidence(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)
 
 
-@routes.put("/internal/evidence/{folder}/{name}")
+@routes.put("/internal/evidence/{path:.+}")
 @allow(internal=True, body_types=("application/octet-stream",))
 async def internal_evidence_put(request: web.Request) -> web.Response:
     """Keep an evidence file here, beside its folder (the clip of a ticket whose pictures

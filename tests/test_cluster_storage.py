@@ -124,7 +124,10 @@ async def test_a_node_dies_mid_segment_and_comes_back_every_node_serves_everythi
     await wait_for("the camera taken over", lambda: owner(r) == other_name, LEASE_S + 5)
     await wait_for("recording on the other node", lambda: any(
         s["node"] == other_name and s["start"] > killed and s["end"] for s in index(r).values()), 15)  # fmt: skip
-    assert index(r)[left_open["path"]]["end"] is None  # not "repaired" as 0 s / 0 bytes
+    # Neither "repaired" as 0 s / 0 bytes nor dropped from the index.
+    assert index(r).get(left_open["path"], {"end": "gone"})["end"] is None, index(r).get(
+        left_open["path"]
+    )
     status, body = await get(
         http, other, f"/recordings/{left_open['path']}", other.token("dispatcher")
     )
@@ -243,3 +246,48 @@ async def test_a_node_dies_mid_segment_and_comes_back_every_node_serves_everythi
             assert final[path]["size"] == size and final[path]["end"] is not None
     for path, seg in final.items():
         assert path in on_disk[seg["node"]], f"{path} indexed, no file on {seg['node']}"
+
+
+async def test_shared_storage_any_node_repairs_and_serves_from_the_common_disk(
+    redis_server, rtsp_factory, gridwatch_factory, http, tmp_path
+):
+    """`recordings.shared_storage`: both nodes mount one data directory. The node that
+    takes over a SIGKILLed owner's camera repairs its open segment from the common disk
+    at once, and serves every segment itself (nothing fetched from another node)."""
+    rtsp = rtsp_factory({"/cam": "testsrc:160x120@10:200,gop=10"})
+    common = tmp_path / "common"
+
+    def node(name: str) -> GridwatchServer:
+        return gridwatch_factory({
+            "server": {"data_dir": str(common)},
+            "redis": {"url": redis_server.url},
+            "cluster": {"node": name},
+            "media": {"lease_s": LEASE_S},
+            "cameras": [{"id": "gate", "source": rtsp.url("/cam"), "record": {"mode": "continuous"}}],
+            "recordings": {"segment_s": 2, "min_free_mb": 0, "check_s": 1, "shared_storage": True},
+        }, name=name)  # fmt: skip
+
+    r = redis.Redis.from_url(redis_server.url)
+    nodes = {"na": node("na"), "nb": node("nb")}
+    await settled(list(nodes.values()))
+    first = await wait_for("the camera recorded", lambda: owner(r), 20)
+    dead, other = nodes[first], nodes["nb" if first == "na" else "na"]
+    root = common / "recordings"
+
+    def mid_segment():
+        opened = [s for s in index(r).values() if s["end"] is None]
+        return opened[0] if opened and (root / opened[0]["path"]).is_file() and (
+            root / opened[0]["path"]).stat().st_size > 0 else None  # fmt: skip
+
+    left_open = await wait_for("an open segment with bytes", mid_segment, 30)
+    dead.proc.kill()
+    dead.proc.wait()
+    repaired = await wait_for("the open segment repaired by the node that took over",
+                              lambda: index(r)[left_open["path"]]["end"] and index(r)[left_open["path"]], LEASE_S + 10)  # fmt: skip
+    assert repaired["size"] == (root / left_open["path"]).stat().st_size > 0
+    token = other.token("dispatcher")
+    status, body = await get(
+        http, other, f"/recordings/{left_open['path']}", token, Range="bytes=0-99"
+    )
+    assert status == 206 and len(body) == 100
+    assert other.metrics()["gridwatch_node_files_fetches_total"] == 0
