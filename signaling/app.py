@@ -59,6 +59,7 @@ from gridwatch.signaling import (
     api_wall,
     keys,
     node_auth,
+    node_files,
     whep,
     whip,
     ws,
@@ -166,8 +167,9 @@ async def dispatch_ctx(app: web.Application) -> AsyncIterator[None]:
     evidence = EvidenceStore(cfg.server.data_dir / "evidence")
     app[keys.EVIDENCE] = evidence
     claim = cfg.dispatch.claim_idle_s
-    violations = ViolationConsumer(redis, dispatch, position, evidence, claim)
-    verifications = VerificationConsumer(redis, dispatch, evidence, claim)
+    node = app[keys.NODES].me.node
+    violations = ViolationConsumer(redis, dispatch, position, evidence, claim, node)
+    verifications = VerificationConsumer(redis, dispatch, evidence, claim, node)
     async with running(
         dispatch.run_deadlines(),
         dispatch.run_officer_feed(),
@@ -310,7 +312,7 @@ async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     recordings = Recordings(app[keys.REDIS], app[keys.HUB], cfg.recordings, cfg.server.data_dir, cfg.media.lease_s,
                             cfg.calls.record, app[keys.CAMERAS].all, app[keys.EVIDENCE],
                             TicketEvidence(app[keys.TICKETS], app[keys.ALERTS]), app[keys.NODES].me.node,
-                            app[keys.PLACEMENT].mine)  # fmt: skip
+                            app[keys.PLACEMENT].mine, app[node_files.FILES])  # fmt: skip
     app[keys.PLACEMENT].listeners.append(lambda changed: recordings.work.wake())
     app[keys.RECORDINGS] = recordings
     app[keys.METRICS].watch_recordings(recordings)
@@ -476,7 +478,7 @@ def create_app(config: Config) -> web.Application:
     app.on_startup.append(started)
     # Dispatch looks cameras up (violations carry a camera id): media starts first.
     app.cleanup_ctx.extend(
-        [redis_ctx, media_ctx, dispatch_ctx, recordings_ctx, api_evidence.signer_ctx]
+        [redis_ctx, media_ctx, dispatch_ctx, node_files.files_ctx, recordings_ctx, api_evidence.signer_ctx]
     )
     app.router.add_get("/metrics", metrics_guard(config.server, metrics.handler))
     app.router.add_routes(api.routes)
@@ -488,6 +490,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_routes(whep.routes)
     app.router.add_routes(whip.routes)
     app.router.add_routes(api_recordings.routes)
+    app.router.add_routes(node_files.routes)
     app.router.add_routes(api_onvif.routes)
     app.router.add_routes(api_internal.routes)
     app[api_onvif.DISCOVERY] = Scanner(config.media.discover_interface)
