@@ -13,6 +13,7 @@ import numpy as np
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gridwatch.contracts.evidence import hold
 from gridwatch.contracts.plates import as_plate
 from gridwatch.contracts.roles import DESK, WALL
 from gridwatch.contracts.states import TERMINAL
@@ -24,7 +25,7 @@ from gridwatch.dispatch.tickets import (
     TransitionError,
     allowed_actions,
 )
-from gridwatch.signaling import keys
+from gridwatch.signaling import keys, node_files
 from gridwatch.signaling.auth import Principal
 from gridwatch.signaling.http_errors import JsonError, read_body
 from gridwatch.signaling.policy import allow, body, query
@@ -169,13 +170,13 @@ async def ticket_track(request: web.Request) -> web.Response:
 async def ticket_evidence(request: web.Request) -> web.Response:
     principal = request["principal"]
     ticket = await _ticket(request, principal)
-    store = request.app[keys.EVIDENCE]
+    served = await node_files.available(request.app, ticket.evidence)  # by this node or its holder
     return web.json_response(
         {
             "ticket": ticket.id,
             "evidence": [
                 {"name": e, "url": f"/api/tickets/{ticket.id}/evidence/{e}"}
-                if store.path(e) else {"name": e, "url": None}
+                if e in served else {"name": e, "url": None}
                 for e in ticket.evidence
             ],
         }
@@ -218,6 +219,7 @@ async def upload_photo(request: web.Request) -> web.Response:
     store = request.app[keys.EVIDENCE]
     name = f"photo-{int(time.time() * 1000)}-{secrets.token_hex(2)}.{kind[1]}"
     rel = await asyncio.to_thread(store.save, f"{ticket.key or ticket.id}-photos", name, data)
+    await hold(request.app[keys.REDIS], rel, request.app[keys.NODES].me.node)  # served by every node
     why = f"photo {name} ({size[0]}x{size[1]}, {len(data) // 1024} KB)"
     try:
         await request.app[keys.TICKETS].add_evidence(ticket.id, principal.username, principal.role, [rel], why)
@@ -230,15 +232,14 @@ async def upload_photo(request: web.Request) -> web.Response:
 
 @routes.get("/api/tickets/{id}/evidence/{name:.+}")
 @allow(*READ, owner=OWN)
-async def ticket_evidence_file(request: web.Request) -> web.FileResponse:
+async def ticket_evidence_file(request: web.Request) -> web.StreamResponse:
     principal = request["principal"]
     ticket = await _ticket(request, principal)
     name = request.match_info["name"]
-    # Only what the ticket lists, and only inside the evidence folder.
-    path = request.app[keys.EVIDENCE].path(name) if name in ticket.evidence else None
-    if path is None:
+    # Only what the ticket lists, and only inside the evidence folder (here or on its holder).
+    if name not in ticket.evidence:
         raise JsonError(404, f"ticket {ticket.id} has no evidence {name!r}")
-    return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+    return await node_files.serve_evidence(request, name)
 
 
 @routes.get("/api/plates/{plate}/tickets")
