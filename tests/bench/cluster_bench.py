@@ -189,7 +189,8 @@ async def node_main(args: argparse.Namespace) -> None:
     ) -> dict[str, tuple]:  # Recordings._wanted (no pushed streams)
         return {c.id: (c.source, c.record) for c in cameras if c.record.mode != "off"}
 
-    loops = []
+    loops: dict[str, Awaitable[None]] = {}
+    died: list[str] = []  # the loops that raised, and why
     share = lambda: None  # noqa: E731 - the placement's count for this node (HEAD only)
     if args.version == "before":
         old = old_leases_module(Path(args.old_leases))
@@ -240,7 +241,7 @@ async def node_main(args: argparse.Namespace) -> None:
                             mine=placement.mine)  # fmt: skip
         placement.listeners.append(lambda changed: media.wake())
         placement.listeners.append(lambda changed: record.wake())
-        loops += [feed.follow(), keep_placing(registry, placement, args.lease_s)]
+        loops = {"feed": feed.follow(), "placing": keep_placing(registry, placement, args.lease_s)}
         share = lambda: placement.counts().get(args.name, 0)  # noqa: E731
     media._take_and_drop = probe.timed("media cycle", media._take_and_drop)
     record._take_and_drop = probe.timed("record cycle", record._take_and_drop)
@@ -270,14 +271,19 @@ async def node_main(args: argparse.Namespace) -> None:
             lag, probe.lag = probe.lag, []
             steps, probe.steps = probe.steps, {}
             line = {"t": time.time(), "lag": [round(x, 5) for x in lag], "steps": steps,
-                    "media": len(media.running), "record": len(record.running), "share": share()}  # fmt: skip
+                    "media": len(media.running), "record": len(record.running), "share": share(), "died": died}  # fmt: skip
             append_line(out / f"{args.name}.jsonl", json.dumps(line))
 
-    tasks = [
-        asyncio.ensure_future(c)
-        for c in [probe.tick(), report(), media.run(), record.run(), *loops]
-    ]
-    await asyncio.gather(*tasks)
+    async def guarded(name: str, loop: Awaitable[None]) -> None:
+        # As in the server (signaling.app.running): a loop that raises ends alone, the
+        # others go on; said in the stats, since the server would only say it at exit.
+        try:
+            await loop
+        except Exception as e:  # recorded, not handled
+            died.append(f"{name}: {type(e).__name__}: {e}")
+
+    named = {"ticker": probe.tick(), "media": media.run(), "record": record.run(), **loops}
+    await asyncio.gather(report(), *(guarded(n, c) for n, c in named.items()))
 
 
 # --- the conductor ---------------------------------------------------------------------
@@ -512,6 +518,10 @@ def run_version(version: str, r: redis.Redis, url: str, args: argparse.Namespace
             for x in n.poll():
                 for name, durations in x["steps"].items():
                     steps.setdefault(name, []).extend(durations)
+        dead = sorted({d for n in nodes for x in n.lines[-1:] for d in x["died"]})
+        res["whole run: node loops that died"] = len(dead)
+        for d in dead:
+            print(f"  a loop died: {d[:300]}", flush=True)
         res["whole run: loop lag max, worst node (ms)"] = max(max(x["lag"], default=0) for n in nodes
                                                               for x in n.lines) * 1000  # fmt: skip
         for name, durations in sorted(steps.items()):
