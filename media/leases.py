@@ -163,15 +163,16 @@ class LeasedWork(Generic[T]):
 
     async def _take_and_drop(self) -> None:
         wanted = {item: spec for item, spec in (await self.wanted()).items() if self.mine(item)}
-        for item in list(self.running):
-            if item not in wanted or self.running[item][0] != wanted[item]:
-                await self._stop(item)
-                await self.leases.release(item)
+        # Stopped all at once, not one after another: each may take stop_s to close its
+        # segment, and a node that hands 100 cameras over must not take 100 times that
+        # before it takes the cameras it is given in their place.
+        gone = [item for item, (spec, _) in self.running.items() if item not in wanted or spec != wanted[item]]
+        await asyncio.gather(*(self._stop_and_release(item) for item in gone))
         held = await self.leases.hold_many(list(wanted))
+        # Lost (we were too slow): the holder has it now.
+        await asyncio.gather(*(self._stop(item) for item in wanted if item not in held and item in self.running))
         for item, spec in wanted.items():
             if item not in held:
-                if item in self.running:  # lost it (we were too slow): the holder has it now
-                    await self._stop(item)
                 continue
             if item not in self.running:
                 task = asyncio.create_task(
