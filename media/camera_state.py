@@ -1,4 +1,5 @@
-"""Each camera's live state as its owner node sees it, for every node to show.
+"""Each camera's (and published stream's) live state as its owner node sees it, for
+every node to show.
 
 Only the owner pulls a camera (media/placement.py), so only the owner knows whether it
 is online; every node's camera list must say the same. The owner writes the state of
@@ -64,7 +65,8 @@ def _published(state: dict) -> dict:
 
 
 class StateBoard:
-    """Writes the live state of the cameras this node owns (`owned()`), reads anyone's."""
+    """Writes the live state of the cameras this node owns and the streams published to
+it (`owned()`), reads anyone's."""
 
     def __init__(self, redis: aioredis.Redis, hub: StreamHub, node: str,
                  owned: Callable[[], Iterable[str]], live: Callable[[str], bool], period_s: float = 2.0):  # fmt: skip
@@ -85,7 +87,11 @@ class StateBoard:
         out: dict[str, str] = {}
         mine = set(self.owned())
         for camera in mine:
-            blob = json.dumps({**_published(live_state(self.hub.get(camera))), "node": self.node})
+            stream = self.hub.get(camera)
+            state = _published(live_state(stream))
+            if stream is not None and stream.pushed:  # how a drone or phone reaches us
+                state["via"] = stream.source.params.get("via")
+            blob = json.dumps({**state, "node": self.node})
             if self.written.get(camera) != blob:
                 out[camera] = blob
         for camera in list(self.written):

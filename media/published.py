@@ -59,3 +59,8 @@ class PublishedStreams:
             return None
         name = node.decode()
         return name if self.live(name) else None
+
+    async def everywhere(self) -> dict[str, str]:
+        """Every stream published to a live node: stream id -> node name."""
+        entries = await self.redis.hgetall(KEY)
+        return {k.decode(): v.decode() for k, v in entries.items() if self.live(v.decode())}

@@ -111,17 +111,20 @@ async def ack_alert(request: web.Request) -> web.Response:
 @routes.get("/api/streams")
 @allow(*WALL, "officer", owner="An officer sees only the streams he may watch.")
 async def published_streams(request: web.Request) -> web.Response:
-    """Streams published to this node (drones, phones, encoders) that the caller may watch."""
+    """Streams published to any node of the centre (drones, phones, encoders) that the
+    caller may watch; those on other nodes as their node last said (the state board)."""
     principal = request["principal"]
-    cfg = request.app[keys.CONFIG]
-    out = []
-    for stream in list(request.app[keys.HUB].streams.values()):
-        if not stream.pushed or not may_watch(cfg, principal, stream.id):
-            continue
-        st = stream.state
-        out.append({"id": stream.id, "via": stream.source.params.get("via"), "online": st.online,
-                    "width": st.width, "height": st.height})  # fmt: skip
-    return web.json_response({"streams": sorted(out, key=lambda s: s["id"])})
+    app = request.app
+    cfg = app[keys.CONFIG]
+    here = {s.id: s for s in list(app[keys.HUB].streams.values()) if s.pushed}
+    elsewhere = [i for i in await app[keys.PUBLISHED].everywhere() if i not in here]
+    states = await app[keys.STATE_BOARD].read(elsewhere)
+    out = [{"id": s.id, "via": s.source.params.get("via"), "online": s.state.online,
+            "width": s.state.width, "height": s.state.height} for s in here.values()]  # fmt: skip
+    out += [{"id": i, "via": st.get("via"), "online": st["online"], "width": st["width"], "height": st["height"]}
+            for i, st in states.items()]  # fmt: skip
+    return web.json_response({"streams": sorted((s for s in out if may_watch(cfg, principal, s["id"])),
+                                                key=lambda s: s["id"])})  # fmt: skip
 
 
 def _layout_key(username: str) -> str:

@@ -278,7 +278,10 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     hub.relays = app[keys.RELAYS] = relays
     relay_cameras(store, placement)
     app[keys.METRICS].watch_relays(relays)
-    board = StateBoard(app[keys.REDIS], hub, registry.me.node, placement.owned, lambda node: node in registry.live)
+    def owned() -> list[str]:
+        return placement.owned() + [s.id for s in list(hub.streams.values()) if s.pushed]
+
+    board = StateBoard(app[keys.REDIS], hub, registry.me.node, owned, lambda node: node in registry.live)
     app[keys.STATE_BOARD] = board
     app[keys.METRICS].watch_cluster(registry, placement, store.feed, board)
 

@@ -7,8 +7,10 @@ cluster.viewers: redirect the non-owner sends the viewer to the owner instead.""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
+import urllib.request
 
 import aiohttp
 import psutil
@@ -38,10 +40,10 @@ def metric(node: GridwatchServer, name: str) -> float:
     return node.metrics().get(name, 0.0)
 
 
-async def wait_for(what: str, check, timeout: float):
+async def wait_for(what: str, check, timeout: float, seen=lambda: ""):
     deadline = time.monotonic() + timeout
     while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s {seen()}"
         await asyncio.sleep(0.2)
     return found
 
@@ -184,6 +186,17 @@ async def test_a_drone_publishing_rtmp_to_node_a_is_watched_over_whep_on_node_c(
         assert (frame.width, frame.height) == (320, 240)
         assert metric(c, "gridwatch_relays") == 1 and metric(a, "gridwatch_relays_served") == 1
         assert metric(b, "gridwatch_relays") == 0
+
+        # Every node's wall lists the drone, as the node it is published to sees it.
+        def listed(node: GridwatchServer) -> list[dict]:
+            req = urllib.request.Request(node.base + "/api/streams", headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return json.load(resp)["streams"]
+
+        for node in (a, b, c):
+            await wait_for(f"drone-1 listed online on {node.base}",
+                           lambda node=node: [(s["id"], s["via"], s["online"]) for s in listed(node)]
+                           == [("drone-1", "rtmp", True)], 10, lambda: f"{listed(a)} {listed(b)} {listed(c)}")  # fmt: skip
         stop(publisher, timeout=5)  # the drone lands
         await wait_for("c's stream offline", lambda: metric(c, 'gridwatch_stream_online{stream="drone-1"}') == 0, 15)
         assert r.hget("gw:streams:pushed", "drone-1") is None
