@@ -268,7 +268,6 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         except OSError as e:  # the node serves everything else without RTMP
             log.error("rtmp ingest not started", extra={"port": cfg.rtmp.port, "error": str(e)})
     app[keys.METRICS].watch_streams(hub, viewers)
-    app[keys.METRICS].watch_detectors(app[keys.REDIS])
     store = CameraStore(app[keys.REDIS], hub, register_secrets)
     app[keys.CAMERAS] = store
     await store.load(cfg.cameras)
@@ -284,6 +283,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     board = StateBoard(app[keys.REDIS], hub, registry.me.node, owned, lambda node: node in registry.live)
     app[keys.STATE_BOARD] = board
     app[keys.METRICS].watch_cluster(registry, placement, store.feed, board)
+    app[keys.METRICS].watch_detectors(app[keys.REDIS], placement.mine)
 
     async def targets() -> list[Target]:
         # Cameras with zones are watched by the detectors, whether anyone views them or not.

@@ -201,10 +201,13 @@ _QUEUES = ("gw:violations", "gw:verifications")
 
 
 class DetectorCollector(Collector):
-    """The detector workers' counts and the queues to dispatch, read from Redis per scrape."""
+    """The detector workers' counts and the queues to dispatch, read from Redis per scrape.
+    Per-camera counts only for the cameras this node owns (`mine`): each camera's series
+    come from one node, not from every node of the centre."""
 
-    def __init__(self, redis: aioredis.Redis):
+    def __init__(self, redis: aioredis.Redis, mine: Callable[[str], bool] = lambda camera: True):
         self.redis = redis
+        self.mine = mine
         self.snapshot: dict = {}
 
     async def refresh(self) -> None:
@@ -238,7 +241,8 @@ class DetectorCollector(Collector):
             c = CounterMetricFamily(f"gridwatch_detect_{name}", doc, labels=["camera", "worker"])
             for worker, cameras in snap["workers"].items():
                 for camera, counts in cameras.items():
-                    c.add_metric([camera, worker], counts.get(name, 0))
+                    if self.mine(camera):
+                        c.add_metric([camera, worker], counts.get(name, 0))
             yield c
         g = GaugeMetricFamily("gridwatch_detect_queue", "entries waiting in a detector stream",
                               labels=["stream"])  # fmt: skip
@@ -352,8 +356,8 @@ class Metrics:
     def watch_recordings(self, recordings: Recordings) -> None:
         self.registry.register(RecordingsCollector(recordings))
 
-    def watch_detectors(self, redis: aioredis.Redis) -> None:
-        self.detectors = DetectorCollector(redis)
+    def watch_detectors(self, redis: aioredis.Redis, mine: Callable[[str], bool]) -> None:
+        self.detectors = DetectorCollector(redis, mine)
         self.registry.register(self.detectors)
 
     def middleware(self) -> Callable[..., Awaitable[web.StreamResponse]]:
