@@ -47,7 +47,11 @@ pull every source), and its /metrics is fetched: the size a scrape of one node i
 
 The machine is shared and small: each figure has its "before" measured in the same
 run on the same Redis; lag under CPU contention includes the other nodes' work, so
-node CPU (cores, from /proc) is shown too.
+node CPU (cores, from /proc) is shown too. Redis commands/s is INFO's
+total_commands_processed, which counts the GET/PEXPIRE/SET inside a Lua script one by
+one: a batched renewal is one round trip but still one command per key; Redis CPU
+(used_cpu_user + used_cpu_sys) is the cost. An old node that cannot finish a cycle
+within lease_s loses leases it still runs (counted in the check rows).
 """
 
 from __future__ import annotations
