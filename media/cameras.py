@@ -90,27 +90,30 @@ class CameraFeed:
 
     async def load(self) -> None:
         """Read the whole registry (the feed position first: a write in between is
-        read twice, never missed)."""
+        read twice, never missed), a thousand cameras per round trip: one reply of
+        20,000 would be 10 MB, past the socket timeout on a loaded node."""
         newest = await self.redis.xrevrange(FEED, count=1)
         last = newest[0][0].decode() if newest else "0-0"
-        items = sorted((cid.decode(), blob) for cid, blob in (await self.redis.hgetall(KEY)).items())
+        items = sorted([(cid.decode(), blob) async for cid, blob in self.redis.hscan_iter(KEY, count=1000)])
         cameras = await asyncio.to_thread(load_all, stored_camera, items, "camera")
-        before = self.cameras
-        self.cameras, self._last = {c.id: c for c in cameras}, last
+        before = dict(self.cameras)
+        # In place: placement and the recorders hold this very mapping.
+        self.cameras.clear()
+        self.cameras.update((c.id, c) for c in cameras)
+        self._last, self._lost = last, False
         self.reloads += 1
         changed = {i for i in before.keys() | self.cameras.keys() if before.get(i) != self.cameras.get(i)}
         self._tell(changed)
 
     async def follow(self, block_ms: int = 1000) -> None:
-        """Apply the feed until cancelled (load() first)."""
-        await self.load()
+        """Apply the feed until cancelled, from where load() left it (a failed load, or
+        Redis lost meanwhile: loaded again, retried while Redis is away)."""
         await forever(lambda: self.step(block_ms), "camera feed", log)
 
     async def step(self, block_ms: int) -> None:
         """Wait up to `block_ms` for feed entries and apply them."""
         if self._lost:  # writes meanwhile may be past the feed's length: read it whole
             await self.load()
-            self._lost = False
         try:
             got = await self.redis.xread({FEED: self._last}, count=1000, block=block_ms)
         except (RedisError, OSError):

@@ -87,6 +87,18 @@ class StreamHub:
         if stream is not None:
             stream.close()
 
+    def drop_unused(self, keep: Callable[[str], bool]) -> list[str]:
+        """Remove the streams nothing uses any more (no consumer, no listener, no producer
+        running: past their idle grace) that `keep(id)` does not want kept, e.g. the
+        relays and pulls of cameras that moved to another node; their ids. A pushed
+        stream stays: its publisher may come back to it."""
+        unused = [sid for sid, st in self.streams.items()
+                  if not st.pushed and st.producer is None and not st.consumers and not st.listeners
+                  and not keep(sid)]  # fmt: skip
+        for sid in unused:
+            self.remove(sid)
+        return unused
+
     def close(self) -> None:
         for stream_id in list(self.streams):
             self.remove(stream_id)

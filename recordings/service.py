@@ -26,7 +26,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -78,7 +78,8 @@ class Recordings:
         data_dir: Path,
         lease_s: float,  # media.lease_s: who records a camera is leased like its sampling
         record_calls: bool,
-        cameras,  # async () -> list[Camera]
+        cameras: Mapping[str, Camera],  # every camera by id (the node's copy of the registry)
+        owned: Callable[[], Iterable[str]],  # the cameras placed on this node
         evidence: EvidenceStore,
         desk: EvidenceDesk,
         node: str,
@@ -91,6 +92,7 @@ class Recordings:
         self.record_calls = record_calls
         self.lease_s = lease_s
         self.cameras = cameras
+        self.owned = owned
         self.evidence = evidence
         self.desk = desk
         self._last_mark: bytes | str | None = None  # the mark stream read so far
@@ -113,9 +115,10 @@ class Recordings:
 
     async def _wanted(self) -> dict[str, tuple[str, RecordConfig]]:
         wanted: dict[str, tuple[str, RecordConfig]] = {}
-        camera: Camera
-        for camera in await self.cameras():
-            if camera.record.mode != "off":
+        # Only the cameras placed here: a cycle costs this node's share, not the centre's.
+        for camera_id in self.owned():
+            camera = self.cameras.get(camera_id)
+            if camera is not None and camera.record.mode != "off":
                 wanted[camera.id] = (camera.source, camera.record)
         patterns = dict(self.cfg.streams)
         if self.record_calls:
@@ -434,10 +437,8 @@ class Recordings:
         return left
 
     async def _policy(self, camera: str) -> RecordConfig:
-        for c in await self.cameras():
-            if c.id == camera:
-                return c.record
-        return RecordConfig()
+        found = self.cameras.get(camera)
+        return found.record if found is not None else RecordConfig()
 
     async def _expire_evidence(self, now: float) -> None:
         """Evidence clips outlive the camera's retention: until their ticket ended + keep

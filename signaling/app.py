@@ -214,11 +214,17 @@ async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRe
     return registry, placement
 
 
-async def keep_placing(registry: NodeRegistry, placement: Placement, lease_s: float) -> None:
-    """Renew this node every lease_s/3, at once when a node joins or leaves."""
+async def keep_placing(registry: NodeRegistry, placement: Placement, hub: StreamHub, lease_s: float) -> None:
+    """Renew this node every lease_s/3, at once when a node joins or leaves; and drop the
+    streams of cameras this node no longer owns once nothing uses them (so that its
+    streams, and its /metrics, are its own cameras' and what its viewers watch)."""
+
+    def own(stream_id: str) -> bool:  # "gate@detect" is camera gate's sub-stream
+        return placement.mine(stream_id.partition("@")[0])
 
     async def beat() -> None:
         await registry.beat()
+        hub.drop_unused(own)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(registry.woken.wait(), lease_s / 3)
         registry.woken.clear()
@@ -286,19 +292,18 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.METRICS].watch_detectors(app[keys.REDIS], placement.mine)
 
     async def targets() -> list[Target]:
-        # Cameras with zones are watched by the detectors, whether anyone views them or not.
-        return [
-            Target(c.id, c.source, c.detect_source, c.detect.fps)
-            for c in await store.all()
-            if c.detect.enabled and c.zones
-        ]
+        # Cameras with zones are watched by the detectors, whether anyone views them or not;
+        # only those placed here (a cycle costs this node's share, not the centre's).
+        cameras = [c for i in placement.owned() if (c := store.feed.cameras.get(i)) is not None]
+        return [Target(c.id, c.source, c.detect_source, c.detect.fps) for c in cameras
+                if c.detect.enabled and c.zones]  # fmt: skip
 
     samplers = Samplers(app[keys.REDIS], hub, targets, registry.me.node, cfg.media.lease_s, placement.mine,
                         frames=app[keys.FRAMES])
     app[SAMPLERS] = samplers
     placement.listeners.append(lambda changed: samplers.work.wake())
     # cancelled, the samplers release their leases
-    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, cfg.media.lease_s),
+    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, hub, cfg.media.lease_s),
                        board.run()):  # fmt: skip
         yield
     await rtmp.stop()
@@ -313,7 +318,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
 async def recordings_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     recordings = Recordings(app[keys.REDIS], app[keys.HUB], cfg.recordings, cfg.server.data_dir, cfg.media.lease_s,
-                            cfg.calls.record, app[keys.CAMERAS].all, app[keys.EVIDENCE],
+                            cfg.calls.record, app[keys.CAMERAS].feed.cameras, app[keys.PLACEMENT].owned,
+                            app[keys.EVIDENCE],
                             TicketEvidence(app[keys.TICKETS], app[keys.ALERTS]), app[keys.NODES].me.node,
                             app[keys.PLACEMENT].mine, app[node_files.FILES])  # fmt: skip
     app[keys.PLACEMENT].listeners.append(lambda changed: recordings.work.wake())

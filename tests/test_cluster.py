@@ -118,12 +118,16 @@ async def test_cameras_are_placed_pulled_once_and_move_on_join_kill_and_term(
     for n in (a, b, c):
         await wait_for(f"{n.config['cluster']['node']} lists every camera online",
                        lambda n=n: all_online(n), 15)  # fmt: skip
-    # Each node pulls what it owns and nothing else (/metrics per node: its own streams);
-    # what the first node took before the others joined is given up (a relay of a camera
-    # that moved away stops media.idle_grace_s after its last consumer).
+    # Each node pulls what it owns and nothing else, and holds no other stream (/metrics
+    # per node: its own streams); what the first node took before the others joined is
+    # given up (a relay of a camera that moved away stops media.idle_grace_s after its
+    # last consumer, and the stream is dropped at the next beat).
     def pulls_only_its_own() -> bool:
-        return all(online(n) == {cam for cam, owner in first.items() if owner == n.config["cluster"]["node"]}
-                   for n in (a, b, c))  # fmt: skip
+        for n in (a, b, c):
+            own = {cam for cam, owner in first.items() if owner == n.config["cluster"]["node"]}
+            if online(n) != own or n.metrics()["gridwatch_streams"] != len(own):
+                return False
+        return True
 
     await wait_for("each node pulling exactly its own cameras", pulls_only_its_own, 20)
 
