@@ -100,9 +100,10 @@ class ClusterConfig(Strict):
     node: Annotated[str, Field(pattern=CAMERA_ID)] | None = None
     # Where the other nodes reach this one (relay, recordings, evidence). None:
     # http://127.0.0.1:{server.port}, which only nodes on the same machine can use.
-    internal_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] | None = None
-    # Where viewers reach this node, for `relay: redirect`. None: internal_url.
-    public_url: Annotated[str, Field(pattern=r"^https?://[^/\s]+$")] | None = None
+    # scheme://host:port only: no user:password@ (it would show in logs and metrics).
+    internal_url: Annotated[str, Field(pattern=r"^https?://[^/\s@]+$")] | None = None
+    # Where viewers reach this node, for `viewers: redirect`. None: internal_url.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^/\s@]+$")] | None = None
     capacity: NodeCapacity = NodeCapacity()
     # A camera's ingest as placement counts it against capacity.ingest_mbps.
     camera_mbps: Annotated[float, Field(gt=0, le=10_000)] = 4.0

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from gridwatch.contracts.retry import forever
 
 log = logging.getLogger("gridwatch.leases")
+RETRY_S = 0.25  # the first quick retry of a lease another node is about to release
 T = TypeVar("T")
 
 _RENEW = """
@@ -109,6 +110,7 @@ class LeasedWork(Generic[T]):
         self.stop_s = stop_s
         self.mine = mine
         self._woken = asyncio.Event()
+        self._misses = 0  # cycles in a row that could not hold every wanted item
         self.running: dict[str, tuple[T, asyncio.Task]] = {}
         self.closed = False
         # A cycle and close() never interleave: a cycle's hold() landing after close()
@@ -152,8 +154,12 @@ class LeasedWork(Generic[T]):
 
     async def _cycle_and_nap(self) -> None:
         await self._cycle()
+        # Items of ours that another still holds (it is closing its segment before it
+        # lets go, on a move or a shutdown) are tried again soon, then less often: not
+        # a whole period later, which would leave that long a hole in the recording.
+        nap = min(self.period_s, RETRY_S * 2**self._misses) if self._misses else self.period_s
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), self.period_s)
+            await asyncio.wait_for(self._woken.wait(), nap)
         self._woken.clear()
 
     async def _cycle(self) -> None:
@@ -169,8 +175,9 @@ class LeasedWork(Generic[T]):
         gone = [item for item, (spec, _) in self.running.items() if item not in wanted or spec != wanted[item]]
         await asyncio.gather(*(self._stop_and_release(item) for item in gone))
         held = await self.leases.hold_many(list(wanted))
+        self._misses = self._misses + 1 if len(held) < len(wanted) else 0
         # Lost (we were too slow): the holder has it now.
-        await asyncio.gather(*(self._stop(item) for item in wanted if item not in held and item in self.running))
+        await asyncio.gather(*(self._stop_quietly(item) for item in wanted if item not in held and item in self.running))
         for item, spec in wanted.items():
             if item not in held:
                 continue
@@ -179,6 +186,13 @@ class LeasedWork(Generic[T]):
                     self.start(item, spec), name=f"{self.leases.role}-{item}"
                 )
                 self.running[item] = (spec, task)
+
+    async def _stop_quietly(self, item: str) -> None:
+        """_stop, a task's own failure logged: it must not end the loop of all the others."""
+        try:
+            await self._stop(item)
+        except Exception:
+            log.exception("task failed", extra={"role": self.leases.role, "item": item})
 
     async def _stop(self, item: str) -> None:
         _, task = self.running.pop(item)

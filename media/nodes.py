@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import redis.asyncio as aioredis
 
+from gridwatch.contracts.retry import forever
+
 log = logging.getLogger("gridwatch.nodes")
 
 NODES = "gw:nodes"
@@ -116,9 +118,12 @@ class NodeRegistry:
                 pipe.hdel(NODES, *gone)
                 await pipe.execute()
         names = sorted(n.decode() for n in names)
-        if names != sorted(self.live):
-            blobs = await self.redis.hmget(NODES, names) if names else []
-            live = {n: info for n, b in zip(names, blobs, strict=True) if (info := _parse(b)) is not None}
+        # Every beat, not only when the names change: a node back under its name may
+        # have a new address or capacity (a new container), and every node must place
+        # with the same figures.
+        blobs = await self.redis.hmget(NODES, names) if names else []
+        live = {n: info for n, b in zip(names, blobs, strict=True) if (info := _parse(b)) is not None}
+        if live != self.live:
             self._set(live)
         return self.live
 
@@ -129,7 +134,10 @@ class NodeRegistry:
             self.changes += 1
         self.live = live
         for listener in self.listeners:
-            listener(live)
+            try:
+                listener(live)
+            except Exception:  # one listener's fault must not stop the node's beat
+                log.exception("live nodes listener failed", extra={"node": self.me.node})
 
     async def leave(self) -> None:
         """Take this node out now (its entry too) and tell the others."""
@@ -143,10 +151,15 @@ class NodeRegistry:
         log.info("node left", extra={"node": self.me.node})
 
     async def watch(self) -> None:
-        """Set `woken` whenever a node says it joined or left (pub/sub), until cancelled."""
+        """Set `woken` whenever a node says it joined or left (pub/sub), until cancelled;
+        subscribed again after Redis comes back."""
+        await forever(self._listen, "node changes", log)
+
+    async def _listen(self) -> None:
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(CHANGED)
         try:
+            await pubsub.subscribe(CHANGED)
+            self.woken.set()  # what was said while not subscribed: look now
             async for message in pubsub.listen():
                 if message["type"] == "message":
                     self.woken.set()

@@ -129,7 +129,10 @@ class Placement:
         if changed:
             self.moves += len(changed)
             for listener in self.listeners:
-                listener(changed)
+                try:
+                    listener(changed)
+                except Exception:  # one listener's fault must not stop the others, nor the beat
+                    log.exception("placement listener failed", extra={"cameras": len(changed)})
         return changed
 
     def added_or_removed(self, ids: Iterable[str], cameras: Container[str]) -> bool:

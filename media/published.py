@@ -64,3 +64,21 @@ class PublishedStreams:
         """Every stream published to a live node: stream id -> node name."""
         entries = await self.redis.hgetall(KEY)
         return {k.decode(): v.decode() for k, v in entries.items() if self.live(v.decode())}
+
+    async def forget_mine(self) -> int:
+        """At start: drop the entries this node left when it was killed (its publishers
+        are gone with that process; left, they would show a dead drone as published
+        here once the node is live again). The number dropped."""
+        stale = [k async for k, v in self.redis.hscan_iter(KEY, count=1000) if v.decode() == self.me]
+        for stream_id in stale:
+            await self._withdraw(keys=[KEY], args=[stream_id, self.me])
+        if stale:
+            log.info("published streams of a previous run forgotten", extra={"streams": [s.decode() for s in stale]})
+        return len(stale)
+
+    async def elsewhere(self, stream_ids: list[str]) -> list[str]:
+        """Those of `stream_ids` that are published to another live node now (a drone
+        that reconnected through another node)."""
+        nodes = await self.redis.hmget(KEY, stream_ids) if stream_ids else []
+        return [sid for sid, n in zip(stream_ids, nodes, strict=True)
+                if n is not None and n.decode() != self.me and self.live(n.decode())]  # fmt: skip

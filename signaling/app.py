@@ -209,15 +209,19 @@ async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRe
 
     store.feed.listeners.append(cameras_changed)
     await registry.join()
+    await app[keys.PUBLISHED].forget_mine()
     placement.update(nodes=registry.live.values(), cameras=store.feed.cameras)
     app[keys.NODES], app[keys.PLACEMENT] = registry, placement
     return registry, placement
 
 
-async def keep_placing(registry: NodeRegistry, placement: Placement, hub: StreamHub, lease_s: float) -> None:
-    """Renew this node every lease_s/3, at once when a node joins or leaves; and drop the
+async def keep_placing(registry: NodeRegistry, placement: Placement, hub: StreamHub, published: PublishedStreams,
+                       lease_s: float) -> None:  # fmt: skip
+    """Renew this node every lease_s/3, at once when a node joins or leaves; drop the
     streams of cameras this node no longer owns once nothing uses them (so that its
-    streams, and its /metrics, are its own cameras' and what its viewers watch)."""
+    streams, and its /metrics, are its own cameras' and what its viewers watch); and drop
+    a published stream whose publisher left here and now publishes to another node (its
+    recorder and lease go with it, so that node records it)."""
 
     def own(stream_id: str) -> bool:  # "gate@detect" is camera gate's sub-stream
         return placement.mine(stream_id.partition("@")[0])
@@ -225,6 +229,10 @@ async def keep_placing(registry: NodeRegistry, placement: Placement, hub: Stream
     async def beat() -> None:
         await registry.beat()
         hub.drop_unused(own)
+        left = [s.id for s in list(hub.streams.values()) if s.pushed and not s.state.online]
+        for stream_id in await published.elsewhere(left):
+            log.info("published stream moved to another node", extra={"stream": stream_id})
+            hub.remove(stream_id)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(registry.woken.wait(), lease_s / 3)
         registry.woken.clear()
@@ -303,7 +311,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SAMPLERS] = samplers
     placement.listeners.append(lambda changed: samplers.work.wake())
     # cancelled, the samplers release their leases
-    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, hub, cfg.media.lease_s),
+    async with running(samplers.run(), store.feed.follow(), keep_placing(registry, placement, hub, published, cfg.media.lease_s),
                        board.run()):  # fmt: skip
         yield
     await rtmp.stop()

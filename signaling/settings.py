@@ -75,11 +75,13 @@ def load_settings(path: Path | None) -> Config:
 def _stray_variables() -> list[str]:
     # pydantic-settings skips a variable whose section is no field: a misspelt one would
     # be ignored, as a misspelt key in the file is not.
+    # Only names with the delimiter: Kubernetes gives every pod GRIDWATCH_PORT,
+    # GRIDWATCH_SERVICE_HOST, ... for a Service called gridwatch, and those are no typo.
     sections = set(Config.model_fields)
     return [f"{name}: no such setting (variables are {PREFIX}SECTION{DELIMITER}FIELD, "
             f"e.g. {PREFIX}SERVER{DELIMITER}PORT)"
             for name in sorted(os.environ)
-            if name.upper().startswith(PREFIX) and name.upper() not in RESERVED
+            if name.upper().startswith(PREFIX) and name.upper() not in RESERVED and DELIMITER in name
             and name[len(PREFIX):].lower().split(DELIMITER)[0] not in sections]  # fmt: skip
 
 

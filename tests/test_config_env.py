@@ -102,3 +102,9 @@ def test_redis_url_and_sentinel_exclude_each_other(tmp_path):
             {"GRIDWATCH_REDIS__URL": "redis://127.0.0.1:6379/0"}, "check-config")  # fmt: skip
     assert r.returncode == 1, r.stdout
     assert "set redis.url or redis.sentinel, not both (from environment variable GRIDWATCH_REDIS__URL)" in r.stdout
+
+
+def test_the_variables_kubernetes_sets_for_a_service_called_gridwatch_are_not_errors(tmp_path):
+    r = run(tmp_path, {}, {"GRIDWATCH_PORT": "tcp://10.96.0.12:8080", "GRIDWATCH_SERVICE_HOST": "10.96.0.12",
+                           "GRIDWATCH_PORT_8080_TCP_ADDR": "10.96.0.12"}, "check-config")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr

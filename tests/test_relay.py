@@ -271,3 +271,38 @@ async def test_redirect_mode_sends_the_viewer_to_the_owner(tmp_path, users, http
             node.stop()
         store.stop()
     assert [t for n in nodes for t in n.tracebacks()] == []
+
+
+@pytest.mark.timeout(300)
+async def test_a_recorded_drone_that_reconnects_through_another_node_is_recorded_there(tmp_path, users):
+    store = RedisServer(tmp_path / "redis").start()
+    nodes = cluster(tmp_path, users, store, "ab")
+    for node in nodes:
+        node.config["media"] = {"lease_s": 3}
+        node.config["recordings"] = {"streams": {"drone-*": {"mode": "continuous"}}, "min_free_mb": 0,
+                                     "segment_s": 2}  # fmt: skip
+    a, b = nodes
+    r = redis.Redis.from_url(store.url)
+    publisher = None
+    try:
+        for node in nodes:
+            node.start()
+        await settled(nodes)
+        publisher = drone(a, "drone-1", a.token("admin"))
+        await wait_for("a records drone-1", lambda: r.get("gw:lease:record:drone-1") == b"a", 20)
+        stop(publisher, timeout=5)  # the link drops; the drone comes back through b
+        publisher = drone(b, "drone-1", b.token("admin"))
+        await wait_for("published on b", lambda: r.hget("gw:streams:pushed", "drone-1") == b"b", 20)
+        # a lets its copy go (and the lease with it); b records from then on.
+        await wait_for("b records drone-1", lambda: r.get("gw:lease:record:drone-1") == b"b", 15)
+        await wait_for("a holds no drone-1 stream", lambda: metric(a, 'gridwatch_stream_online{stream="drone-1"}') == 0
+                       and 'gridwatch_stream_packets_total{stream="drone-1"}' not in a.metrics(), 10)  # fmt: skip
+        written_on_b = lambda: [s for s in r.hvals("gw:rec:cam:drone-1:meta") if b'"node": "b"' in s]  # noqa: E731
+        await wait_for("a segment of drone-1 written by b", written_on_b, 15)
+    finally:
+        stop(publisher, timeout=5)
+        for node in nodes:
+            node.stop()
+        r.close()
+        store.stop()
+    assert [t for n in nodes for t in n.tracebacks()] == []
