@@ -216,6 +216,8 @@ class RelayProducer:
                 error = str(e)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
                 error = f"relay lost: {type(e).__name__}: {e}"
+            except (KeyError, TypeError, AttributeError) as e:  # a hello we cannot read: its fields
+                error = f"relay refused: the owner's hello is malformed: {type(e).__name__}: {e}"
             attempt = 0 if loop.time() - started > SETTLED_S else attempt + 1
             if self.current:
                 self.relays.reconnects += 1

@@ -193,6 +193,11 @@ async def join_cluster(app: web.Application, store: CameraStore) -> tuple[NodeRe
     me = NodeInfo(cluster.node_name(port), internal, cluster.public_url or internal, cluster.capacity.cameras,
                   cluster.capacity.ingest_mbps)  # fmt: skip
     registry = NodeRegistry(app[keys.REDIS], me, cfg.media.lease_s)
+    if cluster.node is None and (cfg.redis.url or cfg.redis.sentinel):
+        # A container or pod made again gets another hostname: the node would come back
+        # as a stranger, and the open segments and files of its old name stay orphaned.
+        log.warning("cluster.node not set: this node is named after its host and port, which a new "
+                    "container changes; give it a stable name", extra={"node": me.node})  # fmt: skip
     placement = Placement(me.node, cluster.camera_mbps, store.feed.cameras)
     registry.listeners.append(lambda live: placement.update(nodes=live.values()))
     pending: list[asyncio.TimerHandle] = []

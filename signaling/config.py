@@ -200,7 +200,11 @@ class Config(Strict):
         # node would silently run as a centre of its own.
         if self.redis.url is not None or self.redis.sentinel is not None:
             return self
-        named = [f"cluster.{f}" for f in sorted(self.cluster.model_fields_set)]
+        # Set to something else than its default: a config written out whole (the demo's
+        # for its worker) names every field without asking for a cluster.
+        defaults = ClusterConfig()
+        named = [f"cluster.{f}" for f in sorted(self.cluster.model_fields_set)
+                 if getattr(self.cluster, f) != getattr(defaults, f)]  # fmt: skip
         named += ["redis.frames_url"] * (self.redis.frames_url is not None)
         if named:
             why = ("needed by {named}: the nodes of a cluster share one Redis; set redis.url or "
