@@ -147,7 +147,8 @@ class NodeRegistry:
             pipe.hdel(NODES, self.me.node)
             pipe.publish(CHANGED, self.me.node)
             await pipe.execute()
-        self._set({n: i for n, i in self.live.items() if n != self.me.node})
+        # The listeners are not told: a node that is going away places nothing again (it
+        # would find no live node for its cameras and turn its own streams into relays).
         log.info("node left", extra={"node": self.me.node})
 
     async def watch(self) -> None:
