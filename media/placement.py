@@ -139,6 +139,10 @@ class Placement:
         """Whether any of `ids` came or went (an edit of a camera moves nothing)."""
         return any((i in cameras) != (i in self._hashes) for i in ids)
 
+    def placed(self, camera: str) -> bool:
+        """Whether the last placement counted `camera` (one added since is not yet)."""
+        return camera in self._hashes
+
     def owner(self, camera: str) -> str | None:
         """The camera's owner node; None for no camera of ours, or one nobody has room for."""
         return self.owners.get(camera)

@@ -56,10 +56,16 @@ KEYFRAME = 1
 KEEPALIVE_S = 1.0
 MAX_PAYLOAD = 16 * 1024 * 1024  # an access unit larger than the GOP cache holds is not video
 SETTLED_S = 10  # a relay session that ran this long was a success: backoff starts afresh
+PLACEMENT_WAIT_S = 0.1  # a camera just added is placed within signaling.app.PLACE_DELAY_S
 
 
 class RelayUnavailable(Exception):
     """The stream has no owner to relay it from now (its message says why)."""
+
+
+class NotPlacedYet(RelayUnavailable):
+    """A camera just added, not placed yet (within a fraction of a second): no failure,
+    the relay waits for its owner (this node itself, most often: it then pulls it)."""
 
 
 def relay_source(stream_id: str) -> Source:
@@ -132,9 +138,10 @@ class Relays:
         """(owner's name, its internal URL) of a stream another node owns;
         RelayUnavailable otherwise."""
         owner = await self.owner(stream_id)
+        if owner is None and self.is_camera(stream_id) and not self.placement.placed(stream_id):
+            raise NotPlacedYet(f"{stream_id!r} is not placed yet")
         if owner is None:
-            why = "not placed yet, or no node has room (cluster.capacity)" if self.is_camera(stream_id) else \
-                "published on no live node"  # fmt: skip
+            why = "no node has room (cluster.capacity)" if self.is_camera(stream_id) else "published on no live node"
             raise RelayUnavailable(f"{stream_id!r} has no owner node: {why}")
         if owner == self.me:
             raise RelayUnavailable(f"this node owns {stream_id!r} now")
@@ -212,6 +219,9 @@ class RelayProducer:
             started = loop.time()
             try:
                 error = await self._session()
+            except NotPlacedYet:
+                await asyncio.sleep(PLACEMENT_WAIT_S)
+                continue
             except RelayUnavailable as e:
                 error = str(e)
             except (aiohttp.ClientError, OSError, TimeoutError, ValueError, asyncio.IncompleteReadError) as e:
