@@ -47,7 +47,7 @@ from gridwatch.detectors.plates import PlateRead, PlateReader
 from gridwatch.detectors.provenance import provenance
 from gridwatch.detectors.rules import RuleConfig, Violation, ZoneRule, ZoneRules
 from gridwatch.detectors.verify import Outcome, Verifier
-from gridwatch.media.cameras import stored_cameras
+from gridwatch.media.cameras import CameraFeed
 from gridwatch.media.config import Camera
 from gridwatch.media.leases import Leases
 
@@ -356,6 +356,9 @@ class Worker:
         self.leases = Leases(redis, "detect", self.name, cfg.lease_s)
         self.watching: dict[str, tuple[Camera, CameraWatch, asyncio.Task]] = {}
         self.plates: PlateReader | None = None
+        # The worker's copy of the camera registry, kept by its change feed: a cycle does
+        # not read and validate every camera of the centre again.
+        self.feed = CameraFeed(redis)
 
     async def run(self) -> None:
         # Load the model before taking any camera: a worker that cannot run it holds none.
@@ -363,9 +366,11 @@ class Worker:
         if self.cfg.plates:  # one reader for all the cameras, loaded once
             self.plates = await asyncio.to_thread(load_reader)
         log.info("detector worker started", extra={"worker": self.name})
+        follow = asyncio.create_task(self.feed.follow(), name="camera-feed")
         try:
             await forever(self.cycle, "detector worker", log, period_s=self.cfg.lease_s / 3)
         finally:
+            follow.cancel()
             for camera in list(self.watching):
                 await self._stop(camera)
             with contextlib.suppress(RedisError, OSError):
@@ -377,29 +382,32 @@ class Worker:
         await self.redis.zadd(WORKERS, {self.name: now})
         await self.redis.zremrangebyscore(WORKERS, "-inf", now - 3 * self.cfg.lease_s)
         live = max(1, await self.redis.zcount(WORKERS, now - self.cfg.lease_s, "+inf"))
-        cameras = {
-            c.id: c for c in await stored_cameras(self.redis) if c.detect.enabled and c.zones
-        }
+        if not self.feed.reloads:
+            await self.feed.load()  # the first cycle; later ones follow the feed
+        cameras = {c.id: c for c in self.feed.cameras.values() if c.detect.enabled and c.zones}
         share = math.ceil(len(cameras) / live)
+        held = await self.leases.hold_many(list(self.watching))  # one round trip for them all
         for cid in list(self.watching):
             camera = cameras.get(cid)
-            if camera is None or camera != self.watching[cid][0] or not await self.leases.hold(cid):
+            if camera is None or camera != self.watching[cid][0] or cid not in held:
                 await self._stop(cid)  # gone, changed (restarted below) or lost
         # Over our share (a worker joined): let the others have the rest.
         for cid in sorted(self.watching)[share:]:
             await self._stop(cid)
             await self.leases.release(cid)
-        for cid, camera in sorted(cameras.items()):
-            if len(self.watching) >= share:
-                break
-            if cid not in self.watching and await self.leases.hold(cid):
-                watch = CameraWatch(
-                    self.redis, camera, self.make_detector, self.cfg, self.inference, self.plates,
-                    self.bus,
-                )
-                task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
-                self.watching[cid] = (camera, watch, task)
-                log.info("watching camera", extra={"camera": cid, "worker": self.name})
+        need = share - len(self.watching)
+        candidates = [cid for cid in sorted(cameras) if cid not in self.watching] if need > 0 else []
+        # The free ones, read at once, then taken at once (not one round trip per camera).
+        holders = await self.redis.mget([self.leases.key(c) for c in candidates]) if candidates else []
+        free = [cid for cid, holder in zip(candidates, holders, strict=True) if holder is None][:need]
+        for cid in sorted(await self.leases.hold_many(free)):
+            camera = cameras[cid]
+            watch = CameraWatch(
+                self.redis, camera, self.make_detector, self.cfg, self.inference, self.plates, self.bus
+            )
+            task = asyncio.create_task(self._guard(watch), name=f"detect-{cid}")
+            self.watching[cid] = (camera, watch, task)
+            log.info("watching camera", extra={"camera": cid, "worker": self.name})
         stats = {cid: {"frames": w.frames, "inferences": w.inferences, "violations": w.violations,
                        "verifications": w.verifications}
                  for cid, (_, w, _) in self.watching.items()}  # fmt: skip

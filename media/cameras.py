@@ -106,13 +106,13 @@ class CameraFeed:
         self._tell(changed)
 
     async def follow(self, block_ms: int = 1000) -> None:
-        """Apply the feed until cancelled, from where load() left it (a failed load, or
-        Redis lost meanwhile: loaded again, retried while Redis is away)."""
+        """Apply the feed until cancelled, from where load() left it (not loaded yet, a
+        failed load, or Redis lost meanwhile: loaded, retried while Redis is away)."""
         await forever(lambda: self.step(block_ms), "camera feed", log)
 
     async def step(self, block_ms: int) -> None:
         """Wait up to `block_ms` for feed entries and apply them."""
-        if self._lost:  # writes meanwhile may be past the feed's length: read it whole
+        if self._lost or not self.reloads:  # writes meanwhile may be past the feed's length
             await self.load()
         try:
             got = await self.redis.xread({FEED: self._last}, count=1000, block=block_ms)
