@@ -156,7 +156,7 @@ async def test_a_node_dies_mid_segment_and_comes_back_every_node_serves_everythi
     dead.proc.send_signal(signal.SIGSTOP)
     try:
         r.xadd("gw:violations", fields)
-        await wait_for("the violation consumed", lambda: r.xlen("gw:violations") == 0, 10)
+        await wait_for("the violation consumed", lambda: r.xlen("gw:violations") == 0, 30)
     finally:
         dead.proc.send_signal(signal.SIGCONT)
     async with http.get(other.base + "/api/tickets", headers=auth(token)) as resp:
