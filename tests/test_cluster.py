@@ -7,7 +7,6 @@ SIGTERMed node releases its cameras so that the others have them within 5 s."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import signal
@@ -20,6 +19,7 @@ import pytest
 import redis
 
 from support.procs import GridwatchServer, make_video, settled
+from support.waits import wait_for
 from support.whep_client import view
 
 N = 300
@@ -68,13 +68,6 @@ def newest_segment_start(r: redis.Redis, camera: str) -> float:
     got = r.zrevrange(f"gw:rec:cam:{camera}", 0, 0, withscores=True)
     return got[0][1] if got else 0.0
 
-
-async def wait_for(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.2)
-    return found
 
 
 def settled_holders(r: redis.Redis, nodes: list[GridwatchServer]):

@@ -24,6 +24,7 @@ import numpy as np
 import redis
 
 from support.procs import GridwatchServer, settled
+from support.waits import wait_for
 
 LEASE_S = 3.0
 RETAIN_S = 40.0  # retention deletes the first segments while the test runs
@@ -64,13 +65,6 @@ def decodes(data: bytes) -> int:
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
-
-async def wait_for(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.2)
-    return found
 
 
 async def get(http, node: GridwatchServer, path: str, token: str, **headers) -> tuple[int, bytes]:

@@ -13,6 +13,7 @@ import aiohttp
 import redis
 
 from support.procs import PASSWORDS, free_port, stop, wait_port
+from support.waits import wait_for
 
 MASTER = "gw-main"
 LOCATION = {"lat": 31.2601, "lon": 120.9203}
@@ -43,13 +44,6 @@ def sentinel_proc(workdir: Path, port: int, master_port: int) -> subprocess.Pope
     return proc
 
 
-async def until(what: str, check, timeout: float):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        await asyncio.sleep(0.2)
-    return found
-
 
 async def login(http: aiohttp.ClientSession, base: str) -> str | None:
     """A token, or None while the node cannot reach Redis."""
@@ -67,7 +61,7 @@ async def test_a_node_through_sentinel_survives_the_masters_death(tmp_path, grid
         procs["sentinel"] = sentinel_proc(tmp_path / "sentinel", ports["sentinel"], ports["master"])
         sentinel = redis.Redis(port=ports["sentinel"])
         # The Sentinel learns of the replica from the master's INFO: it can promote it then.
-        await until("the sentinel knows the replica", lambda: sentinel.sentinel_slaves(MASTER), 30)
+        await wait_for("the sentinel knows the replica", lambda: sentinel.sentinel_slaves(MASTER), 30)
 
         gw = gridwatch_factory({"redis": {"sentinel": {"master": MASTER,
                                                        "addresses": [f"127.0.0.1:{ports['sentinel']}"]}}})
@@ -85,7 +79,7 @@ async def test_a_node_through_sentinel_survives_the_masters_death(tmp_path, grid
 
         procs["master"].kill()
         procs["master"].wait()
-        await until("the sentinel promotes the replica",
+        await wait_for("the sentinel promotes the replica",
                     lambda: sentinel.sentinel_get_master_addr_by_name(MASTER)[1] == ports["replica"],
                     FAILOVER_S)  # fmt: skip
         deadline = time.monotonic() + RECOVER_S

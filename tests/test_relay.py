@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 import urllib.request
 
 import aiohttp
@@ -21,6 +20,7 @@ from itsdangerous import URLSafeTimedSerializer
 from gridwatch.media.relay import AUDIO, END, HELLO, KEEPALIVE, VIDEO, read_frame
 from gridwatch.signaling.node_auth import SALT, NodeTokens
 from support.procs import GridwatchServer, RedisServer, RtspServer, settled, stop
+from support.waits import wait_for
 from support.whep_client import Viewer, view
 
 SPEC = "testsrc:320x240@15:300"  # small: several nodes and ffmpeg share two cores
@@ -39,13 +39,6 @@ def rtsp_sessions(rtsp: RtspServer) -> int:
 def metric(node: GridwatchServer, name: str) -> float:
     return node.metrics().get(name, 0.0)
 
-
-async def wait_for(what: str, check, timeout: float, seen=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s {seen()}"
-        await asyncio.sleep(0.2)
-    return found
 
 
 def cluster(tmp_path, users, store: RedisServer, names: str, extra: dict | None = None) -> list[GridwatchServer]:

@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from gridwatch.recordings.index import meta_key
+from support.waits import wait_for
 from support.whep_client import view
 
 FPS = 25
@@ -48,14 +49,6 @@ def indexed(r: redis.Redis, camera: str = "gate") -> list[dict]:
     segments = [json.loads(v) for v in r.hgetall(meta_key(camera)).values()]
     return sorted(segments, key=lambda s: s["start"])
 
-
-async def wait_for(what: str, check, timeout: float, logs=lambda: ""):
-    """check() until it returns something truthy, polled every 0.1 s up to `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not (found := check()):
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s\n{logs()[-3000:]}"
-        await asyncio.sleep(0.1)
-    return found
 
 
 def frame_times(path: Path) -> list[float]:
