@@ -18,7 +18,7 @@ import psutil
 import pytest
 import redis
 
-from support.procs import GridwatchServer, make_video, settled
+from support.procs import HTTP_TIMEOUT_S, GridwatchServer, make_video, settled
 from support.waits import wait_for
 from support.whep_client import view
 
@@ -59,7 +59,7 @@ def all_online(node: GridwatchServer) -> bool:
     """Whether GET /api/cameras on this node says every camera is online."""
     req = urllib.request.Request(node.base + "/api/cameras",
                                  headers={"Authorization": f"Bearer {node.token('dispatcher')}"})  # fmt: skip
-    with urllib.request.urlopen(req, timeout=10) as r:
+    with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:
         listed = json.load(r)["cameras"]
     return len(listed) == N and all(cam["state"]["status"] == "online" for cam in listed)
 

@@ -82,7 +82,9 @@ async def test_a_node_dies_mid_segment_and_comes_back_every_node_serves_everythi
             "redis": {"url": redis_server.url},
             "cluster": {"node": name},
             "media": {"lease_s": LEASE_S},
-            "dispatch": {"categories": {"illegal_parking": {"mode": "suggest"}}},
+            # A node stopped while blocked in XREADGROUP is handed the violation by Redis;
+            # the other claims it after claim_idle_s (30 s by default, past the wait).
+            "dispatch": {"categories": {"illegal_parking": {"mode": "suggest"}}, "claim_idle_s": 2},
             "cameras": [{"id": "gate", "source": rtsp.url("/cam"), "position": POSITION,
                          "record": {"mode": "continuous", "retain_days": RETAIN_S / 86400}}],
             "recordings": {"segment_s": 2, "min_free_mb": 0, "check_s": 1, "pre_s": 2, "post_s": 2},

@@ -104,7 +104,10 @@ def test_every_camera_was_watched_gated_and_the_stream_drained(run):
     stats = json.loads(run.r.get(key))
     assert set(stats) == set(CAMERAS)
     for camera, s in stats.items():
-        assert s["frames"] >= 40, (camera, s)  # 2 fps for ~30 s
+        # Sampled at 2 fps for ~30 s: at least half of that on a loaded machine; and the
+        # worker took most of them (one that falls behind takes the newest, skipping some).
+        sampled = run.sampled(camera)
+        assert sampled >= WATCH_S and s["frames"] >= sampled * 0.6, (camera, sampled, s)
         # Motion gating: a still street is looked at only every recheck_s.
         assert s["inferences"] < s["frames"], (camera, s)
     assert sum(s["violations"] for s in stats.values()) == 3

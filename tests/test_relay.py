@@ -19,7 +19,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from gridwatch.media.relay import AUDIO, END, HELLO, KEEPALIVE, VIDEO, read_frame
 from gridwatch.signaling.node_auth import SALT, NodeTokens
-from support.procs import GridwatchServer, RedisServer, RtspServer, settled, stop
+from support.procs import HTTP_TIMEOUT_S, GridwatchServer, RedisServer, RtspServer, settled, stop
 from support.waits import wait_for
 from support.whep_client import Viewer, view
 
@@ -183,7 +183,7 @@ async def test_a_drone_publishing_rtmp_to_node_a_is_watched_over_whep_on_node_c(
         # Every node's wall lists the drone, as the node it is published to sees it.
         def listed(node: GridwatchServer) -> list[dict]:
             req = urllib.request.Request(node.base + "/api/streams", headers={"Authorization": f"Bearer {token}"})
-            with urllib.request.urlopen(req, timeout=5) as resp:
+            with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
                 return json.load(resp)["streams"]
 
         for node in (a, b, c):

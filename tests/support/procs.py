@@ -21,6 +21,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 GRIDWATCH = str(Path(sys.executable).parent / "gridwatch")
 RTSP_SCRIPT = str(ROOT / "tests" / "support" / "rtsp_server.py")
+# How long a test waits on one HTTP answer of a node: a ceiling for a busy machine (a node
+# with a hundred cameras on two shared cores), not a measure of speed.
+HTTP_TIMEOUT_S = 30
 
 # Known test users; the hashes are made once per session (argon2 is slow on purpose).
 PASSWORDS = {
@@ -250,7 +253,7 @@ class GridwatchServer:
         return [f"{r.get('msg')}: {r['exc'].strip().splitlines()[-1]}" for r in self.records() if "exc" in r]
 
     def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
+        with urllib.request.urlopen(self.base + "/metrics", timeout=HTTP_TIMEOUT_S) as r:
             text = r.read().decode()
         out = {}
         for line in text.splitlines():
@@ -264,7 +267,7 @@ class GridwatchServer:
         req = urllib.request.Request(
             self.base + "/api/login", body, {"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as r:
             return json.load(r)["token"]
 
 

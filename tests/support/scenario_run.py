@@ -15,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from gridwatch.contracts.frames import frames_key
 from gridwatch.detectors.scenarios import rendered
 from gridwatch.detectors.worker import WORKERS
 from support.procs import (
@@ -146,6 +147,14 @@ class ScenarioRun:
             assert self.gw is not None
             self.tokens[user] = self.gw.token(user)
         return self.tokens[user]
+
+    def sampled(self, camera: str) -> int:
+        """How many frames `gridwatch serve` has put on the frame bus for the camera (the
+        stream keeps only the newest few; Redis counts every one added)."""
+        bus = self.frames_server or self.redis_server
+        assert bus is not None
+        info = redis.Redis.from_url(bus.url).xinfo_stream(frames_key(camera))
+        return int(info["entries-added"])
 
     def tickets(self) -> dict[str, list[dict]]:
         """Camera id -> its tickets."""
