@@ -36,6 +36,9 @@ class WebRTCConfig(Strict):
     # address viewers reach when the node is behind a 1:1 NAT or in a container (the
     # Docker host's), as go2rtc's webrtc.candidates. Needs udp_port.
     announce_addresses: list[str] = []
+    # ICE over TCP (RFC 6544, passive) on this port for peers whose network lets no UDP
+    # through: with the sessions of udp_port (it may be the same number). Needs udp_port.
+    tcp_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     @field_validator("host_addresses", "announce_addresses")
     @classmethod
@@ -48,6 +51,8 @@ class WebRTCConfig(Strict):
     def _announce_needs_port(self) -> WebRTCConfig:
         if self.announce_addresses and self.udp_port is None:
             raise ValueError("announce_addresses: needs udp_port (the one port the announced address forwards)")
+        if self.tcp_port is not None and self.udp_port is None:
+            raise ValueError("tcp_port: needs udp_port (ICE over TCP carries the sessions of the one UDP port)")
         return self
 
 class MediaConfig(Strict):

@@ -34,12 +34,18 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import StunProtocol, server_reflexive_candidate
 from aioice.utils import random_string
 
+from gridwatch.media.ice_tcp import TcpListener, TcpStats, requested_session
+
 log = logging.getLogger("gridwatch.ice_mux")
 
 # One socket carries every session's packets: a deeper kernel queue than aioice's per
 # session 256 KiB (aioice/turn.py UDP_SOCKET_BUFFER_SIZE); the kernel caps it at
 # net.core.rmem_max / wmem_max.
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
+# A tcptype passive host candidate ranks below every UDP host candidate (aioice's local
+# preference 65535): RFC 6544 section 4.2, local preference = 2^13 * direction-pref
+# (passive: 4) + other-pref (the highest, 8191).
+TCP_LOCAL_PREFERENCE = (1 << 13) * 4 + 8191
 # 8 ICE characters: 48 bits, so that ufrags of concurrent sessions, the mux's routing key,
 # do not collide (aioice's 4 would, once in a few thousand sessions; RFC 8445 section
 # 5.3 asks for at least 24 bits).
@@ -115,13 +121,8 @@ class SharedSocket(asyncio.DatagramProtocol):
         except ValueError:
             return None
         if message.message_class == stun.Class.REQUEST:
-            username = message.attributes.get("USERNAME")
-            session = (
-                self.by_ufrag.get(username.split(":")[0]) if isinstance(username, str) else None
-            )
-            if session is not None and message.check_message_integrity(
-                session.protocol.receiver.local_password.encode("utf8")
-            ):
+            session, authentic = requested_session(message, self.by_ufrag)
+            if authentic:
                 self._learn(addr, session)
             return session
         session = self._transaction_owner(message.transaction_id, addr)
@@ -149,14 +150,19 @@ class SharedSocket(asyncio.DatagramProtocol):
 
 
 class IceMux:
-    """Every shared socket of this process, one per host address, all on `port`.
+    """Every shared socket of this process, one per host address, all on `port`; and with
+    `tcp_port`, a listener for ICE over TCP on each of those addresses (media/ice_tcp.py).
 
     `demuxed` and `dropped` count datagrams routed to a session and dropped for belonging
-    to none; `sessions()` the ICE sessions (ufrags) registered.
+    to none, `tcp` the TCP listeners' counts; `sessions()` the ICE sessions (ufrags)
+    registered, `tcp_connections()` the TCP connections bound to one.
     """
 
-    def __init__(self, port: int, announce: list[str] | None = None):
+    def __init__(self, port: int, announce: list[str] | None = None, tcp_port: int | None = None):
         self.port = port
+        self.tcp_port = tcp_port
+        self.listeners: dict[str, TcpListener] = {}
+        self.tcp = TcpStats()
         # Offered as host candidates too (a 1:1 NAT's or a container host's address that
         # forwards `port` here): a check sent there arrives on a bound socket, finds its
         # session by ufrag and is answered as a peer-reflexive pair (RFC 8445 7.3.1.3).
@@ -167,12 +173,14 @@ class IceMux:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Bind the port on every host address ICE offers now (aioice's
-        `get_host_addresses`, as `use_host_addresses` chose them); OSError naming the
-        address and port if one cannot be bound. Addresses that appear later are bound
+        """Bind the port (and listen on the TCP port) on every host address ICE offers now
+        (aioice's `get_host_addresses`, as `use_host_addresses` chose them); OSError naming
+        the address and port if one cannot be bound. Addresses that appear later are bound
         when a session first gathers on them."""
         for address in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True):
             await self.socket_for(address)
+            if self.tcp_port is not None:
+                await self.listener_for(address)
 
     async def socket_for(self, address: str) -> SharedSocket:
         """The shared socket on `address`, bound on first use; OSError if it cannot be."""
@@ -195,6 +203,19 @@ class IceMux:
                 log.info("ice mux bound", extra={"address": address, "port": self.port})
             return shared
 
+    async def listener_for(self, address: str) -> TcpListener:
+        """The ICE-TCP listener on (`address`, tcp_port), listening from first use; OSError
+        if it cannot."""
+        assert self.tcp_port is not None
+        async with self._lock:
+            listener = self.listeners.get(address)
+            if listener is None:
+                listener = TcpListener(self.tcp)
+                await listener.listen(address, self.tcp_port)
+                self.listeners[address] = listener
+                log.info("ice tcp listening", extra={"address": address, "port": self.tcp_port})
+            return listener
+
     def new_ufrag(self) -> str:
         """A local ICE ufrag no registered session has."""
         taken = self.ufrags()
@@ -208,16 +229,23 @@ class IceMux:
     def sessions(self) -> int:
         return len(self.ufrags())
 
+    def tcp_connections(self) -> int:
+        return sum(listener.connections() for listener in self.listeners.values())
+
     def close(self) -> None:
         for shared in self.sockets.values():
             shared.transport.close()
         self.sockets.clear()
+        for listener in self.listeners.values():
+            listener.close()
+        self.listeners.clear()
 
 
 class MuxConnection(Connection):
     """An aioice Connection whose host candidates are `mux`'s shared sockets (all on
-    `mux.port`) instead of a socket of its own per address; its server-reflexive (STUN)
-    and relayed (TURN) candidates are gathered as aioice does.
+    `mux.port`) instead of a socket of its own per address, and with `mux.tcp_port` a
+    `tcptype passive` candidate per address on it; its server-reflexive (STUN) and relayed
+    (TURN) candidates are gathered as aioice does.
 
     One component only (RTP and RTCP multiplexed, RFC 5761, as aiortc always asks):
     ValueError otherwise, since the ufrag could not tell two components apart. Its local
@@ -236,21 +264,25 @@ class MuxConnection(Connection):
         self, component: int, addresses: list[str], timeout: int = 5
     ) -> list[Candidate]:
         host: list[StunProtocol] = []
+        tcp: list[StunProtocol] = []
         for address in addresses:
             try:
                 shared = await self.mux.socket_for(address)
+                listener = await self.mux.listener_for(address) if self.mux.tcp_port else None
             except OSError as e:  # as aioice does: that address offers no candidate
                 log.warning("ice host address skipped", extra={"address": address, "error": str(e)})
                 continue
             host.append(self._attach(shared, component))
-        self._protocols += host
-        candidates = [p.local_candidate for p in host]
+            if listener is not None:
+                tcp.append(self._attach_tcp(listener, address, component))
+        self._protocols += host + tcp
+        candidates = [p.local_candidate for p in host + tcp]
+        bound = {c.host for c in candidates}
         candidates += [
-            Candidate(foundation=candidate_foundation("host", "udp", address), component=component,
-                      transport="udp", priority=candidate_priority(component, "host") - 1 - i, host=address,
-                      port=self.mux.port, type="host")
+            host_candidate(address, port, transport, component, i + 1)
+            for transport, port in (("udp", self.mux.port), ("tcp", self.mux.tcp_port))
             for i, address in enumerate(self.mux.announce)
-            if host and address not in {c.host for c in candidates}
+            if host and port is not None and address not in bound
         ]
         if self.stun_server:
             reflexive = [
@@ -270,13 +302,31 @@ class MuxConnection(Connection):
         shared.register(session)
         protocol.connection_made(session)  # type: ignore[arg-type]
         host, port = shared.transport.get_extra_info("sockname")[:2]
-        protocol.local_candidate = Candidate(
-            foundation=candidate_foundation("host", "udp", host),
-            component=component,
-            transport="udp",
-            priority=candidate_priority(component, "host"),
-            host=host,
-            port=port,
-            type="host",
-        )
+        protocol.local_candidate = host_candidate(host, port, "udp", component)
         return protocol
+
+    def _attach_tcp(self, listener: TcpListener, address: str, component: int) -> StunProtocol:
+        protocol = StunProtocol(self)
+        listener.attach(protocol, self.local_username)
+        assert self.mux.tcp_port is not None
+        protocol.local_candidate = host_candidate(address, self.mux.tcp_port, "tcp", component)
+        return protocol
+
+
+def host_candidate(host: str, port: int, transport: str, component: int, rank: int = 0) -> Candidate:
+    """A host candidate on (host, port): UDP, or TCP `tcptype passive` (RFC 6544); `rank`
+    orders several of one transport (0 first)."""
+    if transport == "udp":
+        priority = candidate_priority(component, "host") - rank
+    else:
+        priority = (1 << 24) * 126 + (1 << 8) * TCP_LOCAL_PREFERENCE + 256 - component - rank
+    return Candidate(
+        foundation=candidate_foundation("host", transport, host),
+        component=component,
+        transport=transport,
+        priority=priority,
+        host=host,
+        port=port,
+        type="host",
+        tcptype="passive" if transport == "tcp" else None,
+    )

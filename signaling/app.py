@@ -249,7 +249,8 @@ async def keep_placing(registry: NodeRegistry, placement: Placement, hub: Stream
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     cfg = app[keys.CONFIG]
     use_host_addresses(cfg.webrtc.host_addresses)
-    mux = IceMux(cfg.webrtc.udp_port, cfg.webrtc.announce_addresses) if cfg.webrtc.udp_port is not None else None
+    w = cfg.webrtc
+    mux = IceMux(w.udp_port, w.announce_addresses, w.tcp_port) if w.udp_port is not None else None
     if mux is not None:
         await mux.start()  # a taken port stops the node: its published port would be dead
         app[keys.METRICS].watch_ice_mux(mux)

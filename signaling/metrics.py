@@ -142,7 +142,8 @@ class FieldCollector(Collector):
 
 
 class IceMuxCollector(Collector):
-    """WebRTC on one UDP port (webrtc.udp_port): its datagrams and sessions."""
+    """WebRTC on one UDP port (webrtc.udp_port): its datagrams and sessions; and ICE over
+    TCP (webrtc.tcp_port): its connections, packets, refusals and drops."""
 
     def __init__(self, mux: IceMux):
         self.mux = mux
@@ -155,6 +156,19 @@ class IceMuxCollector(Collector):
                                   self.mux.dropped)  # fmt: skip
         yield GaugeMetricFamily("gridwatch_ice_mux_sessions",
                                 "ICE sessions on the WebRTC UDP port", self.mux.sessions())  # fmt: skip
+        if self.mux.tcp_port is None:
+            return
+        tcp = self.mux.tcp
+        yield GaugeMetricFamily("gridwatch_ice_tcp_connections",
+                                "ICE-TCP connections (webrtc.tcp_port) bound to a session", self.mux.tcp_connections())  # fmt: skip
+        yield CounterMetricFamily("gridwatch_ice_tcp_packets", "packets over ICE-TCP routed to their session",
+                                  tcp.frames)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_ice_tcp_sent", "packets sent over ICE-TCP", tcp.sent)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_ice_tcp_refused",
+                                  "ICE-TCP connections closed for naming no session, saying nothing or too many waiting",
+                                  tcp.refused)  # fmt: skip
+        yield CounterMetricFamily("gridwatch_ice_tcp_send_dropped",
+                                  "packets dropped towards an ICE-TCP peer that stopped reading", tcp.send_dropped)  # fmt: skip
 
 
 class MatcherCollector(Collector):

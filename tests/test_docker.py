@@ -50,10 +50,11 @@ USER = "10001:10001"
 REGISTRY_ENV = re.compile(r"^(PIP_|NPM_CONFIG_|NODE_EXTRA_CA_CERTS$|SSL_CERT_|REQUESTS_CA_BUNDLE$|(HTTPS?|NO)_PROXY$)",
                           re.IGNORECASE)
 GRIDWATCH_SERVICES = ("node-a", "node-b", "worker-1", "worker-2")
-# The host's ports of each node: HTTP, RTMP, WebRTC (the same inside, which ICE offers).
+# The host's ports of each node: HTTP, RTMP, WebRTC over UDP and TCP (the same inside,
+# which ICE offers).
 NODE_PORTS = {
-    "node-a": ["8080:8080/tcp", "1935:1935/tcp", "8555:8555/udp"],
-    "node-b": ["8081:8080/tcp", "1936:1935/tcp", "8556:8556/udp"],
+    "node-a": ["8080:8080/tcp", "1935:1935/tcp", "8555:8555/udp", "8555:8555/tcp"],
+    "node-b": ["8081:8080/tcp", "1936:1935/tcp", "8556:8556/udp", "8556:8556/tcp"],
 }
 
 
@@ -296,7 +297,8 @@ def test_images_run_as_their_user_with_health_checks():
     assert "--uid 10001 --gid 10001" in useradd
     exposed = set(final(stages["server"], "EXPOSE").args.split())
     published = {p.split(":", 1)[1] for ports in NODE_PORTS.values() for p in ports}
-    assert {"8080/tcp", "1935/tcp", "8555/udp"} <= exposed and published - exposed == {"8556/udp"}
+    assert {"8080/tcp", "1935/tcp", "8555/udp", "8555/tcp"} <= exposed
+    assert published - exposed == {"8556/udp", "8556/tcp"}
 
 
 def test_compose_file_follows_the_compose_specification():
@@ -339,8 +341,9 @@ def test_compose_runs_the_centre_an_operator_expects():
     for name, ports in NODE_PORTS.items():
         node = services[name]
         assert node["ports"] == ports
-        udp = ports[2].split(":")[0]
+        udp, tcp = ports[2].split(":")[0], ports[3].split(":")[0]
         assert node["environment"]["GRIDWATCH_WEBRTC__UDP_PORT"] == udp
+        assert node["environment"]["GRIDWATCH_WEBRTC__TCP_PORT"] == tcp
         assert node["environment"]["GRIDWATCH_CLUSTER__INTERNAL_URL"] == f"http://{name}:8080"
         data = f"{name}-data"
         assert f"{data}:/var/lib/gridwatch" in node["volumes"] and data in compose["volumes"]
