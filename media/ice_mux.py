@@ -114,11 +114,13 @@ class SharedSocket(asyncio.DatagramProtocol):
         log.debug("ice mux socket error", extra={"error": str(exc)})
 
     def _route(self, data: bytes, addr: Address) -> MuxTransport | None:
-        if not data or data[0] > 3:  # not STUN (RFC 7983 section 7)
+        if not data:  # an empty one would stop aiortc's DTLS reader
+            return None
+        if data[0] > 3:  # not STUN (RFC 7983 section 7)
             return self.by_addr.get(addr)
         try:
             message = stun.parse_message(data)
-        except ValueError:
+        except Exception:  # aioice raises struct.error too, on a truncated attribute
             return None
         if message.message_class == stun.Class.REQUEST:
             session, authentic = requested_session(message, self.by_ufrag)
@@ -268,13 +270,18 @@ class MuxConnection(Connection):
         for address in addresses:
             try:
                 shared = await self.mux.socket_for(address)
-                listener = await self.mux.listener_for(address) if self.mux.tcp_port else None
             except OSError as e:  # as aioice does: that address offers no candidate
                 log.warning("ice host address skipped", extra={"address": address, "error": str(e)})
                 continue
             host.append(self._attach(shared, component))
-            if listener is not None:
-                tcp.append(self._attach_tcp(listener, address, component))
+            if self.mux.tcp_port is None:
+                continue
+            try:
+                listener = await self.mux.listener_for(address)
+            except OSError as e:  # its UDP candidate is still offered
+                log.warning("ice tcp address skipped", extra={"address": address, "error": str(e)})
+                continue
+            tcp.append(self._attach_tcp(listener, address, component))
         self._protocols += host + tcp
         candidates = [p.local_candidate for p in host + tcp]
         bound = {c.host for c in candidates}
@@ -315,11 +322,11 @@ class MuxConnection(Connection):
 
 def host_candidate(host: str, port: int, transport: str, component: int, rank: int = 0) -> Candidate:
     """A host candidate on (host, port): UDP, or TCP `tcptype passive` (RFC 6544); `rank`
-    orders several of one transport (0 first)."""
+    orders several of one transport (0 first) by local preference."""
     if transport == "udp":
-        priority = candidate_priority(component, "host") - rank
+        priority = candidate_priority(component, "host") - (rank << 8)
     else:
-        priority = (1 << 24) * 126 + (1 << 8) * TCP_LOCAL_PREFERENCE + 256 - component - rank
+        priority = (1 << 24) * 126 + (1 << 8) * (TCP_LOCAL_PREFERENCE - rank) + 256 - component
     return Candidate(
         foundation=candidate_foundation("host", transport, host),
         component=component,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import struct
 import subprocess
 import time
 
@@ -128,7 +129,13 @@ async def test_sessions_are_told_apart_and_strangers_dropped(rtsp_factory, gridw
         unknown.attributes["USERNAME"] = "nosuch00:abcd"
         unknown.add_message_integrity(b"x" * 22)
         stranger.sendto(bytes(unknown), ("127.0.0.1", port))
-        await wait_mux_metric(gw, "dropped_total", dropped + 2)
+        # An empty datagram, and a check whose PRIORITY is 2 bytes long, not 4.
+        stranger.sendto(b"", ("127.0.0.1", port))
+        priority = struct.pack("!HH", 0x0024, 2) + b"\x00\x01\x00\x00"
+        stranger.sendto(struct.pack("!HHI", 0x0001, len(priority), stun.COOKIE) + bytes(12) + priority,
+                        ("127.0.0.1", port))  # fmt: skip
+        await wait_mux_metric(gw, "dropped_total", dropped + 4)
+        assert not gw.tracebacks()
 
         # A check with a live session's ufrag but not its password goes to that session,
         # which refuses it (401), and teaches the node nothing: the stranger's next
@@ -141,7 +148,7 @@ async def test_sessions_are_told_apart_and_strangers_dropped(rtsp_factory, gridw
         assert answer.transaction_id == forged.transaction_id
         assert answer.message_class == stun.Class.ERROR and answer.error_code == 401
         stranger.sendto(b"\x80" + b"\x00" * 40, ("127.0.0.1", port))  # an RTP-looking packet
-        await wait_mux_metric(gw, "dropped_total", dropped + 3)
+        await wait_mux_metric(gw, "dropped_total", dropped + 5)
         assert await second.wait_frames(second.count + 25, timeout=5.0)
     finally:
         stranger.close()

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
+import struct
 import subprocess
 
 import psutil
@@ -124,10 +126,13 @@ async def test_a_browser_without_udp_watches_and_publishes_over_the_tcp_port(
 
     watched = await wait_flowing(1)
     assert watched[0]["protocols"] == ["tcp"], watched
-    metrics = gw.metrics()
     # Chromium may open a connection per pair it checks: each is bound to the session.
-    viewing = established(gw.proc.pid, port)
-    assert viewing >= 1 and metrics["gridwatch_ice_tcp_connections"] == viewing
+    def bound_and_open() -> int:
+        n = established(gw.proc.pid, port)
+        return n if n >= 1 and gw.metrics()["gridwatch_ice_tcp_connections"] == n else 0
+
+    viewing = await wait_for("every ICE-TCP connection bound to a session", bound_and_open, 30)
+    metrics = gw.metrics()
     assert metrics["gridwatch_ice_tcp_packets_total"] > 0 and metrics["gridwatch_ice_tcp_sent_total"] > 25
     assert metrics["gridwatch_ice_mux_packets_total"] == 0  # nothing came over UDP
 
@@ -136,7 +141,7 @@ async def test_a_browser_without_udp_watches_and_publishes_over_the_tcp_port(
                                     "publish": True})  # fmt: skip
     both = await wait_flowing(2)
     assert [s["protocols"] for s in both] == [["tcp"], ["tcp"]], both
-    assert established(gw.proc.pid, port) > viewing
+    await wait_for("the publisher's ICE-TCP connection", lambda: bound_and_open() > viewing, 30)
     token = gw.token("viewer")
     viewer = await view(http, gw.base, "drone-1", token)
     try:
@@ -152,6 +157,7 @@ async def test_a_browser_without_udp_watches_and_publishes_over_the_tcp_port(
     await page.evaluate("() => window.pcs.forEach(pc => pc.close())")
     await wait_for("the ICE-TCP connections closed", lambda: established(gw.proc.pid, port) == 0, 60)
     await wait_for("no ICE-TCP connection counted", lambda: gw.metrics()["gridwatch_ice_tcp_connections"] == 0, 60)
+    await wait_for("every ICE session closed", lambda: gw.metrics()["gridwatch_ice_mux_sessions"] == 0, 60)
 
 
 # The listener itself, in this process: a real aioice Connection as the session, real sockets.
@@ -199,13 +205,34 @@ async def closed_by_server(reader: asyncio.StreamReader) -> bool:
         return True
 
 
+def truncated_check() -> bytes:
+    """A binding request whose PRIORITY attribute is 2 bytes long, not 4."""
+    attribute = struct.pack("!HH", 0x0024, 2) + b"\x00\x01\x00\x00"
+    return struct.pack("!HHI", 0x0001, len(attribute), stun.COOKIE) + os.urandom(12) + attribute
+
+
+def not_a_check(username: str, password: str) -> bytes:
+    """A request other than a binding one (a TURN Allocate), rightly signed."""
+    request = stun.Message(message_method=stun.Method.ALLOCATE, message_class=stun.Class.REQUEST)
+    request.attributes["USERNAME"] = username
+    request.add_message_integrity(password.encode())
+    return bytes(request)
+
+
+async def read_frame(reader: asyncio.StreamReader) -> stun.Message:
+    size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 5), "big")
+    return stun.parse_message(await reader.readexactly(size))
+
+
 async def test_connections_that_name_no_session_are_closed_and_counted():
     async with listening() as (listener, port, connection, _):
-        good_user = f"{connection.local_username}:peer"
+        good_user, password = f"{connection.local_username}:peer", connection.local_password
         firsts = {
             "not STUN": framed(b"\x16\xfe\xfd" + bytes(40)),  # a DTLS record first
-            "an unknown ufrag": framed(binding_request("nosuchufrag:peer", connection.local_password)),
+            "a truncated attribute": framed(truncated_check()),
+            "an unknown ufrag": framed(binding_request("nosuchufrag:peer", password)),
             "a wrong password": framed(binding_request(good_user, "not-the-password-at-all")),
+            "not a binding request": framed(not_a_check(good_user, password)),
         }
         for n, (what, first) in enumerate(firsts.items(), 1):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -217,33 +244,62 @@ async def test_connections_that_name_no_session_are_closed_and_counted():
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         assert await closed_by_server(reader)
         writer.close()
-        assert listener.stats.refused == 4 and listener.stats.frames == 0
+        assert listener.stats.refused == len(firsts) + 1 and listener.stats.frames == 0
         assert not listener.pending and listener.connections() == 0
-        # The right ufrag and password: answered on the connection, which stays open.
+
+        # The right ufrag and password, a byte at a time, then two checks in one write:
+        # each answered on the connection, which stays open.
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(framed(binding_request(good_user, connection.local_password)))
-        size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 5), "big")
-        response = stun.parse_message(await reader.readexactly(size))
-        assert response.message_class == stun.Class.RESPONSE
-        assert listener.connections() == 1 and listener.stats.frames == 1
-        writer.close()
-        await wait_for("the closed connection forgotten", lambda: listener.connections() == 0, 5)
+        for byte in framed(binding_request(good_user, password)):
+            writer.write(bytes([byte]))
+            await writer.drain()
+        assert (await read_frame(reader)).message_class == stun.Class.RESPONSE
+        writer.write(framed(binding_request(good_user, password)) * 2 + framed(b""))
+        assert (await read_frame(reader)).message_class == stun.Class.RESPONSE
+        assert (await read_frame(reader)).message_class == stun.Class.RESPONSE
+        assert listener.connections() == 1 and listener.stats.frames == 3  # the empty one not passed on
+
+        # A session has at most MAX_PER_SESSION connections.
+        more = []
+        for _ in range(ice_tcp.MAX_PER_SESSION - 1):
+            more.append(await asyncio.open_connection("127.0.0.1", port))
+            more[-1][1].write(framed(binding_request(good_user, password)))
+            await read_frame(more[-1][0])
+        extra_reader, extra_writer = await asyncio.open_connection("127.0.0.1", port)
+        extra_writer.write(framed(binding_request(good_user, password)))
+        assert await closed_by_server(extra_reader)
+        assert listener.connections() == ice_tcp.MAX_PER_SESSION
+        for _, w in [*more, (reader, writer), (extra_reader, extra_writer)]:
+            w.close()
+        await wait_for("the closed connections forgotten", lambda: listener.connections() == 0, 5)
 
 
-async def test_a_peer_that_stops_reading_gets_packets_dropped_not_buffered():
+def server_sockets(port: int) -> int:
+    """This process's connected sockets on local `port` (the listener's side)."""
+    return sum(1 for c in psutil.Process().net_connections(kind="tcp")
+               if c.laddr.port == port and c.status != psutil.CONN_LISTEN)  # fmt: skip
+
+
+async def test_a_peer_that_stops_reading_gets_media_dropped_not_buffered():
     async with listening() as (listener, port, connection, session):
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", port))
         sock.sendall(framed(binding_request(f"{connection.local_username}:peer", connection.local_password)))
         await wait_for("the connection bound", lambda: listener.connections() == 1, 5)
-        (peer, bound), = session.connections.items()
-        packet = bytes(1200)
+        ((peer, bound),) = session.connections.items()
+        packet = b"\x80" + bytes(1199)  # an RTP packet's first byte
         for _ in range(20_000):  # 24 MB towards a peer that reads none of it
             session.sendto(packet, peer)
-        queued = bound.transport.get_write_buffer_size()
-        assert queued <= ice_tcp.WRITE_BUFFER_BYTES + len(packet) + 2
+        assert bound.transport.get_write_buffer_size() <= ice_tcp.WRITE_BUFFER_BYTES + len(packet) + 2
         assert listener.stats.send_dropped > 15_000
+        # STUN (consent checks) still goes past the media's limit.
+        sent = listener.stats.sent
+        session.sendto(binding_request("peer:x", "y"), peer)
+        assert listener.stats.sent == sent + 1
+        # The session ends: its connection is gone at once, queue or not.
+        session.close()
+        await wait_for("the stalled connection closed", lambda: server_sockets(port) == 0, 2)
         sock.close()
 
 

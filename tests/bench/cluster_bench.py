@@ -217,6 +217,7 @@ async def node_main(args: argparse.Namespace) -> None:
 
         from gridwatch.media.cameras import CameraStore
         from gridwatch.media.leases import LeasedWork, Leases
+        from gridwatch.media.published import PublishedStreams
         from gridwatch.signaling import keys
         from gridwatch.signaling.app import join_cluster, keep_placing
         from gridwatch.signaling.config import Config
@@ -226,6 +227,7 @@ async def node_main(args: argparse.Namespace) -> None:
         app[keys.CONFIG] = Config.model_validate({"cluster": {"node": args.name}, "media": {"lease_s": args.lease_s},
                                                   "redis": {"url": args.redis}})  # fmt: skip
         app[keys.REDIS], app[keys.METRICS] = r, metrics
+        published = app[keys.PUBLISHED] = PublishedStreams(r, args.name, lambda node: node in app[keys.NODES].live)
         store = CameraStore(r, hub, lambda camera: None)
         feed = store.feed
         feed.load = probe.timed("feed.load", feed.load)
@@ -245,7 +247,7 @@ async def node_main(args: argparse.Namespace) -> None:
                             mine=placement.mine)  # fmt: skip
         placement.listeners.append(lambda changed: media.wake())
         placement.listeners.append(lambda changed: record.wake())
-        loops = {"feed": feed.follow(), "placing": keep_placing(registry, placement, args.lease_s)}
+        loops = {"feed": feed.follow(), "placing": keep_placing(registry, placement, hub, published, args.lease_s)}
         share = lambda: placement.counts().get(args.name, 0)  # noqa: E731
     media._take_and_drop = probe.timed("media cycle", media._take_and_drop)
     record._take_and_drop = probe.timed("record cycle", record._take_and_drop)
