@@ -80,9 +80,23 @@ def rendezvous(cameras: list[str], hashes: np.ndarray, nodes: list[NodeInfo],
     names = [n.node for n in nodes]
     ranks = np.argsort(~scores, axis=1, kind="stable")  # descending: ~ reverses unsigned order
     room = shares(len(cameras), nodes, camera_mbps)
-    owners: dict[str, str] = {}
+    order = np.argsort(hashes, kind="stable")
+    # In hash order each camera takes the first of its nodes with room. Until some node
+    # is full every camera gets its first choice: that prefix is taken at once (numpy),
+    # and only the rest camera by camera (a few percent of them: loads are bounded at
+    # 1 + BALANCE of an even share).
+    first = ranks[order, 0]
+    seat = np.empty(len(first), dtype=np.int64)  # the how-many-th first choice of its node
+    for j in range(len(nodes)):
+        at = np.flatnonzero(first == j)
+        seat[at] = np.arange(len(at))
+    full = np.flatnonzero(seat >= np.asarray(room, dtype=np.int64)[first])
+    k = int(full[0]) if len(full) else len(first)
+    owners = {cameras[i]: names[j] for i, j in zip(order[:k].tolist(), first[:k].tolist(), strict=True)}
+    for j, n in zip(*np.unique(first[:k], return_counts=True), strict=True):
+        room[int(j)] -= int(n)
     unplaced: list[str] = []
-    for i in np.argsort(hashes, kind="stable").tolist():
+    for i in order[k:].tolist():
         for j in ranks[i].tolist():
             if room[j] > 0:
                 room[j] -= 1

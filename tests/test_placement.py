@@ -6,12 +6,13 @@ from __future__ import annotations
 import collections
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gridwatch.media.nodes import NodeInfo
-from gridwatch.media.placement import BALANCE, Placement, shares
+from gridwatch.media.placement import BALANCE, Placement, _mix, key_hash, rendezvous, shares
 
 
 def node(name: str, cameras: int | None = None, mbps: float | None = None) -> NodeInfo:
@@ -43,6 +44,29 @@ def test_no_node_takes_more_than_its_bounded_share(n_nodes, n_cameras, seed):
     counts = p.counts()
     assert sum(counts.values()) == n_cameras and not p.unplaced
     assert max(counts.values()) <= -(-n_cameras * (1 + BALANCE) // n_nodes)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_nodes=st.integers(1, 12), n_cameras=st.integers(1, 3000), seed=st.integers(0, 2**32),
+       small=st.lists(st.integers(0, 400), max_size=4))  # fmt: skip
+def test_each_camera_takes_the_first_of_its_nodes_with_room_in_hash_order(n_nodes, n_cameras, seed, small):
+    """Bounded-load rendezvous, stated camera by camera (Mirrokni, Thorup, Zadimoghaddam,
+    SODA 2018), is what rendezvous() computes with its numpy prefix."""
+    rng = random.Random(seed)
+    cameras = [f"c{rng.getrandbits(48):x}-{i}" for i in range(n_cameras)]
+    nodes = [node(f"n{i}-{rng.getrandbits(16):x}", small[i] if i < len(small) else None) for i in range(n_nodes)]
+    hashes = np.array([key_hash(c) for c in cameras], dtype=np.uint64)
+    room = shares(n_cameras, nodes)
+    expected, nowhere = {}, []
+    for i in sorted(range(n_cameras), key=lambda i: int(hashes[i])):
+        by_score = sorted(range(n_nodes), key=lambda j: -int(_mix(np.array([hashes[i] ^ np.uint64(key_hash(nodes[j].node))]))[0]))
+        j = next((j for j in by_score if room[j] > 0), None)
+        if j is None:
+            nowhere.append(cameras[i])
+        else:
+            room[j] -= 1
+            expected[cameras[i]] = nodes[j].node
+    assert rendezvous(cameras, hashes, nodes, 4.0) == (expected, nowhere)
 
 
 def test_a_node_that_joins_takes_about_its_share_and_nothing_else_moves():

@@ -18,7 +18,7 @@ node's hub (`hub.upsert`, lazy: no producer starts without a consumer) and then 
   loop, and two real LeasedWork (roles media and record, period lease_s/3, mine=
   placement.mine, woken by placement changes, as media_ctx and recordings_ctx wire
   them) whose wanted() are those of Samplers (cameras with detection and zones) and
-  Recordings (cameras recording), both from CameraStore.all;
+  Recordings (cameras recording), both of the cameras placed on the node;
 - before (89f9334): media/leases.py of 89f9334, written from `git show` into a temp
   folder and imported from there; its two LeasedWork (same roles and period) read the
   whole registry with media.cameras.stored_cameras (unchanged since) every cycle, as
@@ -235,11 +235,15 @@ async def node_main(args: argparse.Namespace) -> None:
         registry, placement = await join_cluster(app, store)
         placement.update = probe.timed_sync("placement.update", placement.update)
 
+        # As the server's targets() and Recordings._wanted: the cameras placed here only.
+        def owned() -> list[Camera]:
+            return [c for i in placement.owned() if (c := store.feed.cameras.get(i)) is not None]
+
         async def media_wanted() -> dict:
-            return media_of(await store.all())
+            return media_of(owned())
 
         async def record_wanted() -> dict:
-            return record_of(await store.all())
+            return record_of(owned())
 
         media = LeasedWork(Leases(r, "media", args.name, args.lease_s), media_wanted, start, args.lease_s / 3,
                            mine=placement.mine)  # fmt: skip
