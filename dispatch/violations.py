@@ -9,7 +9,8 @@
 
 Every node reads the group; an entry is acknowledged (and deleted: it carries
 pictures) only once it has been acted on, and entries a dead node held are claimed by
-another after `claim_idle_s`. Entries that can never be acted on go to
+another after `claim_idle_s`. A node acts on an entry only while it is still pending to
+it: one held up past `claim_idle_s` after reading it leaves it to the node that claimed it. Entries that can never be acted on go to
 `{stream}:dead` with the reason.
 """
 
@@ -92,6 +93,13 @@ class GroupConsumer:
                 raise
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        if not await self._still_ours(entry_id):
+            # Read, then held up (a pause, a stopped process) past claim_idle_s: another
+            # node claimed it and acted on it, or does now. Acting again would save its
+            # pictures here too, and the ticket's evidence would lie in two places.
+            log.info("detector entry skipped: another node took it over",
+                     extra={"stream": self.stream, "entry": entry_id.decode()})  # fmt: skip
+            return
         try:
             await self.handle(entry_id, fields)
         except Unusable as e:
@@ -101,6 +109,13 @@ class GroupConsumer:
 
     async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         raise NotImplementedError
+
+    async def _still_ours(self, entry_id: bytes) -> bool:
+        """Whether the entry is pending to this consumer still (not claimed by another
+        since it was read, nor acknowledged)."""
+        pending = await self.redis.xpending_range(self.stream, GROUP, min=entry_id, max=entry_id, count=1,
+                                                  consumername=self.name)  # fmt: skip
+        return bool(pending)
 
     async def _done(self, entry_id: bytes) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import time
 
 import redis
 
-from support.procs import GridwatchServer, RedisServer
+from support.procs import GridwatchServer, RedisServer, settled
+from support.waits import wait_for
 
 POSITION = {"lat": 31.2601, "lon": 120.9203}
 
@@ -89,4 +92,51 @@ async def test_violations_open_tickets_once_and_survive_a_dead_consumer(tmp_path
     finally:
         gw.stop()
         r.close()
+        store.stop()
+
+
+async def test_a_node_held_up_after_reading_an_entry_leaves_it_to_the_node_that_claimed_it(tmp_path, users, http):
+    store = RedisServer(tmp_path / "redis").start()
+    r = redis.Redis.from_url(store.url)
+
+    def node(name: str) -> GridwatchServer:
+        return GridwatchServer(tmp_path / name, {
+            "users": users, "redis": {"url": store.url}, "cluster": {"node": name},
+            "dispatch": {"claim_idle_s": 1},
+            "cameras": [{"id": "gate", "source": "lavfi:testsrc", "position": POSITION}]}).start()  # fmt: skip
+
+    a, b = node("na"), node("nb")
+    try:
+        await settled([a, b])
+        token = a.token("dispatcher")
+        consumer_of = {f"{socket.gethostname()}-{n.proc.pid}": n for n in (a, b)}
+        # Redis hands a new entry to one of the nodes blocked in XREADGROUP: the one that
+        # blocked first. Until it is the stopped one, another violation.
+        for attempt in range(20):
+            vid = f"v-held-up-{attempt}"
+            a.proc.send_signal(signal.SIGSTOP)
+            try:
+                r.xadd("gw:violations", {**violation(vid), "first.jpg": b"\xff\xd8 a picture"})
+                holder = await wait_for("the entry read", lambda: r.xpending_range(
+                    "gw:violations", "dispatch", "-", "+", 10), 10)  # fmt: skip
+                if consumer_of[holder[0]["consumer"].decode()] is b:
+                    await wait_for("b's ticket", lambda: r.xlen("gw:violations") == 0, 10)
+                    continue
+                # b claims it after claim_idle_s and acts on it while a is stopped.
+                await wait_for("b took it over and acted", lambda: r.xlen("gw:violations") == 0, 30)
+            finally:
+                a.proc.send_signal(signal.SIGCONT)
+            break
+        else:
+            raise AssertionError("the stopped node never got an entry")
+        # Resumed, a comes to the entry it had read: it acts on it, or leaves it.
+        await wait_for("a came to the entry", lambda: a.records("violation")
+                       or a.records("detector entry skipped: another node took it over"), 10)  # fmt: skip
+        folders = [n for n in (a, b) if (n.workdir / "data" / "evidence" / vid).is_dir()]
+        assert folders == [b] and r.hget("gw:evidence:holders", vid) == b"nb"
+        assert {k: len(v) for k, v in (await tickets_by_key(http, a, token)).items()}[vid] == 1
+        assert not a.tracebacks() and not b.tracebacks()
+    finally:
+        for n in (a, b):
+            n.stop()
         store.stop()
