@@ -167,8 +167,9 @@ class IceTcpConnection(asyncio.Protocol):
         if self.transport.is_closing():
             return
         # Media and DTLS past the queue's limit are dropped, as UDP would lose them; STUN
-        # (consent checks and their answers, a few a second) always goes, so that a slow
-        # link keeps its session (RFC 7675) and recovers once it drains.
+        # (consent checks and their answers, a few a second) goes on up to twice the
+        # limit, so that a slow link keeps its session (RFC 7675) and recovers once it
+        # drains, while a peer that reads nothing still cannot grow the queue for ever.
         stun_packet = data[0] <= 3
         queued = self.transport.get_write_buffer_size()
         if len(data) > MAX_FRAME or queued > WRITE_BUFFER_BYTES * (2 if stun_packet else 1):
