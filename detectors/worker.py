@@ -359,6 +359,7 @@ class Worker:
         # The worker's copy of the camera registry, kept by its change feed: a cycle does
         # not read and validate every camera of the centre again.
         self.feed = CameraFeed(redis)
+        self._follow: asyncio.Task | None = None
 
     async def run(self) -> None:
         # Load the model before taking any camera: a worker that cannot run it holds none.
@@ -366,11 +367,11 @@ class Worker:
         if self.cfg.plates:  # one reader for all the cameras, loaded once
             self.plates = await asyncio.to_thread(load_reader)
         log.info("detector worker started", extra={"worker": self.name})
-        follow = asyncio.create_task(self.feed.follow(), name="camera-feed")
         try:
             await forever(self.cycle, "detector worker", log, period_s=self.cfg.lease_s / 3)
         finally:
-            follow.cancel()
+            if self._follow is not None:
+                self._follow.cancel()
             for camera in list(self.watching):
                 await self._stop(camera)
             with contextlib.suppress(RedisError, OSError):
@@ -382,8 +383,9 @@ class Worker:
         await self.redis.zadd(WORKERS, {self.name: now})
         await self.redis.zremrangebyscore(WORKERS, "-inf", now - 3 * self.cfg.lease_s)
         live = max(1, await self.redis.zcount(WORKERS, now - self.cfg.lease_s, "+inf"))
-        if not self.feed.reloads:
-            await self.feed.load()  # the first cycle; later ones follow the feed
+        if self._follow is None:  # the first cycle: the registry read whole once, then followed
+            await self.feed.load()
+            self._follow = asyncio.create_task(self.feed.follow(), name="camera-feed")
         cameras = {c.id: c for c in self.feed.cameras.values() if c.detect.enabled and c.zones}
         share = math.ceil(len(cameras) / live)
         held = await self.leases.hold_many(list(self.watching))  # one round trip for them all
